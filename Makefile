@@ -1,0 +1,37 @@
+# registry-refcount: the two commands are `make run` and `make test`.
+SHELL := /bin/bash
+VENV27 := .venv27
+VENV3 := .venv3
+REGISTRY_HOST ?= 127.0.0.1
+REGISTRY_PORT ?= 5000
+STORAGE_PATH ?= $(CURDIR)/var/registry
+GUNICORN_WORKERS ?= 4
+SETTINGS_FLAVOR ?= local
+PYTEST_ARGS ?=
+
+.PHONY: setup run test test27 test3 stress bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+run: setup
+	@mkdir -p "$(STORAGE_PATH)"
+	@echo "registry-refcount: serving docker-registry 0.9.1 with the extension on http://$(REGISTRY_HOST):$(REGISTRY_PORT)/ (flavor $(SETTINGS_FLAVOR), storage $(STORAGE_PATH), $(GUNICORN_WORKERS) workers)"
+	@export PATH="$(CURDIR)/$(VENV27)/bin:$$PATH" \
+	  DOCKER_REGISTRY_CONFIG="$(CURDIR)/config_sample.yml" \
+	  SETTINGS_FLAVOR="$(SETTINGS_FLAVOR)" \
+	  REGISTRY_HOST="$(REGISTRY_HOST)" REGISTRY_PORT="$(REGISTRY_PORT)" \
+	  STORAGE_PATH="$(STORAGE_PATH)" GUNICORN_WORKERS="$(GUNICORN_WORKERS)"; \
+	  exec $(VENV27)/bin/docker-registry
+
+test: setup
+	@bash scripts/test.sh $(PYTEST_ARGS)
+
+stress: setup
+	@REFCOUNT_STRESS=1 bash scripts/test.sh -k stress $(PYTEST_ARGS)
+
+bench: setup
+	@bash scripts/bench.sh
+
+clean:
+	rm -rf $(VENV27) $(VENV3) .venv-tools var .pytest_cache

@@ -1,0 +1,244 @@
+"""The invariants checker: DESIGN.md section 7, from storage alone.
+
+:func:`check` walks the truth (tag files, image json and ancestries) and
+the records (markers, ledger, intents, journal) and reports:
+
+* **S1** - tags whose chain is not whole (an image missing, partially
+  deleted, or without ancestry);
+* **R1** - every record that differs from what the truth says, each with
+  the repair that would fix it (never a deletion of an image);
+* **L1** - images that no tag reaches;
+* work in flight or unfinished (intents, journal entries) and unreadable
+  records.
+
+S2 (containment) is about what changed, not what is: tests compare
+listings taken before and after (:func:`outside_listing`).
+"""
+
+from __future__ import absolute_import, unicode_literals
+
+import json
+import os
+
+from . import layout
+from . import protocols
+from . import records
+from . import truth
+
+
+class Report(object):
+    def __init__(self):
+        self.s1 = []          # {'tag', 'problem'}
+        self.r1 = []          # {'kind', 'image'|'tag', 'detail', ...}
+        self.unreachable = []
+        self.reachable = set()
+        self.tags = {}
+        self.images = {}
+        self.intents = []
+        self.journal = []
+        self.unreadable = []
+        self.legacy = []
+
+    @property
+    def consistent(self):
+        return not (self.s1 or self.r1 or self.unreadable or self.journal
+                    or self.legacy)
+
+    def as_dict(self):
+        return {
+            'consistent': self.consistent,
+            'tags': len(self.tags),
+            'images': len(self.images),
+            'reachable': len(self.reachable),
+            'unreachable': sorted(self.unreachable),
+            's1': self.s1, 'r1': self.r1,
+            'intents': self.intents, 'journal': self.journal,
+            'unreadable': self.unreadable, 'legacy': self.legacy,
+        }
+
+
+def check(store, jobs=8):
+    rep = Report()
+    rep.tags, bad_tags = truth.read_tags(store, jobs)
+    for key, problem in bad_tags.items():
+        rep.s1.append({'tag': key.display, 'problem': problem})
+    rep.images = truth.read_images(store, jobs)
+    rep.reachable, broken = truth.mark(rep.tags, rep.images)
+    for key, problem in broken.items():
+        rep.s1.append({'tag': key.display, 'problem': problem})
+    for image_id in rep.reachable:
+        img = rep.images.get(image_id)
+        if img is not None and img.deleting:
+            rep.s1.append({'tag': None, 'problem': 'reachable image %s has '
+                           'a tombstone' % image_id})
+        elif img is not None and img.has_json and not store.exists(
+                layout.image_file(image_id, 'layer')):
+            rep.s1.append({'tag': None, 'problem': 'reachable image %s has '
+                           'no layer' % image_id})
+    rep.unreachable = sorted(i for i, img in rep.images.items()
+                             if i not in rep.reachable and img.has_json)
+    rep.intents = sorted(i for i in records.listing(store, layout.INTENTS)
+                         if not i.startswith('.'))
+    rep.journal = sorted(i for i in records.listing(store, layout.JOURNAL)
+                         if layout.valid_id(i))
+    _check_records(store, rep, jobs)
+    return rep
+
+
+def expected_markers(tags, images):
+    """``{image: {marker: content}}`` the truth calls for."""
+    want = {}
+    for key, image_id in tags.items():
+        want.setdefault(image_id, {})[key.marker] = str(key)
+    for img in images.values():
+        if img.has_json and not img.deleting and img.parent:
+            want.setdefault(img.parent, {})[
+                layout.child_marker(img.id)] = ''
+    return want
+
+
+def _check_records(store, rep, jobs):
+    want = expected_markers(rep.tags, rep.images)
+    intents = set(rep.intents)
+
+    def markers_of(image_id):
+        names = list(records.markers(store, image_id))
+        legacy = (not names and
+                  records.legacy_references(store, image_id) is not None)
+        contents = {}
+        for name in names:
+            if name.startswith(layout.TAG_PREFIX):
+                try:
+                    contents[name] = layout.text(store.get_content(
+                        layout.marker_path(image_id, name)))
+                except Exception:
+                    contents[name] = None
+        return names, legacy, contents
+
+    ids = sorted(set(rep.images) | set(want))
+    found = dict(zip(ids, truth.pool_map(markers_of, ids, jobs)))
+    for image_id in ids:
+        names, legacy, contents = found[image_id]
+        if legacy:
+            rep.legacy.append(image_id)
+        expected = want.get(image_id, {})
+        img = rep.images.get(image_id)
+        for name in names:
+            try:
+                kind, value = layout.check_marker(name)
+            except layout.InvalidName:
+                rep.r1.append({'kind': 'invalid_marker', 'image': image_id,
+                               'marker': name})
+                continue
+            if kind == 'pending':
+                if value not in intents:
+                    rep.r1.append({'kind': 'stale_marker', 'image': image_id,
+                                   'marker': name,
+                                   'detail': 'pending without an intent'})
+                continue
+            if name not in expected:
+                rep.r1.append({'kind': 'stale_marker', 'image': image_id,
+                               'marker': name,
+                               'detail': 'the truth has no such referrer'})
+            elif kind == 'tag' and contents.get(name) != expected[name]:
+                rep.r1.append({'kind': 'torn_marker', 'image': image_id,
+                               'marker': name, 'content': expected[name],
+                               'detail': 'content does not match its name'})
+        for name, content in sorted(expected.items()):
+            if name not in names and not legacy:
+                rep.r1.append({'kind': 'missing_marker', 'image': image_id,
+                               'marker': name, 'content': content,
+                               'detail': 'image %s' % (
+                                   'missing' if img is None or
+                                   not img.has_json else 'present')})
+    _check_ledger(store, rep)
+
+
+def ledger_entries(store):
+    """``{key: image id or UNKNOWN}`` for every ledger entry."""
+    entries = {}
+    for ns in records.listing(store, layout.LEDGER):
+        for repo in records.listing(store, '%s/%s' % (layout.LEDGER, ns)):
+            try:
+                for key in protocols.ledger_tags(store, ns, repo):
+                    entries[key] = protocols.read_ledger(store, key)
+            except layout.InvalidName:
+                continue
+    return entries
+
+
+def _check_ledger(store, rep):
+    entries = ledger_entries(store)
+    for key, image_id in sorted(entries.items()):
+        if image_id is protocols.UNKNOWN:
+            rep.unreadable.append(layout.ledger(key))
+            continue
+        if rep.tags.get(key) != image_id:
+            rep.r1.append({'kind': 'ledger', 'tag': key.display,
+                           'key': str(key), 'has': image_id,
+                           'want': rep.tags.get(key)})
+    for key, image_id in sorted(rep.tags.items()):
+        if key not in entries:
+            rep.r1.append({'kind': 'ledger', 'tag': key.display,
+                           'key': str(key), 'has': None, 'want': image_id})
+
+
+def repair(ctx, rep):
+    """Fix every R1 difference in ``rep``; never deletes an image (a stale
+    marker removed here may leave an image for gc).  Returns the count."""
+    store = ctx.store
+    fixed = 0
+    for diff in rep.r1:
+        kind = diff['kind']
+        if kind in ('missing_marker', 'torn_marker'):
+            if protocols.add_reference(ctx, diff['image'], diff['marker'],
+                                       diff['content']):
+                fixed += 1
+        elif kind == 'stale_marker':
+            with ctx.locks.image(diff['image']):
+                records.remove_marker(store, diff['image'], diff['marker'])
+            fixed += 1
+        elif kind == 'ledger':
+            key = layout.TagKey.parse(diff['key'])
+            with ctx.locks.tag(key):
+                current = protocols.read_tag(store, key)
+                if current is None:
+                    records.remove(store, layout.ledger(key))
+                else:
+                    records.write(store, layout.ledger(key),
+                                  {'image': current, 'tag': str(key)})
+            fixed += 1
+    for path in rep.unreadable:
+        if path.startswith(layout.LEDGER + '/'):
+            parts = path[len(layout.LEDGER) + 1:].split('/')
+            key = layout.TagKey(*parts)
+            with ctx.locks.tag(key):
+                current = protocols.read_tag(store, key)
+                if current is None:
+                    records.remove(store, path)
+                else:
+                    records.write(store, path, {'image': current,
+                                                'tag': str(key)})
+            fixed += 1
+    return fixed
+
+
+def outside_listing(root):
+    """Every file under a local storage root that is outside the
+    extension's places, with its content digest (for S2 tests)."""
+    import hashlib
+    result = {}
+    for folder, dirs, files in os.walk(root):
+        rel = os.path.relpath(folder, root)
+        rel = '' if rel == '.' else rel + '/'
+        if rel.startswith(layout.PREFIX + '/') or rel.startswith('images/'):
+            continue
+        for name in files:
+            path = rel + name
+            with open(os.path.join(folder, name), 'rb') as f:
+                result[path] = hashlib.sha1(f.read()).hexdigest()
+    return result
+
+
+def as_json(rep):
+    return json.dumps(rep.as_dict(), sort_keys=True, indent=2)

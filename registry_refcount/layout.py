@@ -1,0 +1,212 @@
+"""Where things live in the registry's storage, and which names are valid.
+
+Every path the extension reads or writes is built here, from ids that have
+passed the registry's own id rule and tag keys in the registry's own quoted
+form.  Nothing else in the package formats a storage path, so containment
+(S2: only ``images/<valid id>/`` and ``extensions/refcount/``) is checked in
+one place.
+"""
+
+from __future__ import absolute_import, unicode_literals
+
+import hashlib
+import re
+
+try:  # pragma: no cover - import location differs between 2 and 3
+    from urllib import quote_plus, unquote_plus
+except ImportError:  # pragma: no cover
+    from urllib.parse import quote_plus, unquote_plus
+
+#: The registry's id rule (``docker_registry.toolkit._re_hex_image_id``).
+ID_RE = re.compile(r'^([a-f0-9]{16}|[a-f0-9]{64})$')
+#: Intent ids are ours: 32 hex digits (uuid4).
+INTENT_RE = re.compile(r'^[a-f0-9]{32}$')
+
+IMAGES = 'images'
+REPOSITORIES = 'repositories'
+PREFIX = 'extensions/refcount'
+STATE = PREFIX + '/state'
+LEDGER = PREFIX + '/tags'
+INTENTS = PREFIX + '/intents'
+JOURNAL = PREFIX + '/deleting'
+CANDIDATES = PREFIX + '/candidates'
+AUDIT = PREFIX + '/audit'
+
+REFERENCES = '_references'
+TOMBSTONE = '_deleting'
+
+TAG_PREFIX = 'tag-'
+CHILD_PREFIX = 'child-'
+PENDING_PREFIX = 'pending-'
+
+
+class InvalidName(ValueError):
+    """An id, tag or marker name that the extension refuses to act on."""
+
+
+def text(value):
+    """Return ``value`` as text (drivers give bytes on Python 3)."""
+    if isinstance(value, bytes):
+        return value.decode('utf-8')
+    return value
+
+
+def valid_id(value):
+    """True if ``value`` is an image id the registry itself would accept."""
+    try:
+        return bool(ID_RE.match(text(value)))
+    except (TypeError, UnicodeDecodeError):
+        return False
+
+
+def check_id(value, what='image id'):
+    """Return ``value`` as text if it is a valid image id, else raise."""
+    if not valid_id(value):
+        raise InvalidName('invalid %s: %r' % (what, value))
+    return text(value)
+
+
+def quote(value):
+    """The registry's path quoting (``docker_registry.core.driver.check``)."""
+    value = text(value)
+    if value == '..':
+        return '%2E%2E'
+    if value == '.':
+        return '%2E'
+    return text(quote_plus(value.encode('utf-8')))
+
+
+class TagKey(tuple):
+    """A tag as storage names it: quoted namespace, repository and tag.
+
+    The registry quotes each part before building a path, so the quoted
+    parts never contain ``/`` or ``:`` and ``ns/repo:tag`` is unambiguous.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, namespace, repository, tag):
+        parts = tuple(text(p) for p in (namespace, repository, tag))
+        for p in parts:
+            if not p or '/' in p or ':' in p or p in ('.', '..'):
+                raise InvalidName('invalid tag part: %r' % (p,))
+        return tuple.__new__(cls, parts)
+
+    @classmethod
+    def from_request(cls, namespace, repository, tag):
+        """From the names a view or signal sees (before the driver quotes)."""
+        return cls(quote(namespace), quote(repository), quote(tag))
+
+    @classmethod
+    def parse(cls, value):
+        """From ``ns/repo:tag`` (a marker's content, an intent)."""
+        value = text(value)
+        try:
+            repo, tag = value.rsplit(':', 1)
+            namespace, repository = repo.split('/', 1)
+        except ValueError:
+            raise InvalidName('invalid tag reference: %r' % (value,))
+        return cls(namespace, repository, tag)
+
+    namespace = property(lambda self: self[0])
+    repository = property(lambda self: self[1])
+    tag = property(lambda self: self[2])
+
+    def __str__(self):
+        return '%s/%s:%s' % self
+
+    @property
+    def display(self):
+        return '%s/%s:%s' % tuple(unquote_plus(p) for p in self)
+
+    @property
+    def marker(self):
+        digest = hashlib.sha256(str(self).encode('utf-8')).hexdigest()
+        return TAG_PREFIX + digest
+
+
+# -- registry paths (read only, except images/<id>/ of a deleted image) ----
+
+def image_dir(image_id):
+    return '%s/%s' % (IMAGES, check_id(image_id))
+
+
+def image_file(image_id, name):
+    if not name or '/' in name or name in ('.', '..'):
+        raise InvalidName('invalid file name in image folder: %r' % (name,))
+    return '%s/%s' % (image_dir(image_id), name)
+
+
+def repository_dir(namespace, repository):
+    return '%s/%s/%s' % (REPOSITORIES, namespace, repository)
+
+
+def tag_file(key):
+    return '%s/tag_%s' % (repository_dir(key[0], key[1]), key[2])
+
+
+# -- the extension's own records -------------------------------------------
+
+def references_dir(image_id):
+    return image_file(image_id, REFERENCES)
+
+
+def marker_path(image_id, marker):
+    check_marker(marker)
+    return '%s/%s' % (references_dir(image_id), marker)
+
+
+def tombstone(image_id):
+    return image_file(image_id, TOMBSTONE)
+
+
+def ledger_dir(namespace, repository):
+    return '%s/%s/%s' % (LEDGER, namespace, repository)
+
+
+def ledger(key):
+    return '%s/%s' % (ledger_dir(key[0], key[1]), key[2])
+
+
+def intent(intent_id):
+    if not INTENT_RE.match(text(intent_id)):
+        raise InvalidName('invalid intent id: %r' % (intent_id,))
+    return '%s/%s' % (INTENTS, intent_id)
+
+
+def journal(image_id):
+    return '%s/%s' % (JOURNAL, check_id(image_id))
+
+
+def child_marker(child_id):
+    return CHILD_PREFIX + check_id(child_id, 'child id')
+
+
+def pending_marker(intent_id):
+    intent(intent_id)  # validates
+    return PENDING_PREFIX + intent_id
+
+
+def check_marker(marker):
+    """Validate a marker name and return ``(kind, value)``.
+
+    ``kind`` is ``tag``, ``child`` or ``pending``; ``value`` is the tag
+    digest, the child id or the intent id.
+    """
+    marker = text(marker)
+    for kind, prefix, rule in (('tag', TAG_PREFIX, _DIGEST_RE),
+                               ('child', CHILD_PREFIX, ID_RE),
+                               ('pending', PENDING_PREFIX, INTENT_RE)):
+        if marker.startswith(prefix):
+            value = marker[len(prefix):]
+            if rule.match(value):
+                return kind, value
+    raise InvalidName('invalid marker name: %r' % (marker,))
+
+
+_DIGEST_RE = re.compile(r'^[a-f0-9]{64}$')
+
+
+def basename(path):
+    """Last component of a driver listing entry."""
+    return text(path).rstrip('/').rsplit('/', 1)[-1]

@@ -1,0 +1,194 @@
+"""Locks per image and per tag.
+
+A lock provider has two methods, ``image(image_id)`` and ``tag(key)``, each
+returning a context manager that holds the lock for the ``with`` block or
+raises :class:`LockTimeout` when it cannot be had within ``timeout``
+seconds.  The protocols take a tag lock, then image locks one at a time,
+never two image locks at once, so no ordering between two locks of the same
+kind is ever needed and there is no deadlock.
+
+Backends:
+
+* :class:`LocalLocks` - ``fcntl.flock`` on files in a folder, which holds
+  across the gunicorn workers of one host and between the greenlets of one
+  worker (each acquisition opens its own file description).  Locks are
+  striped over a fixed number of files per kind, so the folder does not
+  grow with the registry.  It never blocks the gevent hub: it polls a
+  non-blocking lock with a (monkey-patched, cooperative) sleep.
+* :class:`RedisLocks` - for several registry hosts on shared storage:
+  ``SET NX PX`` with an owner token, released by compare-and-delete,
+  renewed while held.
+"""
+
+from __future__ import absolute_import, unicode_literals
+
+import contextlib
+import errno
+import hashlib
+import logging
+import os
+import random
+import threading
+import time
+import uuid
+
+logger = logging.getLogger(__name__)
+
+
+class LockTimeout(Exception):
+    """The lock could not be had in time: keep the data, retry later."""
+
+
+def _stripe(kind, name, stripes):
+    digest = hashlib.sha1(('%s:%s' % (kind, name)).encode('utf-8'))
+    return int(digest.hexdigest()[:8], 16) % stripes
+
+
+def _backoff(deadline, delay, what):
+    if time.time() >= deadline:
+        raise LockTimeout('could not lock %s in time' % what)
+    time.sleep(delay * (0.5 + random.random()))
+    return min(delay * 2, 0.05)
+
+
+class LocalLocks(object):
+    """fcntl locks in ``lock_dir``; one host, any number of workers."""
+
+    def __init__(self, lock_dir, timeout=30, stripes=4096):
+        import fcntl  # POSIX only; imported here so the module loads anywhere
+        self._fcntl = fcntl
+        self.lock_dir = lock_dir
+        self.timeout = timeout
+        self.stripes = stripes
+        if not os.path.isdir(lock_dir):
+            try:
+                os.makedirs(lock_dir)
+            except OSError as e:
+                if e.errno != errno.EEXIST:
+                    raise
+
+    def image(self, image_id):
+        return self._lock('image', image_id)
+
+    def tag(self, key):
+        return self._lock('tag', str(key))
+
+    def named(self, name):
+        """A lock of its own (recovery, gc): not striped."""
+        return self._hold(os.path.join(self.lock_dir, 'named-%s.lock' % name),
+                          name)
+
+    def _lock(self, kind, name):
+        path = os.path.join(self.lock_dir, '%s-%04d.lock' % (
+            kind, _stripe(kind, name, self.stripes)))
+        return self._hold(path, '%s %s' % (kind, name))
+
+    @contextlib.contextmanager
+    def _hold(self, path, what):
+        fcntl = self._fcntl
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            deadline = time.time() + self.timeout
+            delay = 0.001
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except (IOError, OSError) as e:
+                    if e.errno not in (errno.EAGAIN, errno.EACCES):
+                        raise
+                delay = _backoff(deadline, delay, what)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+    return redis.call('del', KEYS[1])
+end
+return 0
+"""
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+    return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+
+class RedisLocks(object):
+    """Redis locks with expiry, owner token and renewal; several hosts.
+
+    A lock expires ``ttl`` seconds after its last renewal, so a crashed
+    holder never blocks others for long; a live holder renews it every
+    ``ttl / 3`` seconds.  Release deletes the key only if it still holds
+    this owner's token.  An unreachable Redis is a :class:`LockTimeout`:
+    the caller keeps the data.
+    """
+
+    def __init__(self, host='127.0.0.1', port=6379, db=0, password=None,
+                 timeout=30, ttl=30, prefix='registry-refcount:lock:'):
+        import redis
+        self._redis_errors = (redis.exceptions.RedisError,)
+        self._conn = redis.StrictRedis(host=host, port=int(port), db=int(db),
+                                       password=password,
+                                       socket_timeout=5,
+                                       socket_connect_timeout=5)
+        self.timeout = timeout
+        self.ttl = ttl
+        self.prefix = prefix
+
+    def image(self, image_id):
+        return self._hold('image:%s' % image_id)
+
+    def tag(self, key):
+        return self._hold('tag:%s' % hashlib.sha256(
+            str(key).encode('utf-8')).hexdigest())
+
+    def named(self, name):
+        return self._hold('named:%s' % name)
+
+    @contextlib.contextmanager
+    def _hold(self, name):
+        key = self.prefix + name
+        token = uuid.uuid4().hex
+        ttl_ms = int(self.ttl * 1000)
+        deadline = time.time() + self.timeout
+        delay = 0.001
+        while True:
+            try:
+                if self._conn.set(key, token, nx=True, px=ttl_ms):
+                    break
+            except self._redis_errors as e:
+                raise LockTimeout('redis unreachable for lock %s: %s'
+                                  % (name, e))
+            delay = _backoff(deadline, delay, name)
+        stop = threading.Event()
+        renewer = threading.Thread(target=self._renew,
+                                   args=(key, token, ttl_ms, stop))
+        renewer.daemon = True
+        renewer.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            try:
+                self._conn.eval(_RELEASE, 1, key, token)
+            except self._redis_errors as e:
+                logger.warning('refcount: could not release lock %s (%s); '
+                               'it expires in %ss', name, e, self.ttl)
+
+    def _renew(self, key, token, ttl_ms, stop):
+        while not stop.wait(self.ttl / 3.0):
+            try:
+                if not self._conn.eval(_RENEW, 1, key, token, ttl_ms):
+                    logger.error('refcount: lost lock %s while holding it',
+                                 key)
+                    return
+            except self._redis_errors as e:
+                logger.warning('refcount: could not renew lock %s: %s',
+                               key, e)

@@ -1,0 +1,481 @@
+"""The reference protocols (DESIGN.md section 5), as plain functions over a
+storage driver and a lock provider.
+
+The signals, recovery, the gc sweep and the CLI all call these same
+functions through a :class:`Context`.  Each function reads the truth (tag
+files, image json) under the lock of what it changes, so it is idempotent
+and may be run again after a crash at any point.
+
+An image is *needed* while it has any marker under ``_references/``: a tag
+(``tag-<digest>``), an existing child (``child-<id>``) or a tag write in
+flight (``pending-<intent>``).  Removing the last marker deletes it, and
+the deletion removes its marker from its parent: the cascade.
+
+Deleting an image (all under the image's lock):
+
+1. journal ``extensions/refcount/deleting/<id>`` (parent, reason) - so that
+   recovery finds unfinished deletions without listing every image;
+2. tombstone ``images/<id>/_deleting`` - refuses new references;
+3. check again that no marker appeared, else cancel;
+4. remove ``json`` (the registry now treats the image as absent), then
+   every other file by its own path (the LRU cache is per path);
+
+then, without the lock, remove ``child-<id>`` from the parent (which may
+continue the cascade there) and only then drop the tombstone and journal.
+"""
+
+from __future__ import absolute_import, unicode_literals
+
+import collections
+import json
+import logging
+import os
+import time
+import uuid
+
+from docker_registry.core import exceptions
+
+from . import audit
+from . import crash
+from . import layout
+from . import records
+
+logger = logging.getLogger(__name__)
+
+#: What the protocols work with.  ``by`` names the caller in the audit log.
+Context = collections.namedtuple('Context', 'store locks dry_run by')
+
+
+def context(store, locks, dry_run=False, by='online'):
+    return Context(store, locks, dry_run, by)
+
+
+class BadInput(Exception):
+    """Storage says something the extension will not act on (an invalid
+    id, a missing ancestry): logged, and nothing is deleted."""
+
+
+KEPT = object()      # a tear-down that did not happen
+UNKNOWN = object()   # a ledger entry that cannot be read
+
+
+# -- state -----------------------------------------------------------------
+
+def is_initialised(store):
+    """True once every image has its markers: only then may we delete.
+    (Remembered on the driver object once true: it never goes back.)"""
+    if getattr(store, '_refcount_initialised', False):
+        return True
+    try:
+        doc = records.read(store, layout.STATE)
+    except records.Unreadable:
+        return False
+    if doc and doc.get('initialised') is True:
+        store._refcount_initialised = True
+        return True
+    return False
+
+
+def initialise(store):
+    """On first start: an empty registry is initialised at once; one that
+    already holds images only tracks references until ``rebuild``."""
+    try:
+        if records.read(store, layout.STATE) is not None:
+            return is_initialised(store)
+    except records.Unreadable:
+        return False
+    empty = next(iter(records.listing(store, layout.IMAGES)), None) is None
+    records.write(store, layout.STATE, {'initialised': empty,
+                                        'since': time.time()})
+    if not empty:
+        logger.warning('refcount: this registry already holds images; '
+                       'references are tracked but nothing is deleted until '
+                       '`registry-refcount rebuild` has run')
+    return empty
+
+
+def set_initialised(store):
+    records.write(store, layout.STATE, {'initialised': True,
+                                        'since': time.time()})
+
+
+# -- reading the truth ------------------------------------------------------
+
+def read_tag(store, key):
+    """The image id a tag file names, None if there is no tag file."""
+    try:
+        value = store.get_content(layout.tag_file(key))
+    except exceptions.FileNotFoundError:
+        return None
+    value = layout.text(value).strip()
+    if not layout.valid_id(value):
+        raise BadInput('tag %s names an invalid image id %r'
+                       % (key.display, value[:80]))
+    return value
+
+
+def parent_of(store, image_id):
+    """The parent id of an image (None for a root), from its json, or from
+    its ancestry when the json cannot be read.  :class:`BadInput` when
+    neither says, or either names an invalid id."""
+    try:
+        data = json.loads(layout.text(
+            store.get_content(layout.image_file(image_id, 'json'))))
+        if not isinstance(data, dict):
+            raise ValueError('not an object')
+        parent = data.get('parent') or None
+        if parent is not None and not layout.valid_id(parent):
+            raise BadInput('image %s names an invalid parent %r'
+                           % (image_id, parent))
+        return parent and layout.text(parent)
+    except (exceptions.FileNotFoundError, ValueError, UnicodeDecodeError):
+        pass
+    ancestry = read_ancestry(store, image_id)
+    return ancestry[1] if len(ancestry) > 1 else None
+
+
+def read_ancestry(store, image_id):
+    """``[id, parent, ..., root]``, validated; :class:`BadInput` if missing
+    or malformed."""
+    try:
+        data = json.loads(layout.text(
+            store.get_content(layout.image_file(image_id, 'ancestry'))))
+    except exceptions.FileNotFoundError:
+        raise BadInput('image %s has no ancestry' % image_id)
+    except (ValueError, UnicodeDecodeError):
+        raise BadInput('image %s has an unreadable ancestry' % image_id)
+    if (not isinstance(data, list) or not data or data[0] != image_id
+            or not all(layout.valid_id(i) for i in data)):
+        raise BadInput('image %s has a malformed ancestry' % image_id)
+    return [layout.text(i) for i in data]
+
+
+def image_state(store, image_id):
+    """``live``, ``deleting`` (tombstone) or ``gone`` (no json)."""
+    if store.exists(layout.tombstone(image_id)):
+        return 'deleting'
+    if store.exists(layout.image_file(image_id, 'json')):
+        return 'live'
+    return 'gone'
+
+
+def needed(store, image_id):
+    """Any marker under ``_references/`` (the listing stops at the first),
+    or a per-tag-list file of the earlier extension not yet converted."""
+    for _ in records.markers(store, image_id):
+        return True
+    return records.legacy_references(store, image_id) is not None
+
+
+# -- references --------------------------------------------------------------
+
+def add_reference(ctx, image_id, marker, content=b''):
+    """Write a marker on a live image.  False, and nothing written, if the
+    image is gone or being deleted."""
+    with ctx.locks.image(image_id):
+        if image_state(ctx.store, image_id) != 'live':
+            return False
+        records.write_marker(ctx.store, image_id, marker, content)
+        return True
+
+
+def remove_reference(ctx, image_id, marker, reason):
+    """Drop one referrer; delete the image if it was the last one, and go
+    on up the ancestry while parents lose their last child."""
+    _cascade(ctx, None, image_id, marker, reason)
+
+
+def _cascade(ctx, finished, image_id, marker, reason):
+    """Remove ``marker`` from ``image_id``, tear the image down if nothing
+    needs it any more, and repeat on its parent.  ``finished`` is an image
+    already torn down whose marker this is; its tombstone and journal go
+    only once the marker is off its parent."""
+    while image_id is not None:
+        with ctx.locks.image(image_id):
+            records.remove_marker(ctx.store, image_id, marker)
+            parent = _maybe_tear_down(ctx, image_id, reason)
+        if finished is not None:
+            _finalize(ctx, finished)
+            finished = None
+        if parent is KEPT:
+            return
+        crash.point('between_cascade_steps')
+        finished = image_id
+        marker = layout.child_marker(image_id)
+        reason = 'its last child %s was deleted' % image_id
+        image_id = parent
+    if finished is not None:
+        _finalize(ctx, finished)
+
+
+def _maybe_tear_down(ctx, image_id, reason):
+    """Holding the image's lock: tear it down if nothing needs it.
+    Returns its parent (None for a root) or :data:`KEPT`."""
+    store = ctx.store
+    if store.exists(layout.tombstone(image_id)):
+        return KEPT          # another deletion (or recovery) owns it
+    if needed(store, image_id):
+        return KEPT
+    if not store.exists(layout.image_file(image_id, 'json')):
+        return KEPT          # never stored, or already gone: gc's business
+    if ctx.dry_run or not is_initialised(store):
+        audit.deleted(image_id, reason + (
+            '' if ctx.dry_run else ' (registry not initialised: run '
+            '`registry-refcount rebuild`)'), _size(store, image_id),
+            dry_run=True, by=ctx.by)
+        return KEPT
+    try:
+        parent = parent_of(store, image_id)
+    except BadInput as e:
+        logger.error('refcount: not deleting %s: %s', image_id, e)
+        return KEPT
+    return _tear_down(ctx, image_id, parent, reason)
+
+
+def _tear_down(ctx, image_id, parent, reason):
+    store = ctx.store
+    doc = {'image': image_id, 'parent': parent, 'reason': reason,
+           'at': time.time(), 'by': ctx.by}
+    records.write(store, layout.journal(image_id), doc)
+    store.put_content(layout.tombstone(image_id),
+                      json.dumps(doc).encode('utf-8'))
+    crash.point('after_tombstone')
+    if needed(store, image_id):    # a marker written without our lock
+        _finalize(ctx, image_id)
+        return KEPT
+    size = _size(store, image_id)
+    _remove_files(store, image_id)
+    audit.deleted(image_id, reason, size, by=ctx.by)
+    return parent
+
+
+def _remove_files(store, image_id):
+    """``json`` first, then every other file by its own path."""
+    _remove(store, layout.image_file(image_id, 'json'))
+    crash.point('after_json_removed')
+    names = list(records.listing(store, layout.image_dir(image_id)))
+    for name in names:
+        if name not in (layout.TOMBSTONE, 'json'):
+            _remove(store, layout.image_file(image_id, name))
+
+
+def _finalize(ctx, image_id):
+    """Last step of a deletion: drop the tombstone, the empty folder (local
+    storage, only if empty: a new push of the same id may have begun) and
+    the journal entry."""
+    crash.point('before_finalize')
+    store = ctx.store
+    _remove(store, layout.tombstone(image_id))
+    root = records.local_root(store)
+    if root is not None:
+        folder = os.path.join(root, layout.image_dir(image_id))
+        for sub in (os.path.join(folder, layout.REFERENCES), folder):
+            try:
+                os.rmdir(sub)
+            except OSError:
+                pass
+    records.remove(store, layout.journal(image_id))
+
+
+def finish_deletion(ctx, image_id):
+    """Recovery: complete (or cancel) a deletion that left a journal entry."""
+    store = ctx.store
+    try:
+        doc = records.read(store, layout.journal(image_id))
+    except records.Unreadable:
+        doc = None
+    if doc is None:
+        doc = _tombstone_doc(store, image_id)
+    if doc is None or 'parent' not in doc:
+        logger.error('refcount: cannot finish deletion of %s: neither its '
+                     'journal entry nor its tombstone can be read', image_id)
+        return False
+    parent = doc.get('parent')
+    if parent is not None and not layout.valid_id(parent):
+        logger.error('refcount: journal of %s names invalid parent %r',
+                     image_id, parent)
+        return False
+    with ctx.locks.image(image_id):
+        if store.exists(layout.image_file(image_id, 'json')):
+            if needed(store, image_id):
+                logger.warning('refcount: cancelling deletion of %s: it is '
+                               'referenced again', image_id)
+                _finalize(ctx, image_id)
+                return True
+            size = _size(store, image_id)
+            _remove_files(store, image_id)
+            audit.deleted(image_id, doc.get('reason', '?') +
+                          ' (finished by recovery)', size, by=ctx.by)
+        else:
+            _remove_files(store, image_id)
+    if parent is None:
+        _finalize(ctx, image_id)
+    else:
+        _cascade(ctx, image_id, parent, layout.child_marker(image_id),
+                 'its last child %s was deleted' % image_id)
+    return True
+
+
+def _tombstone_doc(store, image_id):
+    try:
+        doc = json.loads(layout.text(
+            store.get_content(layout.tombstone(image_id))))
+        return doc if isinstance(doc, dict) else None
+    except (exceptions.FileNotFoundError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def _size(store, image_id):
+    try:
+        return store.get_size(layout.image_file(image_id, 'layer'))
+    except (exceptions.FileNotFoundError, OSError):
+        return 0
+
+
+def _remove(store, path):
+    try:
+        store.remove(path)
+    except exceptions.FileNotFoundError:
+        pass
+
+
+# -- tags --------------------------------------------------------------------
+
+def read_ledger(store, key):
+    """The image the tag's reference is on: an id, None, or UNKNOWN."""
+    try:
+        doc = records.read(store, layout.ledger(key))
+    except records.Unreadable:
+        return UNKNOWN
+    if doc is None:
+        return None
+    image = doc.get('image')
+    if not layout.valid_id(image):
+        records.quarantine(layout.ledger(key), 'invalid image id %r'
+                           % (image,))
+        return UNKNOWN
+    return layout.text(image)
+
+
+def reconcile_tag(ctx, key):
+    """Make the tag's reference agree with its tag file.
+
+    Under the tag's lock: read the truth and the ledger; if they differ,
+    add the marker to the new image, remove it from the old one (which may
+    start a cascade), then write the ledger.  A crash anywhere leaves the
+    ledger at the old value, so running this again finishes the job.
+    Returns the image the tag names (or None).
+    """
+    store = ctx.store
+    with ctx.locks.tag(key):
+        truth = read_tag(store, key)
+        old = read_ledger(store, key)
+        if old == truth:
+            return truth
+        if truth is not None:
+            if not add_reference(ctx, truth, key.marker, str(key)):
+                logger.error('refcount: tag %s names image %s, which is '
+                             'gone or being deleted', key.display, truth)
+            crash.point('after_tag_reference')
+        if old is not None and old is not UNKNOWN:
+            reason = ('tag %s was deleted' % key.display if truth is None
+                      else 'tag %s moved to %s' % (key.display, truth))
+            remove_reference(ctx, old, key.marker, reason)
+        elif old is UNKNOWN:
+            logger.warning('refcount: ledger of %s was unreadable; rebuilt '
+                           'from the tag file (a stale marker elsewhere is '
+                           'left for `verify --repair`)', key.display)
+        crash.point('before_ledger')
+        if truth is None:
+            records.remove(store, layout.ledger(key))
+        else:
+            records.write(store, layout.ledger(key),
+                          {'image': truth, 'tag': str(key)})
+        return truth
+
+
+def ledger_tags(store, namespace, repository):
+    """Tag keys with a ledger entry in one repository."""
+    for name in records.listing(store, layout.ledger_dir(namespace,
+                                                         repository)):
+        if not name.startswith('.'):
+            yield layout.TagKey(namespace, repository, name)
+
+
+def repository_tags(store, namespace, repository):
+    """Tag keys with a tag file in one repository (the truth)."""
+    for name in records.listing(store, layout.repository_dir(namespace,
+                                                             repository)):
+        if name.startswith('tag_') and name != 'tag_':
+            yield layout.TagKey(namespace, repository, name[4:])
+
+
+def reconcile_repository(ctx, namespace, repository):
+    """Reconcile every tag the ledger or the tag files know in a repo."""
+    keys = set(ledger_tags(ctx.store, namespace, repository))
+    keys.update(repository_tags(ctx.store, namespace, repository))
+    for key in sorted(keys):
+        reconcile_tag(ctx, key)
+
+
+# -- tag writes in flight ----------------------------------------------------
+
+def new_intent_id():
+    return uuid.uuid4().hex
+
+
+def write_intent(store, intent_id, **fields):
+    fields['at'] = time.time()
+    fields['pid'] = os.getpid()
+    records.write(store, layout.intent(intent_id), fields)
+    crash.point('after_intent')
+
+
+def add_pending(ctx, intent_id, key, image_id):
+    """Keep ``image_id`` alive while a tag write naming it is in flight.
+    False if the image is gone or being deleted."""
+    content = json.dumps({'tag': str(key), 'at': time.time()})
+    ok = add_reference(ctx, image_id, layout.pending_marker(intent_id),
+                       content)
+    if ok:
+        crash.point('after_pending')
+    return ok
+
+
+def release_pending(ctx, intent_id, image_id, tag):
+    remove_reference(ctx, image_id, layout.pending_marker(intent_id),
+                     'a write of tag %s named it, but the tag names another '
+                     'image' % tag)
+
+
+def finish_intent(ctx, intent_id, doc, reconcile=True):
+    """Complete the work an intent records: reconcile its tags (unless the
+    request's signals already did), release its pending marker, then drop
+    the intent."""
+    if reconcile and doc.get('repository'):
+        namespace, repository = doc['repository'].split('/', 1)
+        layout.TagKey(namespace, repository, 'x')   # validates both parts
+        reconcile_repository(ctx, namespace, repository)
+    if reconcile and doc.get('tag'):
+        reconcile_tag(ctx, layout.TagKey.parse(doc['tag']))
+    if doc.get('image'):
+        release_pending(ctx, intent_id, layout.check_id(doc['image']),
+                        doc.get('tag'))
+    records.remove(ctx.store, layout.intent(intent_id))
+
+
+# -- child registration ------------------------------------------------------
+
+def register_child(ctx, child_id, parent_id):
+    """Before a child's json is stored: mark the parent as needed by it.
+    Returns an error string for the client, or None."""
+    with ctx.locks.image(parent_id):
+        state = image_state(ctx.store, parent_id)
+        if state != 'live':
+            return ('Parent image %s is %s; push it again'
+                    % (parent_id, 'being deleted' if state == 'deleting'
+                       else 'not found'))
+        records.write_marker(ctx.store, parent_id,
+                             layout.child_marker(child_id))
+    crash.point('after_child_marker')
+    return None

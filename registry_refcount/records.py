@@ -1,0 +1,205 @@
+"""The record format and its atomic I/O.
+
+Two kinds of record:
+
+* **markers** (``images/<id>/_references/<name>``): one small object per
+  referrer, written with one ``put_content``.  Their *name* is the
+  reference; their content is a check.  A marker whose content cannot be
+  read still counts as a reference (wrong in the safe direction).
+* **documents** (the ledger, intents, the deletion journal, the state):
+  JSON with a format version, written atomically - a temporary file and a
+  rename on local storage, one PUT on object storage.  An unreadable one is
+  *unknown*: :class:`Unreadable` is raised, the caller keeps the data, and
+  recovery rebuilds the document from the truth.
+
+On local storage documents are written and read outside the driver (the
+rename is not something the driver can do), which also keeps them out of
+the registry's per-path LRU cache.
+"""
+
+from __future__ import absolute_import, unicode_literals
+
+import errno
+import json
+import logging
+import os
+import uuid
+
+from docker_registry.core import exceptions
+
+from . import layout
+
+FORMAT = 1
+logger = logging.getLogger(__name__)
+_reported = set()
+
+
+class Unreadable(Exception):
+    """A document exists but cannot be trusted (corrupt, truncated, empty,
+    wrong version).  It is quarantined: reported once, never acted on."""
+
+    def __init__(self, path, reason):
+        Exception.__init__(self, '%s: %s' % (path, reason))
+        self.path = path
+        self.reason = reason
+
+
+def quarantine(path, reason):
+    """Log an unreadable record once per process and return the error."""
+    err = Unreadable(path, reason)
+    if path not in _reported:
+        _reported.add(path)
+        logger.error('refcount: quarantined unreadable record %s (%s); '
+                     'nothing will be deleted on its word, recovery or '
+                     '`registry-refcount verify --repair` rebuilds it',
+                     path, reason)
+    return err
+
+
+def local_root(store):
+    """The root folder of the registry's file driver, or None."""
+    if type(store).__module__.endswith('drivers.file'):
+        return getattr(store, '_root_path', None)
+    return None
+
+
+def encode(obj):
+    doc = dict(obj)
+    doc['v'] = FORMAT
+    return json.dumps(doc, sort_keys=True).encode('utf-8')
+
+
+def decode(path, data):
+    """Parse a document; raise :class:`Unreadable` if it is not one."""
+    if not data:
+        raise quarantine(path, 'empty')
+    try:
+        doc = json.loads(layout.text(data))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise quarantine(path, 'not JSON (%s)' % e)
+    if not isinstance(doc, dict):
+        raise quarantine(path, 'not a JSON object')
+    if doc.get('v') != FORMAT:
+        raise quarantine(path, 'unknown format version %r' % doc.get('v'))
+    return doc
+
+
+def read_raw(store, path):
+    """Bytes of a document, or None when absent."""
+    root = local_root(store)
+    if root is None:
+        try:
+            return store.get_content(path)
+        except exceptions.FileNotFoundError:
+            return None
+    try:
+        with open(os.path.join(root, path), 'rb') as f:
+            return f.read()
+    except (IOError, OSError) as e:
+        if e.errno in (errno.ENOENT, errno.ENOTDIR):
+            return None
+        raise
+
+
+def read(store, path):
+    """A document as a dict, or None when absent; :class:`Unreadable`."""
+    data = read_raw(store, path)
+    if data is None:
+        return None
+    return decode(path, data)
+
+
+def write(store, path, obj):
+    """Write a document atomically."""
+    data = encode(obj)
+    root = local_root(store)
+    if root is None:
+        store.put_content(path, data)
+        return
+    target = os.path.join(root, path)
+    folder = os.path.dirname(target)
+    tmp = os.path.join(folder, '.tmp-%s' % uuid.uuid4().hex)
+    try:
+        f = open(tmp, 'wb')
+    except (IOError, OSError) as e:
+        if e.errno != errno.ENOENT:
+            raise
+        _makedirs(folder)
+        f = open(tmp, 'wb')
+    try:
+        with f:
+            f.write(data)
+        os.rename(tmp, target)
+    except BaseException:
+        _unlink(tmp)
+        raise
+
+
+def remove(store, path):
+    """Remove a document or marker; absent is fine."""
+    root = local_root(store)
+    try:
+        if root is None or not path.startswith(layout.PREFIX + '/'):
+            store.remove(path)
+        else:
+            os.unlink(os.path.join(root, path))
+    except exceptions.FileNotFoundError:
+        pass
+    except OSError as e:
+        if e.errno != errno.ENOENT:
+            raise
+
+
+def listing(store, path):
+    """Names directly under ``path`` (a generator; empty when absent)."""
+    try:
+        for entry in store.list_directory(path):
+            yield layout.basename(entry)
+    except exceptions.FileNotFoundError:
+        return
+
+
+# -- markers ---------------------------------------------------------------
+
+def write_marker(store, image_id, marker, content=b''):
+    if not isinstance(content, bytes):
+        content = content.encode('utf-8')
+    store.put_content(layout.marker_path(image_id, marker), content)
+
+
+def remove_marker(store, image_id, marker):
+    remove(store, layout.marker_path(image_id, marker))
+
+
+def markers(store, image_id):
+    """Marker names on an image (a generator: stop early for 'any?')."""
+    for name in listing(store, layout.references_dir(image_id)):
+        if name.startswith('.'):
+            continue
+        yield name
+
+
+def legacy_references(store, image_id):
+    """The per-tag-list file of the earlier extension, or None.
+
+    Such an image is needed until ``rebuild`` converts it.
+    """
+    try:
+        return store.get_content(layout.references_dir(image_id))
+    except (exceptions.FileNotFoundError, IOError, OSError):
+        return None
+
+
+def _makedirs(folder):
+    try:
+        os.makedirs(folder)
+    except OSError as e:
+        if e.errno != errno.EEXIST:
+            raise
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

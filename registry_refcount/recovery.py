@@ -1,0 +1,86 @@
+"""Recovery: finish what crashed requests left half done.
+
+Every tag write or delete leaves an intent in ``extensions/refcount/intents/``
+until its work is complete, and every deletion a journal entry in
+``extensions/refcount/deleting/`` until its cascade step is done.  Recovery
+therefore only lists those two small folders - it never walks the images -
+and reruns the idempotent protocols:
+
+* intents older than ``intent_timeout`` (their request is surely over):
+  reconcile their tags, release their pending marker, drop them;
+* journal entries: finish (or cancel) the deletion and its cascade step;
+* quarantined ledger entries: rebuild them from the tag files.
+
+It runs at registry start-up in the background (one process at a time,
+under a lock), periodically after that, and from ``registry-refcount
+recover``.
+"""
+
+from __future__ import absolute_import, unicode_literals
+
+import logging
+import time
+
+from . import layout
+from . import locks
+from . import protocols
+from . import records
+
+logger = logging.getLogger(__name__)
+
+
+def recover(ctx, intent_timeout, now=None):
+    """Run recovery once; returns a report dict."""
+    now = time.time() if now is None else now
+    report = {'intents_finished': 0, 'intents_waiting': 0,
+              'deletions_finished': 0, 'unreadable': [], 'errors': []}
+    for intent_id in list(records.listing(ctx.store, layout.INTENTS)):
+        if intent_id.startswith('.'):
+            continue
+        try:
+            path = layout.intent(intent_id)
+        except layout.InvalidName as e:
+            report['errors'].append(str(e))
+            continue
+        try:
+            doc = records.read(ctx.store, path)
+        except records.Unreadable as e:
+            report['unreadable'].append(e.path)
+            continue
+        if doc is None:
+            continue
+        if now - float(doc.get('at', 0)) < intent_timeout:
+            report['intents_waiting'] += 1
+            continue
+        try:
+            protocols.finish_intent(ctx, intent_id, doc)
+            report['intents_finished'] += 1
+        except (protocols.BadInput, layout.InvalidName,
+                locks.LockTimeout) as e:
+            logger.error('refcount: recovery could not finish intent %s: %s',
+                         intent_id, e)
+            report['errors'].append('%s: %s' % (intent_id, e))
+    for image_id in list(records.listing(ctx.store, layout.JOURNAL)):
+        if not layout.valid_id(image_id):
+            continue
+        try:
+            if protocols.finish_deletion(ctx, image_id):
+                report['deletions_finished'] += 1
+        except (protocols.BadInput, locks.LockTimeout) as e:
+            logger.error('refcount: recovery could not finish deletion of '
+                         '%s: %s', image_id, e)
+            report['errors'].append('%s: %s' % (image_id, e))
+    if any(report[k] for k in ('intents_finished', 'deletions_finished',
+                               'errors', 'unreadable')):
+        logger.warning('refcount: recovery: %s', report)
+    return report
+
+
+def recover_exclusively(ctx, lock_provider, intent_timeout, now=None):
+    """Recovery under the ``recovery`` lock; None if another process runs
+    it right now."""
+    try:
+        with lock_provider.named('recovery'):
+            return recover(ctx, intent_timeout, now)
+    except locks.LockTimeout:
+        return None

@@ -1,0 +1,159 @@
+"""The truth, read from storage alone: tag files and image ancestries.
+
+Used by the gc sweep, ``verify``, ``rebuild``, ``status`` and the
+invariants checker - the walks that are allowed to touch everything.
+Reads run on a pool (``jobs`` at a time: greenlets under gevent, threads
+otherwise) because on object storage each read is a round trip; memory
+grows with the number of images only (one small tuple each).
+"""
+
+from __future__ import absolute_import, unicode_literals
+
+import json
+import logging
+
+from docker_registry.core import exceptions
+
+from . import layout
+from . import protocols
+from . import records
+
+logger = logging.getLogger(__name__)
+
+
+def pool_map(fn, items, jobs=8):
+    """``[fn(x) for x in items]``, ``jobs`` at a time, order kept."""
+    items = list(items)
+    if jobs <= 1 or len(items) <= 1:
+        return [fn(x) for x in items]
+    try:
+        from gevent import monkey
+        if monkey.is_module_patched('socket'):
+            from gevent.pool import Pool
+            return Pool(jobs).map(fn, items)
+    except ImportError:
+        pass
+    from multiprocessing.pool import ThreadPool
+    pool = ThreadPool(jobs)
+    try:
+        return pool.map(fn, items, chunksize=max(1, len(items) // (jobs * 4)))
+    finally:
+        pool.close()
+
+
+def list_tags(store):
+    """Every tag key that has a tag file."""
+    keys = []
+    for ns in records.listing(store, layout.REPOSITORIES):
+        for repo in records.listing(store, '%s/%s' % (layout.REPOSITORIES,
+                                                     ns)):
+            try:
+                keys.extend(protocols.repository_tags(store, ns, repo))
+            except layout.InvalidName as e:
+                logger.error('refcount: skipping tag: %s', e)
+    return keys
+
+
+def read_tags(store, jobs=8):
+    """``{key: image id}`` for every tag file; invalid ones in ``bad``."""
+    keys = list_tags(store)
+    bad = {}
+
+    def one(key):
+        try:
+            return protocols.read_tag(store, key)
+        except protocols.BadInput as e:
+            bad[key] = str(e)
+            return None
+    values = pool_map(one, keys, jobs)
+    return dict((k, v) for k, v in zip(keys, values) if v), bad
+
+
+def list_images(store):
+    return [i for i in records.listing(store, layout.IMAGES)
+            if layout.valid_id(i)]
+
+
+class Image(object):
+    """What the walk keeps of one image."""
+    __slots__ = ('id', 'parent', 'ancestry', 'has_json', 'deleting',
+                 'problem')
+
+    def __init__(self, image_id):
+        self.id = image_id
+        self.parent = None
+        self.ancestry = None
+        self.has_json = False
+        self.deleting = False
+        self.problem = None
+
+
+def read_image(store, image_id):
+    """One image's json parent, ancestry and state (a few reads)."""
+    img = Image(image_id)
+    img.deleting = store.exists(layout.tombstone(image_id))
+    try:
+        data = json.loads(layout.text(store.get_content(
+            layout.image_file(image_id, 'json'))))
+        img.has_json = True
+        parent = data.get('parent') if isinstance(data, dict) else None
+        if parent and not layout.valid_id(parent):
+            img.problem = 'invalid parent %r' % (parent,)
+        else:
+            img.parent = parent and layout.text(parent) or None
+    except exceptions.FileNotFoundError:
+        return img
+    except (ValueError, UnicodeDecodeError):
+        img.has_json = True
+        img.problem = 'unreadable json'
+    try:
+        img.ancestry = protocols.read_ancestry(store, image_id)
+    except protocols.BadInput as e:
+        img.problem = img.problem or str(e)
+    return img
+
+
+def read_images(store, jobs=8, ids=None):
+    ids = list_images(store) if ids is None else ids
+    return dict((i.id, i) for i in pool_map(lambda x: read_image(store, x),
+                                            ids, jobs))
+
+
+def mark(tags, images):
+    """Mark every image reachable from a tag through its ancestry.
+
+    Returns ``(reachable, broken)``: ``broken`` maps a tag to what is wrong
+    with its chain (a missing image, a missing or malformed ancestry); when
+    any chain is broken, nothing may be swept.
+    """
+    reachable = set()
+    broken = {}
+    for key, top in tags.items():
+        img = images.get(top)
+        if img is None or not img.has_json:
+            broken[key] = 'image %s is missing' % top
+            continue
+        chain = img.ancestry
+        if chain is None:
+            chain = _parent_chain(images, top)
+            if chain is None:
+                broken[key] = img.problem or 'no ancestry for %s' % top
+                continue
+        for image_id in chain:
+            member = images.get(image_id)
+            if member is None or not member.has_json:
+                broken[key] = 'ancestor %s of %s is missing' % (image_id, top)
+            reachable.add(image_id)
+    return reachable, broken
+
+
+def _parent_chain(images, top):
+    chain, seen = [], set()
+    current = top
+    while current is not None:
+        if current in seen or current not in images:
+            return None
+        seen.add(current)
+        chain.append(current)
+        current = images[current].parent
+    return chain

@@ -1,0 +1,322 @@
+"""The registry's signals, wired to the protocols.
+
+This module is the ``docker_registry.extensions`` entry point: the registry
+imports it at start-up (``extensions.factory.boot()``), before its app and
+routes.  It reads ``extensions.refcount``; absent or disabled, it connects
+nothing and touches nothing.
+
+Receivers accept ``**kwargs`` (the registry may add arguments), catch and
+log every error, and leave unfinished work to recovery: they never turn a
+request into a 500 after the registry has changed storage.  The only
+requests they refuse are the ones that would otherwise break a chain: a
+tag write naming an image that is being deleted, and a child of such an
+image.
+"""
+
+from __future__ import absolute_import, unicode_literals
+
+import json
+import logging
+import os
+
+from . import audit
+from . import layout
+from . import locks
+from . import protocols
+from . import recovery
+from . import settings as settings_mod
+
+logger = logging.getLogger(__name__)
+
+_state = {}   # 'ctx', 'settings' once booted
+
+
+def boot(registry_config=None, store=None):
+    """Read the settings and, when enabled, connect the receivers."""
+    if registry_config is None:
+        from docker_registry.lib import config
+        registry_config = config.load()
+    settings = settings_mod.load(registry_config)
+    if not settings.enabled:
+        logger.info('refcount: disabled (extensions.refcount.enabled is not '
+                    'true); connecting nothing')
+        return None
+    mirroring = registry_config.mirroring
+    if mirroring and mirroring.source and not settings.allow_mirroring:
+        raise settings_mod.ConfigError(
+            'extensions.refcount: this registry is a mirror '
+            '(mirroring.source is set): it caches upstream images that no '
+            'local tag names, and a gc would delete that whole cache. '
+            'Disable the extension, or set extensions.refcount.'
+            'allow_mirroring: true if you really mean it.')
+    if store is None:
+        from docker_registry import storage
+        store = storage.load()
+    lock_provider = settings_mod.make_locks(settings)
+    if settings.lock_backend == 'local' and records_root(store) is None:
+        logger.warning('refcount: lock_backend is local but storage is not: '
+                       'this is safe only if a single host serves this '
+                       'storage; use lock_backend: redis for several hosts')
+    ctx = protocols.context(store, lock_provider, settings.dry_run)
+    audit.open_file(settings.audit_log or _default_audit_log(store))
+    protocols.initialise(store)
+    _state.update(ctx=ctx, settings=settings)
+    _connect()
+    _start_recovery(settings)
+    logger.info('refcount: enabled (dry_run=%s, lock_backend=%s)',
+                settings.dry_run, settings.lock_backend)
+    return ctx
+
+
+def records_root(store):
+    from . import records
+    return records.local_root(store)
+
+
+def _default_audit_log(store):
+    root = records_root(store)
+    if root is None:
+        return None
+    return os.path.join(root, layout.AUDIT, 'deletions.log')
+
+
+def _connect():
+    import flask
+    from docker_registry.lib import signals
+    flask.request_started.connect(on_request_started)
+    flask.request_tearing_down.connect(on_request_tearing_down)
+    signals.tag_created.connect(on_tag_created)
+    signals.tag_deleted.connect(on_tag_deleted)
+    signals.repository_deleted.connect(on_repository_deleted)
+    signals.before_put_image_json.connect(on_before_put_image_json)
+
+
+def _start_recovery(settings):
+    """Recovery in the background: at start-up, then periodically."""
+    try:
+        import gevent
+        from gevent import monkey
+        if not monkey.is_module_patched('socket'):
+            raise ImportError
+    except ImportError:
+        return
+
+    def loop():
+        while True:
+            ctx = _state['ctx']
+            try:
+                recovery.recover_exclusively(
+                    ctx._replace(by='recovery'), ctx.locks,
+                    settings.intent_timeout)
+            except Exception:
+                logger.exception('refcount: recovery failed; will retry')
+            gevent.sleep(settings.recovery_interval)
+
+    gevent.spawn_later(0.5, loop)
+
+
+# -- receivers -------------------------------------------------------------
+
+def _abort(message, code):
+    import flask
+    from docker_registry import toolkit
+    flask.abort(toolkit.api_error(message, code))
+
+
+def _request_tag(view_args):
+    """The tag a request names, as the registry's views parse it."""
+    from docker_registry.toolkit import parse_repository_name
+    found = {}
+
+    @parse_repository_name
+    def grab(namespace, repository, tag=None):
+        found.update(namespace=namespace, repository=repository, tag=tag)
+
+    grab(view_args['repository'], **dict(
+        (k, v) for k, v in view_args.items() if k == 'tag'))
+    return found
+
+
+def on_request_started(sender, **kwargs):
+    """Before a tag write or delete: record the intent; for a write, also
+    keep the named image alive until the tag is written."""
+    import flask
+    request = flask.request
+    endpoint = request.endpoint
+    if endpoint not in ('put_tag', '_delete_tag', 'delete_repository'):
+        return
+    ctx = _state['ctx']
+    try:
+        names = _request_tag(request.view_args or {})
+        if endpoint == 'delete_repository':
+            layout.TagKey.from_request(names['namespace'],
+                                       names['repository'], 'x')
+            intent = {'repository': '%s/%s' % (
+                layout.quote(names['namespace']),
+                layout.quote(names['repository']))}
+        else:
+            key = layout.TagKey.from_request(names['namespace'],
+                                             names['repository'],
+                                             names['tag'])
+            intent = {'tag': str(key)}
+    except (layout.InvalidName, KeyError) as e:
+        logger.warning('refcount: ignoring request with unusable names: %s',
+                       e)
+        return
+    if endpoint == 'put_tag':
+        image = _tag_body(request)
+        if image is None:
+            return        # the registry answers it; nothing to protect
+        intent['image'] = image
+    intent_id = protocols.new_intent_id()
+    try:
+        protocols.write_intent(ctx.store, intent_id, **intent)
+    except Exception:
+        logger.exception('refcount: could not record intent %s', intent)
+        if endpoint == 'put_tag':
+            _abort('Registry storage is not available, retry later', 503)
+        return
+    flask.g.refcount = dict(intent, id=intent_id, done=False)
+    if endpoint != 'put_tag':
+        return
+    try:
+        ok = protocols.add_pending(ctx, intent_id, key, intent['image'])
+    except locks.LockTimeout as e:
+        logger.error('refcount: %s; refusing tag write %s', e, key.display)
+        _abort('Registry busy, retry the tag write', 503)
+    except Exception:
+        logger.exception('refcount: could not protect image %s for tag %s',
+                         intent['image'], key.display)
+        _abort('Registry storage is not available, retry later', 503)
+    if not ok:
+        _drop_intent(ctx, intent_id)
+        flask.g.refcount = None
+        _abort('Image not found', 404)
+
+
+def _tag_body(request):
+    """The image id in a tag PUT body, or None (logged) if not valid."""
+    data = request.get_data()
+    try:
+        value = json.loads(layout.text(data))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(value, (type(''), type(u''))):
+        return None
+    if not layout.valid_id(value):
+        logger.warning('refcount: tag write with invalid image id %r; not '
+                       'tracked', value[:80])
+        return None
+    return layout.text(value)
+
+
+def _drop_intent(ctx, intent_id):
+    from . import records
+    try:
+        records.remove(ctx.store, layout.intent(intent_id))
+    except Exception:
+        logger.exception('refcount: could not remove intent %s', intent_id)
+
+
+def _run(what, fn, *args):
+    """Run a protocol step for a receiver: log, never raise."""
+    try:
+        fn(*args)
+        return True
+    except locks.LockTimeout as e:
+        logger.error('refcount: %s: %s; left to recovery', what, e)
+    except (protocols.BadInput, layout.InvalidName) as e:
+        logger.error('refcount: %s: %s; nothing deleted', what, e)
+    except Exception:
+        logger.exception('refcount: %s failed; left to recovery', what)
+    return False
+
+
+def _reconciled(tag=None, repository=None):
+    import flask
+    state = getattr(flask.g, 'refcount', None)
+    if state and (state.get('tag') == tag if tag else
+                  state.get('repository') == repository):
+        state['done'] = True
+
+
+def on_tag_created(sender, namespace=None, repository=None, tag=None,
+                   **kwargs):
+    _on_tag(namespace, repository, tag)
+
+
+def on_tag_deleted(sender, namespace=None, repository=None, tag=None,
+                   **kwargs):
+    _on_tag(namespace, repository, tag)
+
+
+def _on_tag(namespace, repository, tag):
+    ctx = _state['ctx']
+    try:
+        key = layout.TagKey.from_request(namespace, repository, tag)
+    except layout.InvalidName as e:
+        logger.error('refcount: ignoring tag signal: %s', e)
+        return
+    if _run('reconcile %s' % key.display, protocols.reconcile_tag, ctx, key):
+        _reconciled(tag=str(key))
+
+
+def on_repository_deleted(sender, namespace=None, repository=None,
+                          **kwargs):
+    ctx = _state['ctx']
+    try:
+        ns, repo = layout.quote(namespace), layout.quote(repository)
+        layout.TagKey(ns, repo, 'x')
+    except layout.InvalidName as e:
+        logger.error('refcount: ignoring repository signal: %s', e)
+        return
+    if _run('reconcile repository %s/%s' % (namespace, repository),
+            protocols.reconcile_repository, ctx, ns, repo):
+        _reconciled(repository='%s/%s' % (ns, repo))
+
+
+def on_before_put_image_json(sender, image_json=None, **kwargs):
+    """Register the new image as a child of its parent.  Returns an error
+    string (the registry answers 400 and stores nothing) if the parent is
+    gone or being deleted, or if this very image is being deleted."""
+    ctx = _state['ctx']
+    if not isinstance(image_json, dict):
+        return None
+    image_id = image_json.get('id')
+    parent = image_json.get('parent')
+    if not layout.valid_id(image_id):
+        return None           # the registry's route already refused it
+    try:
+        if ctx.store.exists(layout.tombstone(image_id)):
+            return ('Image %s is being deleted; retry the push shortly'
+                    % image_id)
+        if not parent:
+            return None
+        if not layout.valid_id(parent):
+            logger.error('refcount: image %s names an invalid parent %r',
+                         image_id, parent)
+            return 'Invalid parent image id'
+        return protocols.register_child(ctx, image_id, layout.text(parent))
+    except locks.LockTimeout as e:
+        logger.error('refcount: %s; refusing image %s', e, image_id)
+        return 'Registry busy, retry the push'
+    except Exception:
+        logger.exception('refcount: could not register image %s as a child '
+                         'of %s', image_id, parent)
+        return 'Registry storage is not available, retry the push'
+
+
+def on_request_tearing_down(sender, **kwargs):
+    """After the request: finish what the signals did not (or could not),
+    release the pending marker, drop the intent.  Anything that fails here
+    stays recorded in the intent for recovery."""
+    import flask
+    state = getattr(flask.g, 'refcount', None)
+    if not state:
+        return
+    flask.g.refcount = None
+    ctx = _state['ctx']
+    doc = dict((k, v) for k, v in state.items()
+               if k in ('tag', 'repository', 'image'))
+    _run('finish request %s' % state['id'], protocols.finish_intent, ctx,
+         state['id'], doc, not state.get('done'))

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Idempotent set-up from nothing: Debian packages, .venv27 (the registry's
+# runtime, Python 2.7) and .venv3 (storage-level tests on Python 3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+DEB_PACKAGES="swig libssl-dev redis-server"
+missing=""
+for p in $DEB_PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "setup: installing Debian packages:$missing"
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing
+fi
+
+PY27=${PY27:-$( (pyenv root 2>/dev/null || echo "$HOME/.pyenv") )/versions/2.7.18/bin/python}
+if [ ! -x "$PY27" ]; then
+    PY27=$(ls -d "$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")"/versions/2.7.*/bin/python 2>/dev/null | tail -n 1 || true)
+fi
+[ -x "$PY27" ] || { echo "setup: no Python 2.7 found (pyenv versions/2.7.*)" >&2; exit 2; }
+PY3=${PY3:-python3}
+
+if [ ! -x .venv-tools/bin/virtualenv ]; then
+    "$PY3" -m venv .venv-tools
+    .venv-tools/bin/pip install -q 'virtualenv<20.16'
+fi
+if [ ! -x .venv27/bin/python ]; then
+    .venv-tools/bin/virtualenv -q -p "$PY27" .venv27
+fi
+C="-c $ROOT/constraints-py27.txt"
+if ! .venv27/bin/python -c "import docker_registry, M2Crypto, gevent, pytest, hypothesis, registry_refcount" 2>/dev/null \
+   || [ constraints-py27.txt -nt .venv27/.stamp ] || [ setup.py -nt .venv27/.stamp ]; then
+    .venv27/bin/pip install -q $C 'setuptools<45' 'wheel<0.38'
+    .venv27/bin/pip install -q $C --no-deps docker-registry==0.9.1
+    .venv27/bin/pip install -q $C Flask blinker gunicorn PyYAML requests SQLAlchemy \
+        backports.lzma docker-registry-core boto redis simplejson M2Crypto gevent greenlet
+    .venv27/bin/pip install -q $C -e '.[test]'
+    touch .venv27/.stamp
+fi
+
+if [ ! -x .venv3/bin/python ]; then
+    "$PY3" -m venv .venv3
+fi
+if ! .venv3/bin/python -c "import docker_registry.core, pytest, hypothesis, registry_refcount" 2>/dev/null \
+   || [ setup.py -nt .venv3/.stamp ]; then
+    .venv3/bin/pip install -q 'docker-registry-core==2.0.3' 'pytest<9' 'hypothesis<7'
+    .venv3/bin/pip install -q --no-deps -e .
+    touch .venv3/.stamp
+fi
+echo "setup: ready (.venv27, .venv3)"

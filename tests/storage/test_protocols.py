@@ -1,0 +1,234 @@
+"""The protocols on the real file driver: scenarios of issue 2."""
+
+from __future__ import absolute_import, unicode_literals
+
+import json
+
+import pytest
+
+from registry_refcount import invariants
+from registry_refcount import layout
+from registry_refcount import protocols
+from registry_refcount import records
+from registry_refcount import recovery
+
+from .world import (Refused, delete_repository, delete_tag, image_id,
+                    present, push, put_tag)
+
+T = layout.TagKey
+
+
+def chain(ctx, names, parent=None):
+    ids = []
+    for n in names:
+        push(ctx, image_id(n), parent)
+        parent = image_id(n)
+        ids.append(parent)
+    return ids
+
+
+def consistent(store):
+    rep = invariants.check(store, jobs=1)
+    assert rep.s1 == []
+    assert rep.r1 == []
+    assert rep.unreadable == [] and rep.journal == [] and rep.intents == []
+    return rep
+
+
+def test_delete_tag_frees_whole_chain(ctx, store):
+    ids = chain(ctx, 'abc')
+    other = chain(ctx, 'xy')
+    put_tag(ctx, T('ns', 'app', 'v1'), ids[-1])
+    put_tag(ctx, T('ns', 'other', 'v1'), other[-1])
+    delete_tag(ctx, T('ns', 'app', 'v1'))
+    assert present(store) == set(other)
+    assert set(records.listing(store, 'images')) == set(other)
+    consistent(store)
+
+
+def test_two_tags_share_base(ctx, store):
+    base = chain(ctx, 'b')
+    a = chain(ctx, ['a1', 'a2'], base[-1])
+    b = chain(ctx, ['b1'], base[-1])
+    put_tag(ctx, T('ns', 'a', 'latest'), a[-1])
+    put_tag(ctx, T('ns', 'b', 'latest'), b[-1])
+    delete_tag(ctx, T('ns', 'a', 'latest'))
+    assert present(store) == set(base + b)
+    consistent(store)
+
+
+def test_retag_to_sibling_then_descendant(ctx, store):
+    base = chain(ctx, 'b')
+    a = chain(ctx, ['a1', 'a2'], base[-1])
+    b = chain(ctx, ['s1'], base[-1])
+    key = T('ns', 'app', 'latest')
+    put_tag(ctx, key, a[-1])
+    put_tag(ctx, key, b[-1])
+    assert present(store) == set(base + b)
+    d = chain(ctx, ['d1', 'd2'], b[-1])
+    put_tag(ctx, key, d[-1])
+    assert present(store) == set(base + b + d)
+    consistent(store)
+
+
+def test_same_image_two_repositories(ctx, store):
+    ids = chain(ctx, 'ab')
+    put_tag(ctx, T('ns', 'one', 'v'), ids[-1])
+    put_tag(ctx, T('other', 'two', 'v'), ids[-1])
+    delete_tag(ctx, T('ns', 'one', 'v'))
+    assert present(store) == set(ids)
+    delete_tag(ctx, T('other', 'two', 'v'))
+    assert present(store) == set()
+    consistent(store)
+
+
+def test_repository_delete(ctx, store):
+    base = chain(ctx, 'b')
+    mine = chain(ctx, ['m1'], base[-1])
+    mine2 = chain(ctx, ['m2'], base[-1])
+    theirs = chain(ctx, ['t1'], base[-1])
+    put_tag(ctx, T('ns', 'mine', 'a'), mine[-1])
+    put_tag(ctx, T('ns', 'mine', 'b'), mine2[-1])
+    put_tag(ctx, T('ns', 'theirs', 'a'), theirs[-1])
+    delete_repository(ctx, 'ns', 'mine')
+    assert present(store) == set(base + theirs)
+    assert list(records.listing(store, layout.ledger_dir('ns', 'mine'))) == []
+    consistent(store)
+
+
+def test_untagged_push_is_left_for_gc(ctx, store):
+    ids = chain(ctx, 'ab')
+    assert present(store) == set(ids)
+    rep = consistent(store)
+    assert set(rep.unreachable) == set(ids)
+
+
+def test_child_refused_while_parent_deleted(ctx, store):
+    ids = chain(ctx, 'a')
+    put_tag(ctx, T('ns', 'a', 'v'), ids[0])
+    delete_tag(ctx, T('ns', 'a', 'v'))
+    with pytest.raises(Refused):
+        push(ctx, image_id('child'), ids[0])
+    # a tombstoned parent refuses children too
+    ids = chain(ctx, 'p')
+    store.put_content(layout.tombstone(ids[0]), b'{}')
+    assert protocols.register_child(ctx, image_id('c2'), ids[0])
+
+
+def test_pending_refused_for_deleted_image(ctx, store):
+    ids = chain(ctx, 'a')
+    put_tag(ctx, T('ns', 'a', 'v'), ids[0])
+    delete_tag(ctx, T('ns', 'a', 'v'))
+    with pytest.raises(Refused):
+        put_tag(ctx, T('ns', 'a', 'v'), ids[0])
+    assert records.listing(store, layout.INTENTS) is not None
+    assert list(records.listing(store, layout.INTENTS)) == []
+
+
+def test_not_initialised_deletes_nothing(ctx, store):
+    ids = chain(ctx, 'ab')
+    records.write(store, layout.STATE, {'initialised': False})
+    store._refcount_initialised = False
+    put_tag(ctx, T('ns', 'a', 'v'), ids[-1])
+    delete_tag(ctx, T('ns', 'a', 'v'))
+    assert present(store) == set(ids)
+
+
+def test_existing_registry_is_not_initialised(tmpdir):
+    from docker_registry.drivers import file as file_driver
+    s = file_driver.Storage(path=str(tmpdir.join('s')))
+    s.put_content(layout.image_file(image_id(1), 'json'), b'{}')
+    assert protocols.initialise(s) is False
+    assert protocols.is_initialised(s) is False
+    s2 = file_driver.Storage(path=str(tmpdir.join('empty')))
+    assert protocols.initialise(s2) is True
+
+
+def test_dry_run_deletes_nothing(ctx, store):
+    dry = ctx._replace(dry_run=True)
+    ids = chain(dry, 'ab')
+    put_tag(dry, T('ns', 'a', 'v'), ids[-1])
+    delete_tag(dry, T('ns', 'a', 'v'))
+    assert present(store) == set(ids)
+
+
+def test_invalid_ids_never_delete(ctx, store):
+    ids = chain(ctx, 'ab')
+    key = T('ns', 'a', 'v')
+    put_tag(ctx, key, ids[-1])
+    # someone writes a path trick into the tag file behind our back
+    store.put_content(layout.tag_file(key), b'../repositories/ns/a')
+    with pytest.raises(protocols.BadInput):
+        protocols.reconcile_tag(ctx, key)
+    assert present(store) == set(ids)
+    # a parent field naming something invalid: no deletion
+    store.put_content(layout.image_file(ids[0], 'json'),
+                      json.dumps({'id': ids[0], 'parent': '..'}).encode())
+    with pytest.raises(protocols.BadInput):
+        protocols.parent_of(store, ids[0])
+    with pytest.raises(layout.InvalidName):
+        layout.image_dir('../repositories')
+
+
+def test_missing_ancestry_and_json_never_delete(ctx, store):
+    ids = chain(ctx, 'ab')
+    key = T('ns', 'a', 'v')
+    put_tag(ctx, key, ids[-1])
+    store.put_content(layout.image_file(ids[-1], 'json'), b'{not json')
+    store.remove(layout.image_file(ids[-1], 'ancestry'))
+    delete_tag(ctx, key)
+    assert present(store) == set(ids)
+
+
+def test_corrupt_ledger_is_quarantined_not_acted_on(ctx, store):
+    ids = chain(ctx, 'ab')
+    other = chain(ctx, 'c')
+    key = T('ns', 'a', 'v')
+    put_tag(ctx, key, ids[-1])
+    for bad in (b'', b'{"image": "x', b'[1]', b'{"v": 99, "image": "a"}'):
+        records.remove(store, layout.ledger(key))
+        with open(str(store._root_path) + '/' + layout.ledger(key), 'wb') as f:
+            f.write(bad)
+        assert protocols.read_ledger(store, key) is protocols.UNKNOWN
+    put_tag(ctx, key, other[0])     # the old image is not deleted on its word
+    assert present(store) == set(ids + other)
+    rep = invariants.check(store, jobs=1)
+    assert rep.r1 and rep.r1[0]['kind'] == 'stale_marker'
+    invariants.repair(ctx, rep)
+    consistent(store)
+
+
+def test_torn_marker_counts_as_reference(ctx, store):
+    ids = chain(ctx, 'a')
+    key = T('ns', 'a', 'v')
+    put_tag(ctx, key, ids[0])
+    store.put_content(layout.marker_path(ids[0], key.marker), b'')
+    rep = invariants.check(store, jobs=1)
+    assert [d['kind'] for d in rep.r1] == ['torn_marker']
+    invariants.repair(ctx, rep)
+    consistent(store)
+    delete_tag(ctx, key)
+    assert present(store) == set()
+
+
+def test_legacy_references_file_keeps_image(ctx, store):
+    ids = chain(ctx, 'a')
+    store.put_content(layout.references_dir(ids[0]),
+                      b'{"[\\"ns\\", \\"a\\", \\"v\\"]": "x"}')
+    assert protocols.needed(store, ids[0])
+
+
+def test_recovery_finishes_abandoned_intent(ctx, store):
+    ids = chain(ctx, 'ab')
+    key = T('ns', 'a', 'v')
+    put_tag(ctx, key, ids[-1])
+    # a tag delete whose worker died right after the registry removed the
+    # tag file: the intent is all that is left
+    protocols.write_intent(store, protocols.new_intent_id(), tag=str(key))
+    store.remove(layout.tag_file(key))
+    rep = recovery.recover(ctx, intent_timeout=60)
+    assert rep['intents_waiting'] == 1 and present(store) == set(ids)
+    rep = recovery.recover(ctx, intent_timeout=0)
+    assert rep['intents_finished'] == 1
+    assert present(store) == set()
+    consistent(store)

@@ -1,0 +1,113 @@
+"""A registry in miniature, on the real file driver.
+
+Each function does to storage what docker-registry 0.9.1's view does for
+the same request, and calls the protocols where the extension's receivers
+would (request_started, before_put_image_json, tag_created/tag_deleted,
+repository_deleted, request_tearing_down).  The storage-level tests and
+the property tests drive the protocols through it.
+"""
+
+from __future__ import absolute_import, unicode_literals
+
+import hashlib
+import json
+
+from docker_registry.core import exceptions
+
+from registry_refcount import layout
+from registry_refcount import protocols
+from registry_refcount import records
+
+
+class Refused(Exception):
+    """The registry would answer this request with an error."""
+
+
+def image_id(n):
+    return hashlib.sha256(('image-%s' % n).encode()).hexdigest()
+
+
+def push(ctx, image, parent=None):
+    store = ctx.store
+    if parent is not None:
+        if not store.exists(layout.image_file(parent, 'json')):
+            raise Refused('Image depends on a non existing parent')
+    if store.exists(layout.tombstone(image)):
+        raise Refused('being deleted')
+    if parent is not None:
+        err = protocols.register_child(ctx, image, parent)
+        if err:
+            raise Refused(err)
+    store.put_content(layout.image_file(image, '_inprogress'), b'true')
+    doc = {'id': image}
+    if parent:
+        doc['parent'] = parent
+    store.put_content(layout.image_file(image, 'json'),
+                      json.dumps(doc).encode())
+    ancestry = [image]
+    if parent:
+        ancestry += json.loads(layout.text(store.get_content(
+            layout.image_file(parent, 'ancestry'))))
+    store.put_content(layout.image_file(image, 'ancestry'),
+                      json.dumps(ancestry).encode())
+    store.put_content(layout.image_file(image, 'layer'),
+                      b'layer of ' + image.encode())
+    store.put_content(layout.image_file(image, '_checksum'), b'["sha256:x"]')
+    store.remove(layout.image_file(image, '_inprogress'))
+
+
+def put_tag(ctx, key, image):
+    store = ctx.store
+    intent_id = protocols.new_intent_id()
+    doc = {'tag': str(key), 'image': image}
+    protocols.write_intent(store, intent_id, **doc)
+    if not protocols.add_pending(ctx, intent_id, key, image):
+        records.remove(store, layout.intent(intent_id))
+        raise Refused('Image not found')
+    if not store.exists(layout.image_file(image, 'json')):
+        protocols.finish_intent(ctx, intent_id, doc)
+        raise Refused('Image not found')
+    store.put_content(layout.tag_file(key), image.encode())
+    protocols.reconcile_tag(ctx, key)
+    protocols.finish_intent(ctx, intent_id, doc, reconcile=False)
+
+
+def delete_tag(ctx, key):
+    store = ctx.store
+    intent_id = protocols.new_intent_id()
+    doc = {'tag': str(key)}
+    protocols.write_intent(store, intent_id, **doc)
+    try:
+        store.remove(layout.tag_file(key))
+    except exceptions.FileNotFoundError:
+        protocols.finish_intent(ctx, intent_id, doc)
+        raise Refused('Tag not found')
+    protocols.reconcile_tag(ctx, key)
+    protocols.finish_intent(ctx, intent_id, doc, reconcile=False)
+
+
+def delete_repository(ctx, namespace, repository):
+    store = ctx.store
+    intent_id = protocols.new_intent_id()
+    doc = {'repository': '%s/%s' % (namespace, repository)}
+    protocols.write_intent(store, intent_id, **doc)
+    keys = list(protocols.repository_tags(store, namespace, repository))
+    for key in keys:
+        store.remove(layout.tag_file(key))
+        protocols.reconcile_tag(ctx, key)
+    try:
+        store.remove(layout.repository_dir(namespace, repository))
+    except exceptions.FileNotFoundError:
+        pass
+    protocols.reconcile_repository(ctx, namespace, repository)
+    protocols.finish_intent(ctx, intent_id, doc, reconcile=False)
+
+
+def present(store):
+    """Image ids whose json exists."""
+    return set(i for i in records.listing(store, layout.IMAGES)
+               if store.exists(layout.image_file(i, 'json')))
+
+
+def folders(store):
+    return set(records.listing(store, layout.IMAGES))
