@@ -38,6 +38,7 @@ from docker_registry.core import exceptions
 from . import audit
 from . import crash
 from . import layout
+from . import locks
 from . import records
 
 logger = logging.getLogger(__name__)
@@ -170,13 +171,30 @@ def needed(store, image_id):
 # -- references --------------------------------------------------------------
 
 def add_reference(ctx, image_id, marker, content=b''):
-    """Write a marker on a live image.  False, and nothing written, if the
-    image is gone or being deleted."""
-    with ctx.locks.image(image_id):
-        if image_state(ctx.store, image_id) != 'live':
-            return False
-        records.write_marker(ctx.store, image_id, marker, content)
+    """Write a marker on a live image.  False, and nothing left written,
+    if the image is gone or being deleted.
+
+    Normally under the image's lock.  When the lock cannot be had (Redis
+    down, a long cascade holding it) the marker is written first and the
+    image checked after: a deletion writes its tombstone first and checks
+    for markers after, so one of the two always sees the other.
+    """
+    store = ctx.store
+    try:
+        with ctx.locks.image(image_id):
+            if image_state(store, image_id) != 'live':
+                return False
+            records.write_marker(store, image_id, marker, content)
+            return True
+    except locks.LockTimeout as e:
+        logger.warning('refcount: %s; adding %s to %s without the lock',
+                       e, marker, image_id)
+    records.write_marker(store, image_id, marker, content)
+    if image_state(store, image_id) == 'live':
         return True
+    records.remove_marker(store, image_id, marker)
+    _prune_folder(store, image_id)
+    return False
 
 
 def remove_reference(ctx, image_id, marker, reason):
@@ -266,6 +284,13 @@ def _finalize(ctx, image_id):
     crash.point('before_finalize')
     store = ctx.store
     _remove(store, layout.tombstone(image_id))
+    _prune_folder(store, image_id)
+    records.remove(store, layout.journal(image_id))
+
+
+def _prune_folder(store, image_id):
+    """On local storage, remove an image's folder if it is empty (only
+    then: a new push of the same id may have begun in it)."""
     root = records.local_root(store)
     if root is not None:
         folder = os.path.join(root, layout.image_dir(image_id))
@@ -274,7 +299,6 @@ def _finalize(ctx, image_id):
                 os.rmdir(sub)
             except OSError:
                 pass
-    records.remove(store, layout.journal(image_id))
 
 
 def finish_deletion(ctx, image_id):
@@ -469,13 +493,10 @@ def finish_intent(ctx, intent_id, doc, reconcile=True):
 def register_child(ctx, child_id, parent_id):
     """Before a child's json is stored: mark the parent as needed by it.
     Returns an error string for the client, or None."""
-    with ctx.locks.image(parent_id):
+    if not add_reference(ctx, parent_id, layout.child_marker(child_id)):
         state = image_state(ctx.store, parent_id)
-        if state != 'live':
-            return ('Parent image %s is %s; push it again'
-                    % (parent_id, 'being deleted' if state == 'deleting'
-                       else 'not found'))
-        records.write_marker(ctx.store, parent_id,
-                             layout.child_marker(child_id))
+        return ('Parent image %s is %s; push it again'
+                % (parent_id, 'being deleted' if state == 'deleting'
+                   else 'not found'))
     crash.point('after_child_marker')
     return None

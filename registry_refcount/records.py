@@ -119,13 +119,14 @@ def write(store, path, obj):
     target = os.path.join(root, path)
     folder = os.path.dirname(target)
     tmp = os.path.join(folder, '.tmp-%s' % uuid.uuid4().hex)
-    try:
-        f = open(tmp, 'wb')
-    except (IOError, OSError) as e:
-        if e.errno != errno.ENOENT:
-            raise
-        _makedirs(folder)
-        f = open(tmp, 'wb')
+    for attempt in range(5):
+        try:
+            f = open(tmp, 'wb')
+            break
+        except (IOError, OSError) as e:
+            if e.errno != errno.ENOENT or attempt == 4:
+                raise
+            _makedirs(folder)   # (pruned concurrently? then again)
     try:
         with f:
             f.write(data)
@@ -143,6 +144,7 @@ def remove(store, path):
             store.remove(path)
         else:
             os.unlink(os.path.join(root, path))
+            _prune(root, path)
     except exceptions.FileNotFoundError:
         pass
     except OSError as e:
@@ -188,6 +190,18 @@ def legacy_references(store, image_id):
         return store.get_content(layout.references_dir(image_id))
     except (exceptions.FileNotFoundError, IOError, OSError):
         return None
+
+
+def _prune(root, path):
+    """Remove the empty folders a removed document leaves (ledger
+    namespaces and repositories), up to the record kind's folder."""
+    parts = path.split('/')
+    keep = len(layout.PREFIX.split('/')) + 1
+    for end in range(len(parts) - 1, keep, -1):
+        try:
+            os.rmdir(os.path.join(root, *parts[:end]))
+        except OSError:
+            return
 
 
 def _makedirs(folder):

@@ -63,7 +63,7 @@ def boot(registry_config=None, store=None):
     _state.update(ctx=ctx, settings=settings)
     _connect()
     _start_recovery(settings)
-    logger.info('refcount: enabled (dry_run=%s, lock_backend=%s)',
+    logger.warning('refcount: enabled (dry_run=%s, lock_backend=%s)',
                 settings.dry_run, settings.lock_backend)
     return ctx
 

@@ -186,9 +186,7 @@ def test_corrupt_ledger_is_quarantined_not_acted_on(ctx, store):
     key = T('ns', 'a', 'v')
     put_tag(ctx, key, ids[-1])
     for bad in (b'', b'{"image": "x', b'[1]', b'{"v": 99, "image": "a"}'):
-        records.remove(store, layout.ledger(key))
-        with open(str(store._root_path) + '/' + layout.ledger(key), 'wb') as f:
-            f.write(bad)
+        store.put_content(layout.ledger(key), bad)
         assert protocols.read_ledger(store, key) is protocols.UNKNOWN
     put_tag(ctx, key, other[0])     # the old image is not deleted on its word
     assert present(store) == set(ids + other)

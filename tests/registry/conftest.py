@@ -1,0 +1,64 @@
+from __future__ import absolute_import
+
+import os
+
+import pytest
+
+from registry_refcount import invariants
+
+from .harness import Client, Registry
+
+ENABLED = {'enabled': True, 'lock_dir': None, 'intent_timeout': 0,
+           'recovery_interval': 2, 'grace_period': 0, 'lock_timeout': 10}
+
+
+def refcount_settings(tmpdir, **overrides):
+    settings = dict(ENABLED, lock_dir=str(tmpdir.join('locks')))
+    settings.update(overrides)
+    return settings
+
+
+@pytest.fixture
+def make_registry(tmpdir):
+    started = []
+
+    def make(refcount='default', workers=2, **kw):
+        if refcount == 'default':
+            refcount = refcount_settings(tmpdir)
+        workdir = tmpdir.mkdtemp() if started else tmpdir
+        reg = Registry(str(workdir), refcount=refcount, workers=workers, **kw)
+        started.append(reg)
+        return reg
+    yield make
+    for reg in started:
+        reg.stop()
+
+
+@pytest.fixture
+def registry(make_registry):
+    return make_registry().start()
+
+
+@pytest.fixture
+def client(registry):
+    return Client(registry.url)
+
+
+def file_store(path):
+    from docker_registry.drivers import file as file_driver
+    return file_driver.Storage(path=path)
+
+
+def assert_invariants(reg, client=None, l1=True):
+    """S1 and R1 on the registry's storage; L1 when asked; every tag
+    pullable over HTTP."""
+    store = file_store(reg.storage)
+    rep = invariants.check(store, jobs=4)
+    assert rep.s1 == [], rep.s1
+    assert rep.r1 == [], rep.r1
+    assert rep.unreadable == [] and rep.journal == [], rep.as_dict()
+    if client is not None:
+        for key in rep.tags:
+            repo = '%s/%s' % (key.namespace, key.repository)
+            assert client.pullable(repo, key.tag) is None, key
+    return rep
