@@ -203,15 +203,23 @@ def remove_reference(ctx, image_id, marker, reason):
     _cascade(ctx, None, image_id, marker, reason)
 
 
-def _cascade(ctx, finished, image_id, marker, reason):
+def collect(ctx, image_id, reason):
+    """gc: delete an unreachable image if nothing references it (even one
+    whose json was never stored), and cascade."""
+    _cascade(ctx, None, image_id, None, reason, partial=True)
+
+
+def _cascade(ctx, finished, image_id, marker, reason, partial=False):
     """Remove ``marker`` from ``image_id``, tear the image down if nothing
     needs it any more, and repeat on its parent.  ``finished`` is an image
     already torn down whose marker this is; its tombstone and journal go
     only once the marker is off its parent."""
     while image_id is not None:
         with ctx.locks.image(image_id):
-            records.remove_marker(ctx.store, image_id, marker)
-            parent = _maybe_tear_down(ctx, image_id, reason)
+            if marker is not None:
+                records.remove_marker(ctx.store, image_id, marker)
+            parent = _maybe_tear_down(ctx, image_id, reason, partial)
+            partial = False
         if finished is not None:
             _finalize(ctx, finished)
             finished = None
@@ -226,16 +234,26 @@ def _cascade(ctx, finished, image_id, marker, reason):
         _finalize(ctx, finished)
 
 
-def _maybe_tear_down(ctx, image_id, reason):
+def _maybe_tear_down(ctx, image_id, reason, partial=False):
     """Holding the image's lock: tear it down if nothing needs it.
-    Returns its parent (None for a root) or :data:`KEPT`."""
+    Returns its parent (None for a root) or :data:`KEPT`.  ``partial``:
+    also an image whose json was never stored (gc only)."""
     store = ctx.store
     if store.exists(layout.tombstone(image_id)):
         return KEPT          # another deletion (or recovery) owns it
     if needed(store, image_id):
         return KEPT
     if not store.exists(layout.image_file(image_id, 'json')):
-        return KEPT          # never stored, or already gone: gc's business
+        if not (partial and next(iter(records.listing(
+                store, layout.image_dir(image_id))), None)):
+            return KEPT      # never stored, or already gone: gc's business
+        try:
+            parent = parent_of(store, image_id)
+        except BadInput:
+            parent = None    # its registration, if any, is gc's to clean
+        if ctx.dry_run:
+            return KEPT
+        return _tear_down(ctx, image_id, parent, reason)
     if ctx.dry_run or not is_initialised(store):
         audit.deleted(image_id, reason + (
             '' if ctx.dry_run else ' (registry not initialised: run '
@@ -493,7 +511,8 @@ def finish_intent(ctx, intent_id, doc, reconcile=True):
 def register_child(ctx, child_id, parent_id):
     """Before a child's json is stored: mark the parent as needed by it.
     Returns an error string for the client, or None."""
-    if not add_reference(ctx, parent_id, layout.child_marker(child_id)):
+    if not add_reference(ctx, parent_id, layout.child_marker(child_id),
+                         json.dumps({'at': time.time()})):
         state = image_state(ctx.store, parent_id)
         return ('Parent image %s is %s; push it again'
                 % (parent_id, 'being deleted' if state == 'deleting'

@@ -1,0 +1,249 @@
+"""The garbage-collection sweep: mark from the truth, sweep through the
+delete protocol.
+
+1. **Mark**: read every tag file and the ancestry of every tagged image;
+   everything on those chains is reachable.  A broken chain (a missing
+   image, a missing ancestry) stops the sweep from deleting anything.
+2. **Repair** each tag's reference: ledger and marker equal the tag file.
+3. **Candidates**: every other image, remembered with the time it was
+   first seen unreachable (``extensions/refcount/candidates``).
+4. **Sweep**: candidates older than the grace period, deepest first, whose
+   markers are all stale (a tag that names another image, a pending write
+   with no intent, a child that is itself being swept or never stored and
+   older than the grace period) lose those markers and are deleted through
+   the delete protocol, which cascades up to their parents.
+
+Only candidates are read beyond the mark, so a sweep costs about one read
+per tag and per tagged chain plus a listing of ``images/``.
+"""
+
+from __future__ import absolute_import, unicode_literals
+
+import json
+import logging
+import time
+
+from docker_registry.core import exceptions
+
+from . import layout
+from . import locks
+from . import protocols
+from . import records
+from . import truth
+
+logger = logging.getLogger(__name__)
+
+
+def sweep(ctx, grace_period, dry_run=False, jobs=8, now=None,
+          progress=None):
+    """Run one sweep; returns a report dict (JSON-serialisable)."""
+    store = ctx.store
+    now = time.time() if now is None else now
+    say = progress or (lambda stage, done=None, total=None: None)
+    report = {'dry_run': bool(dry_run), 'grace_period': grace_period,
+              'tags': 0, 'images': 0, 'reachable': 0, 'candidates': 0,
+              'deleted': [], 'kept_young': 0, 'kept_referenced': 0,
+              'repaired': [], 'errors': [], 'bytes_freed': 0}
+
+    # 1. mark
+    say('tags')
+    tags, bad = truth.read_tags(store, jobs)
+    report['errors'].extend(sorted(bad.values()))
+    say('chains')
+    chains = dict(zip(set(tags.values()), truth.pool_map(
+        lambda top: _chain(store, top), set(tags.values()), jobs)))
+    reachable = set()
+    for top, chain in chains.items():
+        if isinstance(chain, list):
+            reachable.update(chain)
+        else:
+            report['errors'].append(chain)
+    report['tags'], report['reachable'] = len(tags), len(reachable)
+
+    # 2. repair tag references
+    if not dry_run:
+        for key, image in sorted(tags.items()):
+            if (protocols.read_ledger(store, key) != image or not
+                    store.exists(layout.marker_path(image, key.marker))):
+                _repair_tag(ctx, key, image, report)
+
+    # 3. candidates
+    say('images')
+    images = truth.list_images(store)
+    report['images'] = len(images)
+    unreachable = [i for i in images if i not in reachable]
+    seen = _load_candidates(store)
+    seen = dict((i, seen.get(i, now)) for i in unreachable)
+    report['candidates'] = len(seen)
+    if not dry_run:
+        records.write(store, layout.CANDIDATES, {'first_seen': seen})
+    if report['errors']:
+        logger.error('refcount: gc deletes nothing: %s', report['errors'])
+        return report
+    ripe = [i for i in unreachable if now - seen[i] >= grace_period]
+    report['kept_young'] = len(unreachable) - len(ripe)
+
+    # 4. sweep, deepest first, so children go before their parents
+    say('candidates')
+    infos = dict(zip(ripe, truth.pool_map(
+        lambda i: _candidate(store, i), ripe, jobs)))
+    doomed = set()
+    digests = dict((key.marker, key) for key in tags)
+    for image in sorted(ripe, key=lambda i: -infos[i]['depth']):
+        stale, live = _judge(store, infos[image], doomed, digests, now,
+                             grace_period)
+        if live:
+            report['kept_referenced'] += 1
+            continue
+        doomed.add(image)
+        reason = 'unreachable from every tag for %ds' % (now - seen[image])
+        report['deleted'].append({'image': image, 'bytes': infos[image][
+            'size'], 'reason': reason})
+        report['bytes_freed'] += infos[image]['size']
+        if dry_run:
+            continue
+        try:
+            _drop_stale(ctx, image, stale)
+            protocols.collect(ctx, image, reason)
+        except (locks.LockTimeout, protocols.BadInput) as e:
+            report['errors'].append('%s: %s' % (image, e))
+        if store.exists(layout.image_file(image, 'json')):
+            # referenced again since the mark (a new tag, a new child)
+            report['deleted'].pop()
+            report['bytes_freed'] -= infos[image]['size']
+            report['kept_referenced'] += 1
+            doomed.discard(image)
+    if not dry_run:
+        gone = set(d['image'] for d in report['deleted']
+                   if not store.exists(layout.image_file(d['image'],
+                                                         'json')))
+        _forget_candidates(store, gone)
+    return report
+
+
+def _chain(store, top):
+    """The ancestry of a tagged image, or a string saying what is wrong."""
+    try:
+        chain = protocols.read_ancestry(store, top)
+    except protocols.BadInput as e:
+        return str(e)
+    return chain
+
+
+def _repair_tag(ctx, key, image, report):
+    try:
+        protocols.reconcile_tag(ctx, key)
+        if not ctx.store.exists(layout.marker_path(image, key.marker)):
+            protocols.add_reference(ctx, image, key.marker, str(key))
+        report['repaired'].append(key.display)
+    except (locks.LockTimeout, protocols.BadInput) as e:
+        report['errors'].append('%s: %s' % (key.display, e))
+
+
+def _candidate(store, image):
+    """What the sweep needs of one candidate: depth, size, markers."""
+    try:
+        depth = len(protocols.read_ancestry(store, image))
+    except protocols.BadInput:
+        depth = 0
+    try:
+        size = store.get_size(layout.image_file(image, 'layer'))
+    except (exceptions.FileNotFoundError, OSError):
+        size = 0
+    return {'id': image, 'depth': depth, 'size': size,
+            'markers': list(records.markers(store, image)),
+            'legacy': records.legacy_references(store, image) is not None}
+
+
+def _judge(store, info, doomed, digests, now, grace_period):
+    """Split a candidate's markers into stale ones ``[(marker, key or
+    None)]`` and live ones.  What cannot be read counts as live."""
+    stale, live = [], []
+    if info['legacy']:
+        live.append('legacy _references file')
+    for marker in info['markers']:
+        try:
+            kind, value = layout.check_marker(marker)
+        except layout.InvalidName:
+            live.append(marker)
+            continue
+        if kind == 'tag':
+            key = _tag_of(store, info['id'], marker, digests)
+            (stale if key is not None else live).append((marker, key))
+        elif kind == 'pending':
+            if store.exists(layout.intent(value)):
+                live.append(marker)
+            else:
+                stale.append((marker, None))
+        elif value in doomed:
+            pass                     # goes with the child's deletion
+        elif store.exists(layout.image_file(value, 'json')):
+            try:
+                parent = protocols.parent_of(store, value)
+            except protocols.BadInput:
+                parent = info['id']
+            if parent == info['id']:
+                live.append(marker)  # a child that is not being swept
+            else:
+                stale.append((marker, None))
+        elif now - _marker_time(store, info['id'], marker) >= grace_period:
+            stale.append((marker, None))   # its json never came
+        else:
+            live.append(marker)
+    return stale, live
+
+
+def _tag_of(store, image, marker, digests):
+    """The tag a tag marker stands for, from its content or the tags."""
+    try:
+        key = layout.TagKey.parse(store.get_content(
+            layout.marker_path(image, marker)))
+        if key.marker == marker:
+            return key
+    except (exceptions.FileNotFoundError, layout.InvalidName, ValueError):
+        pass
+    return digests.get(marker)
+
+
+def _drop_stale(ctx, image, stale):
+    """Remove stale markers; a tag marker only under its tag's lock and
+    only if the tag file still names another image (a tag written since
+    the mark is kept)."""
+    store = ctx.store
+    for marker, key in stale:
+        if key is None:
+            with ctx.locks.image(image):
+                records.remove_marker(store, image, marker)
+            continue
+        with ctx.locks.tag(key):
+            if protocols.read_tag(store, key) == image:
+                continue
+            with ctx.locks.image(image):
+                records.remove_marker(store, image, marker)
+
+
+def _marker_time(store, image, marker):
+    try:
+        doc = json.loads(layout.text(store.get_content(
+            layout.marker_path(image, marker))))
+        return float(doc['at'])
+    except Exception:
+        return 0.0      # written by repair or an old version: old
+
+
+def _load_candidates(store):
+    try:
+        doc = records.read(store, layout.CANDIDATES) or {}
+    except records.Unreadable:
+        return {}       # start the clocks again: later, never sooner
+    seen = doc.get('first_seen') or {}
+    return dict((k, float(v)) for k, v in seen.items()
+                if layout.valid_id(k))
+
+
+def _forget_candidates(store, gone):
+    if not gone:
+        return
+    seen = _load_candidates(store)
+    records.write(store, layout.CANDIDATES, {'first_seen': dict(
+        (k, v) for k, v in seen.items() if k not in gone)})

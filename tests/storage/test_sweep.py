@@ -1,0 +1,95 @@
+"""The gc sweep on the real file driver."""
+
+from __future__ import absolute_import, unicode_literals
+
+import json
+import time
+
+from registry_refcount import invariants
+from registry_refcount import layout
+from registry_refcount import protocols
+from registry_refcount import records
+from registry_refcount import sweep
+
+from .world import image_id, present, push, put_tag
+
+T = layout.TagKey
+
+
+def test_gc_removes_abandoned_pushes_after_grace(ctx, store):
+    push(ctx, image_id('base'))
+    push(ctx, image_id('kept'), image_id('base'))
+    put_tag(ctx, T('ns', 'a', 'v'), image_id('kept'))
+    push(ctx, image_id('lost1'), image_id('base'))
+    push(ctx, image_id('lost2'), image_id('lost1'))
+    push(ctx, image_id('root'))
+    rep = sweep.sweep(ctx, grace_period=100, now=1000.0)
+    assert rep['deleted'] == [] and rep['kept_young'] == 3
+    # dry run: reports, changes nothing
+    before = sorted(records.listing(store, 'images'))
+    rep = sweep.sweep(ctx, grace_period=100, now=2000.0, dry_run=True)
+    assert set(d['image'] for d in rep['deleted']) == {
+        image_id('lost1'), image_id('lost2'), image_id('root')}
+    assert sorted(records.listing(store, 'images')) == before
+    rep = sweep.sweep(ctx, grace_period=100, now=2000.0)
+    assert set(d['image'] for d in rep['deleted']) == {
+        image_id('lost1'), image_id('lost2'), image_id('root')}
+    assert present(store) == {image_id('base'), image_id('kept')}
+    rep = invariants.check(store, jobs=1)
+    assert rep.r1 == [] and rep.unreachable == [] and rep.s1 == []
+
+
+def test_gc_keeps_pending_and_fresh_children(ctx, store):
+    push(ctx, image_id('p'))
+    # a child registered but whose json has not come yet: fresh
+    protocols.register_child(ctx, image_id('c'), image_id('p'))
+    sweep.sweep(ctx, grace_period=100, now=time.time() - 1000)
+    rep = sweep.sweep(ctx, grace_period=100)     # p is ripe, c is fresh
+    assert present(store) == {image_id('p')}
+    assert rep['kept_referenced'] == 1
+    # an in-flight tag write keeps its image
+    push(ctx, image_id('q'))
+    iid = protocols.new_intent_id()
+    key = T('ns', 'q', 'v')
+    protocols.write_intent(store, iid, tag=str(key), image=image_id('q'))
+    protocols.add_pending(ctx, iid, key, image_id('q'))
+    sweep.sweep(ctx, grace_period=0)
+    assert image_id('q') in present(store)
+    # once the intent is gone the pending marker is stale
+    records.remove(store, layout.intent(iid))
+    sweep.sweep(ctx, grace_period=0)
+    assert image_id('q') not in present(store)
+
+
+def test_gc_old_dangling_child_and_stale_tag_marker(ctx, store):
+    push(ctx, image_id('p'))
+    store.put_content(layout.marker_path(image_id('p'), layout.child_marker(
+        image_id('never'))), json.dumps({'at': 1.0}).encode())
+    push(ctx, image_id('r'))
+    key = T('ns', 'r', 'v')
+    put_tag(ctx, key, image_id('r'))
+    store.remove(layout.tag_file(key))      # behind the extension's back
+    sweep.sweep(ctx, grace_period=10, now=1000.0)
+    rep = sweep.sweep(ctx, grace_period=10, now=1011.0)
+    assert present(store) == set()
+    assert len(rep['deleted']) == 2
+
+
+def test_gc_refuses_on_broken_chain(ctx, store):
+    push(ctx, image_id('a'))
+    push(ctx, image_id('b'), image_id('a'))
+    put_tag(ctx, T('ns', 'b', 'v'), image_id('b'))
+    push(ctx, image_id('orphan'))
+    store.remove(layout.image_file(image_id('b'), 'ancestry'))
+    rep = sweep.sweep(ctx, grace_period=0)
+    assert rep['errors'] and rep['deleted'] == []
+    assert image_id('orphan') in present(store)
+
+
+def test_gc_repairs_tag_references(ctx, store):
+    push(ctx, image_id('a'))
+    key = T('ns', 'a', 'v')
+    store.put_content(layout.tag_file(key), image_id('a').encode())
+    rep = sweep.sweep(ctx, grace_period=0)
+    assert rep['repaired'] == ['ns/a:v']
+    assert invariants.check(store, jobs=1).r1 == []
