@@ -34,4 +34,4 @@ bench: setup
 	@bash scripts/bench.sh
 
 clean:
-	rm -rf $(VENV27) $(VENV3) .venv-tools var .pytest_cache
+	rm -rf $(VENV27) $(VENV3) .venv-tools .venv-moto var .pytest_cache

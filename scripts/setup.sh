@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up from nothing: Debian packages, .venv27 (the registry's
-# runtime, Python 2.7) and .venv3 (storage-level tests on Python 3).
+# runtime, Python 2.7), .venv3 (storage-level tests on Python 3) and
+# .venv-moto (moto's S3 server for the tests of the s3 flavor).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -51,4 +52,10 @@ if ! .venv3/bin/python -c "import docker_registry.core, pytest, hypothesis, regi
     .venv3/bin/pip install -q --no-deps -e .
     touch .venv3/.stamp
 fi
-echo "setup: ready (.venv27, .venv3)"
+if ! .venv-moto/bin/python -c "import moto.server, flask_cors" 2>/dev/null \
+   || [ ! -x .venv-moto/bin/moto_server ] || [ constraints-moto.txt -nt .venv-moto/.stamp ]; then
+    [ -x .venv-moto/bin/python ] || "$PY3" -m venv .venv-moto
+    .venv-moto/bin/pip install -q -c constraints-moto.txt 'moto[server]'
+    touch .venv-moto/.stamp
+fi
+echo "setup: ready (.venv27, .venv3, .venv-moto)"
