@@ -7,6 +7,8 @@ setup(
     long_description=open('README.rst').read(),
     packages=find_packages(exclude=['tests', 'tests.*']),
     install_requires=['docker-registry-core>=2.0.3', 'PyYAML'],
+    # tqdm (progress bars) is optional and not declared: the setuptools the
+    # registry pins cannot read the markers in tqdm's metadata.
     extras_require={'test': ['pytest', 'hypothesis', 'requests']},
     entry_points={
         'docker_registry.extensions': [

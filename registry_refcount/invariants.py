@@ -57,12 +57,12 @@ class Report(object):
         }
 
 
-def check(store, jobs=8):
+def check(store, jobs=8, progress=truth.no_progress):
     rep = Report()
-    rep.tags, bad_tags = truth.read_tags(store, jobs)
+    rep.tags, bad_tags = truth.read_tags(store, jobs, progress)
     for key, problem in bad_tags.items():
         rep.s1.append({'tag': key.display, 'problem': problem})
-    rep.images = truth.read_images(store, jobs)
+    rep.images = truth.read_images(store, jobs, progress=progress)
     rep.reachable, broken = truth.mark(rep.tags, rep.images)
     for key, problem in broken.items():
         rep.s1.append({'tag': key.display, 'problem': problem})
@@ -81,7 +81,7 @@ def check(store, jobs=8):
                          if not i.startswith('.'))
     rep.journal = sorted(i for i in records.listing(store, layout.JOURNAL)
                          if layout.valid_id(i))
-    _check_records(store, rep, jobs)
+    _check_records(store, rep, jobs, progress)
     return rep
 
 
@@ -97,7 +97,7 @@ def expected_markers(tags, images):
     return want
 
 
-def _check_records(store, rep, jobs):
+def _check_records(store, rep, jobs, progress=truth.no_progress):
     want = expected_markers(rep.tags, rep.images)
     intents = set(rep.intents)
 
@@ -116,7 +116,8 @@ def _check_records(store, rep, jobs):
         return names, legacy, contents
 
     ids = sorted(set(rep.images) | set(want))
-    found = dict(zip(ids, truth.pool_map(markers_of, ids, jobs)))
+    found = dict(zip(ids, truth.pool_map(markers_of, ids, jobs,
+                                         progress('records', len(ids)))))
     for image_id in ids:
         names, legacy, contents = found[image_id]
         if legacy:

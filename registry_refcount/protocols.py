@@ -257,7 +257,7 @@ def _maybe_tear_down(ctx, image_id, reason, partial=False):
     if ctx.dry_run or not is_initialised(store):
         audit.deleted(image_id, reason + (
             '' if ctx.dry_run else ' (registry not initialised: run '
-            '`registry-refcount rebuild`)'), _size(store, image_id),
+            '`registry-refcount rebuild`)'), layer_size(store, image_id),
             dry_run=True, by=ctx.by)
         return KEPT
     try:
@@ -279,7 +279,7 @@ def _tear_down(ctx, image_id, parent, reason):
     if needed(store, image_id):    # a marker written without our lock
         _finalize(ctx, image_id)
         return KEPT
-    size = _size(store, image_id)
+    size = layer_size(store, image_id)
     _remove_files(store, image_id)
     audit.deleted(image_id, reason, size, by=ctx.by)
     return parent
@@ -344,7 +344,7 @@ def finish_deletion(ctx, image_id):
                                'referenced again', image_id)
                 _finalize(ctx, image_id)
                 return True
-            size = _size(store, image_id)
+            size = layer_size(store, image_id)
             _remove_files(store, image_id)
             audit.deleted(image_id, doc.get('reason', '?') +
                           ' (finished by recovery)', size, by=ctx.by)
@@ -367,7 +367,7 @@ def _tombstone_doc(store, image_id):
         return None
 
 
-def _size(store, image_id):
+def layer_size(store, image_id):
     try:
         return store.get_size(layout.image_file(image_id, 'layer'))
     except (exceptions.FileNotFoundError, OSError):

@@ -35,23 +35,22 @@ logger = logging.getLogger(__name__)
 
 
 def sweep(ctx, grace_period, dry_run=False, jobs=8, now=None,
-          progress=None):
+          progress=truth.no_progress):
     """Run one sweep; returns a report dict (JSON-serialisable)."""
     store = ctx.store
     now = time.time() if now is None else now
-    say = progress or (lambda stage, done=None, total=None: None)
     report = {'dry_run': bool(dry_run), 'grace_period': grace_period,
               'tags': 0, 'images': 0, 'reachable': 0, 'candidates': 0,
               'deleted': [], 'kept_young': 0, 'kept_referenced': 0,
               'repaired': [], 'errors': [], 'bytes_freed': 0}
 
     # 1. mark
-    say('tags')
-    tags, bad = truth.read_tags(store, jobs)
+    tags, bad = truth.read_tags(store, jobs, progress)
     report['errors'].extend(sorted(bad.values()))
-    say('chains')
-    chains = dict(zip(set(tags.values()), truth.pool_map(
-        lambda top: _chain(store, top), set(tags.values()), jobs)))
+    tops = set(tags.values())
+    chains = dict(zip(tops, truth.pool_map(
+        lambda top: _chain(store, top), tops, jobs,
+        progress('chains', len(tops)))))
     reachable = set()
     for top, chain in chains.items():
         if isinstance(chain, list):
@@ -68,7 +67,6 @@ def sweep(ctx, grace_period, dry_run=False, jobs=8, now=None,
                 _repair_tag(ctx, key, image, report)
 
     # 3. candidates
-    say('images')
     images = truth.list_images(store)
     report['images'] = len(images)
     unreachable = [i for i in images if i not in reachable]
@@ -84,9 +82,9 @@ def sweep(ctx, grace_period, dry_run=False, jobs=8, now=None,
     report['kept_young'] = len(unreachable) - len(ripe)
 
     # 4. sweep, deepest first, so children go before their parents
-    say('candidates')
     infos = dict(zip(ripe, truth.pool_map(
-        lambda i: _candidate(store, i), ripe, jobs)))
+        lambda i: _candidate(store, i), ripe, jobs,
+        progress('candidates', len(ripe)))))
     doomed = set()
     digests = dict((key.marker, key) for key in tags)
     for image in sorted(ripe, key=lambda i: -infos[i]['depth']):

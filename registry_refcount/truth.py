@@ -21,24 +21,43 @@ from . import records
 logger = logging.getLogger(__name__)
 
 
-def pool_map(fn, items, jobs=8):
-    """``[fn(x) for x in items]``, ``jobs`` at a time, order kept."""
+def pool_map(fn, items, jobs=8, tick=None):
+    """``[fn(x) for x in items]``, ``jobs`` at a time, order kept;
+    ``tick()`` after each item (progress)."""
     items = list(items)
+    tick = tick or (lambda: None)
     if jobs <= 1 or len(items) <= 1:
-        return [fn(x) for x in items]
+        results = []
+        for x in items:
+            results.append(fn(x))
+            tick()
+        return results
+    pool = None
     try:
         from gevent import monkey
         if monkey.is_module_patched('socket'):
             from gevent.pool import Pool
-            return Pool(jobs).map(fn, items)
+            pool = Pool(jobs)
     except ImportError:
         pass
-    from multiprocessing.pool import ThreadPool
-    pool = ThreadPool(jobs)
+    if pool is None:
+        from multiprocessing.pool import ThreadPool
+        pool = ThreadPool(jobs)
     try:
-        return pool.map(fn, items, chunksize=max(1, len(items) // (jobs * 4)))
+        results = []
+        for result in pool.imap(fn, items):
+            results.append(result)
+            tick()
+        return results
     finally:
-        pool.close()
+        if hasattr(pool, 'close'):
+            pool.close()
+
+
+def no_progress(stage, total=None):
+    """The default progress reporter: ``progress(stage, total)`` returns
+    the ``tick`` to call after each item."""
+    return lambda: None
 
 
 def list_tags(store):
@@ -54,7 +73,7 @@ def list_tags(store):
     return keys
 
 
-def read_tags(store, jobs=8):
+def read_tags(store, jobs=8, progress=no_progress):
     """``{key: image id}`` for every tag file; invalid ones in ``bad``."""
     keys = list_tags(store)
     bad = {}
@@ -65,7 +84,7 @@ def read_tags(store, jobs=8):
         except protocols.BadInput as e:
             bad[key] = str(e)
             return None
-    values = pool_map(one, keys, jobs)
+    values = pool_map(one, keys, jobs, progress('tags', len(keys)))
     return dict((k, v) for k, v in zip(keys, values) if v), bad
 
 
@@ -113,10 +132,11 @@ def read_image(store, image_id):
     return img
 
 
-def read_images(store, jobs=8, ids=None):
+def read_images(store, jobs=8, ids=None, progress=no_progress):
     ids = list_images(store) if ids is None else ids
-    return dict((i.id, i) for i in pool_map(lambda x: read_image(store, x),
-                                            ids, jobs))
+    return dict((i.id, i) for i in pool_map(
+        lambda x: read_image(store, x), ids, jobs,
+        progress('images', len(ids))))
 
 
 def mark(tags, images):

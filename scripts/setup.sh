@@ -33,13 +33,13 @@ if [ ! -x .venv27/bin/python ]; then
     .venv-tools/bin/virtualenv -q -p "$PY27" .venv27
 fi
 C="-c $ROOT/constraints-py27.txt"
-if ! .venv27/bin/python -c "import docker_registry, M2Crypto, gevent, pytest, hypothesis, registry_refcount" 2>/dev/null \
+if ! .venv27/bin/python -c "import docker_registry, M2Crypto, gevent, pytest, hypothesis, tqdm, registry_refcount" 2>/dev/null \
    || [ constraints-py27.txt -nt .venv27/.stamp ] || [ setup.py -nt .venv27/.stamp ]; then
     .venv27/bin/pip install -q $C 'setuptools<45' 'wheel<0.38'
     .venv27/bin/pip install -q $C --no-deps docker-registry==0.9.1
     .venv27/bin/pip install -q $C Flask blinker gunicorn PyYAML requests SQLAlchemy \
         backports.lzma docker-registry-core boto redis simplejson M2Crypto gevent greenlet
-    .venv27/bin/pip install -q $C -e '.[test]'
+    .venv27/bin/pip install -q $C -e '.[test]' tqdm
     touch .venv27/.stamp
 fi
 

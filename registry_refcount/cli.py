@@ -1,0 +1,349 @@
+"""``registry-refcount``: the operator's command.
+
+Reads the registry's own configuration (``DOCKER_REGISTRY_CONFIG``,
+``SETTINGS_FLAVOR`` and the ``_env:`` variables, or ``--config`` and
+``--flavor``) and works on the same storage through the same driver, with
+the same locks, as the registry's extension.
+
+Exit codes: 0 ok; 1 inconsistent or failed; 2 usage or configuration
+error.
+"""
+
+from __future__ import absolute_import, print_function, unicode_literals
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+
+from . import audit
+from . import invariants
+from . import layout
+from . import protocols
+from . import records
+from . import recovery
+from . import settings as settings_mod
+from . import sweep
+from . import truth
+
+OK, FAILED, USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    pass
+
+
+def load(args):
+    """(registry config, refcount settings, storage driver)."""
+    if args.config:
+        os.environ['DOCKER_REGISTRY_CONFIG'] = os.path.abspath(args.config)
+    if args.flavor:
+        os.environ['SETTINGS_FLAVOR'] = args.flavor
+    path = os.environ.get('DOCKER_REGISTRY_CONFIG')
+    if not path:
+        raise UsageError('no registry config: set DOCKER_REGISTRY_CONFIG or '
+                         'pass --config')
+    path = os.path.abspath(path)
+    if not os.path.exists(path):
+        raise UsageError('registry config not found: %s' % path)
+    os.environ['DOCKER_REGISTRY_CONFIG'] = path
+    try:
+        from docker_registry.lib import config
+        cfg = config.load()
+        settings = settings_mod.load(cfg)
+        from docker_registry.lib import cache  # noqa: the LRU, if configured
+        from docker_registry import storage
+        store = storage.load()
+    except settings_mod.ConfigError:
+        raise
+    except Exception as e:
+        raise UsageError('cannot open the registry storage: %s' % e)
+    return cfg, settings, store
+
+
+def make_context(settings, store, by):
+    return protocols.context(store, settings_mod.make_locks(settings),
+                             settings.dry_run, by)
+
+
+def progress_factory(enabled):
+    """tqdm bars on a terminal, nothing otherwise."""
+    if not enabled:
+        return truth.no_progress
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return truth.no_progress
+
+    def progress(stage, total=None):
+        bar = tqdm(total=total, desc=stage, unit='item', leave=False,
+                   file=sys.stderr)
+
+        def tick():
+            bar.update(1)
+            if total is not None and bar.n >= total:
+                bar.close()
+        if not total:
+            bar.close()
+        return tick
+    return progress
+
+
+# -- commands --------------------------------------------------------------
+
+def cmd_status(ctx, settings, args, progress):
+    store = ctx.store
+    rep = invariants.check(store, args.jobs, progress)
+    referenced = sum(1 for i in rep.images
+                     if next(iter(records.markers(store, i)), None))
+    sizes = dict(zip(rep.images, truth.pool_map(
+        lambda i: protocols.layer_size(store, i), list(rep.images), args.jobs)))
+    doc = {
+        'initialised': protocols.is_initialised(store),
+        'images': len(rep.images),
+        'tags': len(rep.tags),
+        'tagged_tops': len(set(rep.tags.values())),
+        'reachable': len(rep.reachable),
+        'referenced': referenced,
+        'orphan_candidates': len(rep.unreachable),
+        'layer_bytes': sum(sizes.values()),
+        'reclaimable_bytes': sum(sizes[i] for i in rep.unreachable),
+        'pending_intents': len(rep.intents),
+        'unfinished_deletions': len(rep.journal),
+        'quarantined': rep.unreadable,
+        'consistent': rep.consistent,
+    }
+    lines = ['registry-refcount status',
+             '  initialised:          %s' % ('yes' if doc['initialised']
+                                             else 'NO (run rebuild)'),
+             '  images:               %d' % doc['images'],
+             '  tags:                 %d (%d tagged tops)' % (
+                 doc['tags'], doc['tagged_tops']),
+             '  reachable:            %d' % doc['reachable'],
+             '  referenced:           %d' % doc['referenced'],
+             '  orphan candidates:    %d' % doc['orphan_candidates'],
+             '  bytes in layers:      %s (%s reclaimable)' % (
+                 _bytes(doc['layer_bytes']),
+                 _bytes(doc['reclaimable_bytes'])),
+             '  pending intents:      %d' % doc['pending_intents'],
+             '  unfinished deletions: %d' % doc['unfinished_deletions'],
+             '  quarantined records:  %d' % len(doc['quarantined'])]
+    return OK, doc, lines
+
+
+def cmd_verify(ctx, settings, args, progress):
+    rep = invariants.check(ctx.store, args.jobs, progress)
+    doc = rep.as_dict()
+    doc['repaired'] = 0
+    if args.repair and not rep.consistent:
+        doc['repaired'] = invariants.repair(ctx, rep)
+        after = invariants.check(ctx.store, args.jobs, progress)
+        doc['after_repair'] = after.as_dict()
+        rep = after
+    lines = ['registry-refcount verify: %s' % (
+        'consistent' if rep.consistent else 'INCONSISTENT')]
+    lines += ['  S1 %s: %s' % (d['tag'], d['problem']) for d in rep.s1]
+    lines += ['  R1 %s' % _describe(d) for d in rep.r1]
+    lines += ['  unreadable: %s' % p for p in rep.unreadable]
+    lines += ['  unfinished deletion: %s' % i for i in rep.journal]
+    lines += ['  per-tag-list record (run rebuild): %s' % i
+              for i in rep.legacy]
+    if doc['repaired']:
+        lines.append('  repaired %d record(s)' % doc['repaired'])
+    lines.append('  %d tags, %d images, %d unreachable, %d intents in flight'
+                 % (len(rep.tags), len(rep.images), len(rep.unreachable),
+                    len(rep.intents)))
+    return (OK if rep.consistent else FAILED), doc, lines
+
+
+def cmd_rebuild(ctx, settings, args, progress):
+    from . import rebuild
+    doc = rebuild.rebuild(ctx, args.jobs, progress)
+    lines = ['registry-refcount rebuild: %s' % (
+        'done, registry initialised' if doc['initialised'] else
+        'INCOMPLETE (run it again once the errors are fixed)')]
+    if doc['resumed_after']:
+        lines.append('  resumed after phase %s' % doc['resumed_after'])
+    lines += ['  per-tag-list records converted: %d' % doc['legacy_converted'],
+              '  child markers added: %d' % doc['child_markers_added'],
+              '  tags reconciled: %d' % doc['tags_reconciled']]
+    lines += ['  error: %s' % e for e in doc['errors']]
+    return (OK if doc['initialised'] else FAILED), doc, lines
+
+
+def cmd_recover(ctx, settings, args, progress):
+    timeout = (settings.intent_timeout if args.intent_timeout is None
+               else args.intent_timeout)
+    doc = recovery.recover_exclusively(ctx, ctx.locks, timeout)
+    if doc is None:
+        return FAILED, {'error': 'recovery is running elsewhere'}, [
+            'registry-refcount recover: another process is recovering']
+    lines = ['registry-refcount recover:',
+             '  intents finished: %d (%d younger than %ss left alone)' % (
+                 doc['intents_finished'], doc['intents_waiting'], timeout),
+             '  deletions finished: %d' % doc['deletions_finished']]
+    lines += ['  unreadable: %s' % p for p in doc['unreadable']]
+    lines += ['  error: %s' % e for e in doc['errors']]
+    return (FAILED if doc['errors'] else OK), doc, lines
+
+
+def cmd_gc(ctx, settings, args, progress):
+    store = ctx.store
+    if not protocols.is_initialised(store):
+        return FAILED, {'error': 'not initialised'}, [
+            'registry-refcount gc: the registry is not initialised; run '
+            '`registry-refcount rebuild` first (nothing deleted)']
+    grace = settings.grace_period if args.grace is None else args.grace
+    dry = args.dry_run or settings.dry_run
+    try:
+        with ctx.locks.named('gc'):
+            doc = sweep.sweep(ctx, grace, dry_run=dry, jobs=args.jobs,
+                              progress=progress)
+            if not dry:
+                doc['index_images_updated'] = _clean_index_images(
+                    store, set(d['image'] for d in doc['deleted']))
+    except Exception as e:
+        if type(e).__name__ != 'LockTimeout':
+            raise
+        return FAILED, {'error': str(e)}, [
+            'registry-refcount gc: another gc is running (%s)' % e]
+    verb = 'would delete' if dry else 'deleted'
+    lines = ['registry-refcount gc%s (grace %ss):' % (
+        ' --dry-run' if dry else '', grace)]
+    lines += ['  %s %s  %10s  %s' % (verb, d['image'], _bytes(d['bytes']),
+                                     d['reason']) for d in doc['deleted']]
+    lines += ['  %s %d image(s), %s; %d candidate(s) younger than the '
+              'grace period, %d still referenced' % (
+                  verb, len(doc['deleted']), _bytes(doc['bytes_freed']),
+                  doc['kept_young'], doc['kept_referenced'])]
+    lines += ['  error: %s' % e for e in doc['errors']]
+    return (FAILED if doc['errors'] else OK), doc, lines
+
+
+def _clean_index_images(store, deleted):
+    """Drop deleted ids from every repository's ``_index_images``."""
+    if not deleted:
+        return 0
+    updated = 0
+    for ns in records.listing(store, layout.REPOSITORIES):
+        for repo in records.listing(store, '%s/%s' % (layout.REPOSITORIES,
+                                                     ns)):
+            path = '%s/_index_images' % layout.repository_dir(ns, repo)
+            try:
+                data = json.loads(layout.text(store.get_content(path)))
+            except Exception:
+                continue
+            if not isinstance(data, list):
+                continue
+            kept = [e for e in data if not (isinstance(e, dict) and
+                                            e.get('id') in deleted)]
+            if len(kept) != len(data):
+                store.put_content(path, json.dumps(kept).encode('utf-8'))
+                updated += 1
+    return updated
+
+
+COMMANDS = {'status': cmd_status, 'verify': cmd_verify,
+            'rebuild': cmd_rebuild, 'recover': cmd_recover, 'gc': cmd_gc}
+
+
+def parser():
+    p = argparse.ArgumentParser(
+        prog='registry-refcount',
+        description='Reference counting and garbage collection for '
+                    'docker-registry 0.9.1.',
+        epilog='Exit codes: 0 ok, 1 inconsistent or failed, 2 usage or '
+               'configuration error.')
+    p.add_argument('--config', help='registry config file '
+                   '(default: $DOCKER_REGISTRY_CONFIG)')
+    p.add_argument('--flavor', help='config flavor (default: '
+                   '$SETTINGS_FLAVOR)')
+    p.add_argument('--json', action='store_true',
+                   help='print one JSON document on stdout')
+    p.add_argument('--jobs', type=int, default=8,
+                   help='parallel storage reads (default 8)')
+    p.add_argument('--quiet', action='store_true', help='no progress bars')
+    sub = p.add_subparsers(dest='command')
+    sub.add_parser('status', help='counts, bytes, initialisation, '
+                   'intents, quarantined records')
+    v = sub.add_parser('verify', help='compare every record with the truth')
+    v.add_argument('--repair', action='store_true',
+                   help='fix records and ledger (never deletes an image)')
+    sub.add_parser('rebuild', help='build records from the truth; marks '
+                   'the registry initialised')
+    r = sub.add_parser('recover', help='finish interrupted work now')
+    r.add_argument('--intent-timeout', type=float, default=None,
+                   help='seconds (default: from the config)')
+    g = sub.add_parser('gc', help='mark and sweep unreachable images')
+    g.add_argument('--dry-run', action='store_true',
+                   help='report what would be deleted, change nothing')
+    g.add_argument('--grace', type=float, default=None,
+                   help='seconds (default: grace_period from the config)')
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    if not args.command:
+        parser().print_usage(sys.stderr)
+        return USAGE
+    if args.jobs < 1 or (getattr(args, 'grace', None) or 0) < 0:
+        print('registry-refcount: --jobs must be >= 1 and --grace >= 0',
+              file=sys.stderr)
+        return USAGE
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format='%(asctime)s %(levelname)s: %(message)s')
+    try:
+        cfg, settings, store = load(args)
+    except (UsageError, settings_mod.ConfigError) as e:
+        print('registry-refcount: %s' % e, file=sys.stderr)
+        return USAGE
+    audit.open_file(settings.audit_log or _audit_default(store))
+    ctx = make_context(settings, store, 'gc' if args.command == 'gc'
+                       else args.command)
+    progress = progress_factory(not args.quiet and not args.json and
+                                sys.stderr.isatty())
+    started = time.time()
+    code, doc, lines = COMMANDS[args.command](ctx, settings, args, progress)
+    if args.json:
+        doc = dict(doc, command=args.command, exit_code=code,
+                   seconds=round(time.time() - started, 3))
+        print(json.dumps(doc, sort_keys=True, indent=2, default=_jsonable))
+    else:
+        print('\n'.join(lines))
+    return code
+
+
+def _audit_default(store):
+    root = records.local_root(store)
+    if root is None:
+        return None
+    return os.path.join(root, layout.AUDIT, 'deletions.log')
+
+
+def _jsonable(value):
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    return str(value)
+
+
+def _describe(diff):
+    where = diff.get('image') or diff.get('tag')
+    what = diff.get('marker') or 'ledger %s -> %s' % (diff.get('has'),
+                                                      diff.get('want'))
+    return '%s on %s: %s %s' % (diff['kind'], where, what,
+                                diff.get('detail', ''))
+
+
+def _bytes(n):
+    n = float(n or 0)
+    for unit in ('B', 'KiB', 'MiB', 'GiB'):
+        if n < 1024 or unit == 'GiB':
+            return '%.1f %s' % (n, unit) if unit != 'B' else '%d B' % n
+        n /= 1024
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Rebuild the records from the truth: the path onto an existing registry,
+and the way back when records are lost or corrupted.
+
+Safe while the registry serves traffic: every write goes through the same
+locks as the online protocols, and it only *adds* what the truth calls for
+(a union, never an overwrite), except the per-tag-list files of the earlier
+extension, which it converts (the truth decides, the old file goes).
+Stale markers are left to ``verify --repair`` and gc.  Every step is
+idempotent, and a checkpoint records finished phases, so an interrupted
+rebuild resumes where it stopped.  The registry is marked initialised -
+deletions enabled - only at the end.
+"""
+
+from __future__ import absolute_import, unicode_literals
+
+import logging
+import time
+
+from . import layout
+from . import locks
+from . import protocols
+from . import records
+from . import truth
+
+logger = logging.getLogger(__name__)
+CHECKPOINT = layout.PREFIX + '/rebuild'
+PHASES = ('children', 'tags')
+
+
+def rebuild(ctx, jobs=8, progress=truth.no_progress):
+    store = ctx.store
+    report = {'resumed_after': None, 'legacy_converted': 0,
+              'child_markers_added': 0, 'tags_reconciled': 0,
+              'errors': [], 'initialised': False}
+    try:
+        done = (records.read(store, CHECKPOINT) or {}).get('done', [])
+    except records.Unreadable:
+        done = []
+    if done:
+        report['resumed_after'] = done[-1]
+    tags, bad = truth.read_tags(store, jobs, progress)
+    report['errors'].extend(sorted(bad.values()))
+    if 'children' not in done:
+        images = truth.read_images(store, jobs, progress=progress)
+        _children(ctx, images, tags, report, jobs, progress)
+        done = _checkpoint(store, done, 'children')
+    if 'tags' not in done:
+        keys = set(tags)
+        for ns in records.listing(store, layout.LEDGER):
+            for repo in records.listing(store, '%s/%s' % (layout.LEDGER,
+                                                         ns)):
+                keys.update(protocols.ledger_tags(store, ns, repo))
+        tick = progress('reconcile', len(keys))
+        for key in sorted(keys):
+            try:
+                protocols.reconcile_tag(ctx, key)
+                image = tags.get(key)
+                if image and not store.exists(
+                        layout.marker_path(image, key.marker)):
+                    protocols.add_reference(ctx, image, key.marker, str(key))
+                report['tags_reconciled'] += 1
+            except (protocols.BadInput, locks.LockTimeout) as e:
+                report['errors'].append('%s: %s' % (key.display, e))
+            tick()
+        done = _checkpoint(store, done, 'tags')
+    if not report['errors']:
+        protocols.set_initialised(store)
+        records.remove(store, CHECKPOINT)
+        report['initialised'] = True
+    return report
+
+
+def _children(ctx, images, tags, report, jobs, progress):
+    """Convert per-tag-list files, then add every missing child marker."""
+    store = ctx.store
+    children = {}
+    for img in images.values():
+        if img.problem:
+            report['errors'].append('%s: %s' % (img.id, img.problem))
+        if img.has_json and img.parent:
+            children.setdefault(img.parent, []).append(img.id)
+    tagged = {}
+    for key, image in tags.items():
+        tagged.setdefault(image, []).append(key)
+
+    def one(image_id):
+        added = 0
+        legacy = records.legacy_references(store, image_id) is not None
+        with ctx.locks.image(image_id):
+            if legacy:
+                _remove_legacy(store, image_id)
+                for key in tagged.get(image_id, []):
+                    records.write_marker(store, image_id, key.marker,
+                                         str(key))
+            existing = set(records.markers(store, image_id))
+            for child in children.get(image_id, []):
+                marker = layout.child_marker(child)
+                if marker not in existing:
+                    records.write_marker(store, image_id, marker)
+                    added += 1
+        return legacy, added
+
+    ids = sorted(set(images) & (set(children) | set(
+        i for i in images if records.legacy_references(store, i)
+        is not None)))
+    for legacy, added in truth.pool_map(one, ids, jobs,
+                                        progress('children', len(ids))):
+        report['legacy_converted'] += int(legacy)
+        report['child_markers_added'] += added
+
+
+def _remove_legacy(store, image_id):
+    logger.warning('refcount: converting the per-tag-list record of %s',
+                   image_id)
+    store.remove(layout.references_dir(image_id))
+
+
+def _checkpoint(store, done, phase):
+    done = list(done) + [phase]
+    records.write(store, CHECKPOINT, {'done': done, 'at': time.time()})
+    return done

@@ -1,0 +1,168 @@
+"""Issue 4: the operator CLI on registry data produced by real pushes."""
+
+from __future__ import absolute_import
+
+import json
+import os
+import subprocess
+import sys
+
+from .conftest import refcount_settings
+from .harness import BIN, Client, make_config
+
+CLI = os.path.join(BIN, 'registry-refcount')
+
+
+def run(reg, *args):
+    env = dict(os.environ, STORAGE_PATH=reg.storage,
+               DOCKER_REGISTRY_CONFIG=reg.config, SETTINGS_FLAVOR='local')
+    p = subprocess.Popen([CLI] + list(args), env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    out, err = p.communicate()
+    doc = None
+    if '--json' in args and out.strip():
+        doc = json.loads(out.decode('utf-8'))
+    return p.returncode, doc, out.decode('utf-8'), err.decode('utf-8')
+
+
+def images_on_disk(reg):
+    try:
+        return set(os.listdir(reg.path('images')))
+    except OSError:
+        return set()
+
+
+def tree(root):
+    found = {}
+    for folder, dirs, files in os.walk(root):
+        for name in files:
+            path = os.path.join(folder, name)
+            with open(path, 'rb') as f:
+                found[os.path.relpath(path, root)] = f.read()
+    return found
+
+
+def test_enable_on_existing_registry(make_registry, tmpdir):
+    # a registry that ran without the extension: retags piled up orphans
+    plain = make_registry(refcount=None).start()
+    client = Client(plain.url)
+    base = client.push_chain(['cli-base'])
+    old = client.push('ns/app', 'latest', ['cli-a1', 'cli-a2'], base[-1])
+    new = client.push('ns/app', 'latest', ['cli-b1'], base[-1])
+    gone = client.push('ns/gone', 'v', ['cli-g1'])
+    client.delete_tag('ns/gone', 'v')
+    kept = client.push('ns/other', 'v', ['cli-o1'], base[-1])
+    plain.stop()
+    orphans = set(old + gone)
+
+    reg = make_registry(storage=plain.storage).start()
+    client = Client(reg.url)
+    # tracking only: a retag now deletes nothing
+    extra = client.push('ns/other', 'v', ['cli-o2'], base[-1])
+    assert images_on_disk(reg) == set(base + old + new + gone + kept + extra)
+    code, doc, out, err = run(reg, '--json', 'gc', '--grace', '0')
+    assert code == 1 and doc['error'] == 'not initialised'
+    code, doc, out, err = run(reg, '--json', 'status')
+    assert code == 0 and doc['initialised'] is False
+
+    code, doc, out, err = run(reg, '--json', 'rebuild')
+    assert code == 0, (out, err)
+    assert doc['initialised'] is True
+    code, doc, out, err = run(reg, '--json', 'verify')
+    assert code == 0, out
+    orphans |= set(kept)           # retagged away while tracking only
+
+    before = tree(reg.storage)
+    code, doc, out, err = run(reg, '--json', 'gc', '--dry-run', '--grace',
+                              '0')
+    assert code == 0, (out, err)
+    assert set(d['image'] for d in doc['deleted']) == orphans
+    assert all(d['bytes'] > 0 and d['reason'] for d in doc['deleted'])
+    assert tree(reg.storage) == before        # --dry-run changes nothing
+
+    code, doc, out, err = run(reg, 'gc', '--grace', '0')
+    assert code == 0, (out, err)
+    assert 'deleted %d image(s)' % len(orphans) in out
+    assert images_on_disk(reg) == set(base + new + extra)
+    code, doc, out, err = run(reg, '--json', 'verify')
+    assert code == 0 and doc['unreachable'] == []
+    audit = reg.path('extensions/refcount/audit/deletions.log')
+    with open(audit) as f:
+        logged = set(json.loads(line)['image'] for line in f)
+    assert logged == orphans
+    for repo, tag in (('ns/app', 'latest'), ('ns/other', 'v')):
+        assert client.pullable(repo, tag) is None
+    # the images lists no longer name deleted images
+    with open(reg.path('repositories/ns/app/_index_images')) as f:
+        assert not set(e['id'] for e in json.load(f)) & orphans
+
+
+def test_verify_reports_and_repairs_corruption(registry, client):
+    ids = client.push('ns/app', 'v', ['cr-1', 'cr-2'])
+    code, doc, out, err = run(registry, 'verify')
+    assert code == 0 and 'consistent' in out
+    marker_dir = registry.path('images', ids[1], '_references')
+    tag_marker = [n for n in os.listdir(marker_dir) if n.startswith('tag-')]
+    with open(os.path.join(marker_dir, tag_marker[0]), 'w') as f:
+        f.write('')                                    # torn marker
+    os.remove(registry.path('images', ids[0], '_references',
+                            'child-' + ids[1]))        # lost marker
+    with open(registry.path('extensions/refcount/tags/ns/app/v'), 'w') as f:
+        f.write('{"image": "trunc')                   # truncated ledger
+    code, doc, out, err = run(registry, '--json', 'verify')
+    assert code == 1
+    kinds = sorted(d['kind'] for d in doc['r1'])
+    assert kinds == ['missing_marker', 'torn_marker']
+    assert doc['unreadable'] == ['extensions/refcount/tags/ns/app/v']
+    code, doc, out, err = run(registry, 'verify', '--repair')
+    assert code == 0, out
+    code, doc, out, err = run(registry, 'verify')
+    assert code == 0
+    assert images_on_disk(registry) == set(ids)
+
+
+def test_rebuild_converts_per_tag_list_records(make_registry):
+    plain = make_registry(refcount=None).start()
+    client = Client(plain.url)
+    base = client.push('ns/a', 'v', ['lg-base'])
+    top = client.push('ns/b', 'v', ['lg-top'], base[-1])
+    orphan = client.push('ns/c', 'v', ['lg-orphan'])
+    client.delete_tag('ns/c', 'v')
+    plain.stop()
+    # what the earlier extension left: a file per image listing tags
+    for image, refs in ((base[0], {'["ns", "a", "v"]': base[0],
+                                   '["ns", "b", "v"]': top[0]}),
+                        (top[0], {'["ns", "b", "v"]': top[0]}),
+                        (orphan[0], {'["ns", "c", "v"]': orphan[0]})):
+        with open(plain.path('images', image, '_references'), 'w') as f:
+            json.dump(refs, f)
+    reg = make_registry(storage=plain.storage).start()
+    code, doc, out, err = run(reg, '--json', 'verify')
+    assert code == 1 and len(doc['legacy']) == 3
+    code, doc, out, err = run(reg, '--json', 'rebuild')
+    assert code == 0 and doc['legacy_converted'] == 3, (out, err)
+    code, doc, out, err = run(reg, '--json', 'verify')
+    assert code == 0, out
+    code, doc, out, err = run(reg, '--json', 'gc', '--grace', '0')
+    assert [d['image'] for d in doc['deleted']] == orphan
+    assert images_on_disk(reg) == set(base + top)
+
+
+def test_usage_and_config_errors(registry, tmpdir):
+    code, doc, out, err = run(registry, 'nonsense')
+    assert code == 2
+    bad = make_config(str(tmpdir.join('bad.yml')),
+                      refcount_settings(tmpdir, lock_timeout='x'))
+    env = dict(os.environ, DOCKER_REGISTRY_CONFIG=bad, SETTINGS_FLAVOR='local',
+               STORAGE_PATH=registry.storage)
+    p = subprocess.Popen([CLI, 'status'], env=env, stderr=subprocess.PIPE,
+                         stdout=subprocess.PIPE)
+    out, err = p.communicate()
+    assert p.returncode == 2 and b'extensions.refcount.lock_timeout' in err
+    p = subprocess.Popen([sys.executable, '-m', 'registry_refcount',
+                          '--config', registry.config, '--flavor', 'local',
+                          '--json', 'status'],
+                         env=dict(os.environ, STORAGE_PATH=registry.storage),
+                         stdout=subprocess.PIPE)
+    out, _ = p.communicate()
+    assert p.returncode == 0 and json.loads(out.decode())['initialised']
