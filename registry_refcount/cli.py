@@ -138,7 +138,7 @@ def cmd_verify(ctx, settings, args, progress):
     doc = rep.as_dict()
     doc['repaired'] = 0
     if args.repair and not rep.consistent:
-        doc['repaired'] = invariants.repair(ctx, rep)
+        doc['repaired'] = invariants.repair(ctx, rep, settings.intent_timeout)
         after = invariants.check(ctx.store, args.jobs, progress)
         doc['after_repair'] = after.as_dict()
         rep = after

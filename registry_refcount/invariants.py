@@ -184,11 +184,14 @@ def _check_ledger(store, rep):
                            'key': str(key), 'has': None, 'want': image_id})
 
 
-def repair(ctx, rep):
+def repair(ctx, rep, min_age=600):
     """Fix every R1 difference in ``rep``; never deletes an image (a stale
-    marker removed here may leave an image for gc).  Returns the count."""
+    marker removed here may leave an image for gc).  A child marker whose
+    child never got its json is removed only once older than ``min_age``
+    seconds (the push may still be under way).  Returns the count."""
     store = ctx.store
     fixed = 0
+    digests = dict((key.marker, key) for key in rep.tags)
     for diff in rep.r1:
         kind = diff['kind']
         if kind in ('missing_marker', 'torn_marker'):
@@ -196,9 +199,10 @@ def repair(ctx, rep):
                                        diff['content']):
                 fixed += 1
         elif kind == 'stale_marker':
-            with ctx.locks.image(diff['image']):
-                records.remove_marker(store, diff['image'], diff['marker'])
-            fixed += 1
+            if protocols.drop_stale_marker(
+                    ctx, diff['image'], diff['marker'], min_age,
+                    digests.get(diff['marker'])):
+                fixed += 1
         elif kind == 'ledger':
             key = layout.TagKey.parse(diff['key'])
             with ctx.locks.tag(key):

@@ -381,6 +381,63 @@ def _remove(store, path):
         pass
 
 
+def marker_time(store, image_id, marker):
+    """When a pending or child marker was written (0 if it does not say:
+    written by repair or an older version, so old)."""
+    try:
+        doc = json.loads(layout.text(store.get_content(
+            layout.marker_path(image_id, marker))))
+        return float(doc['at'])
+    except Exception:
+        return 0.0
+
+
+def marker_tag(store, image_id, marker):
+    """The tag a tag marker stands for, from its content (None if torn)."""
+    try:
+        key = layout.TagKey.parse(store.get_content(
+            layout.marker_path(image_id, marker)))
+    except (exceptions.FileNotFoundError, layout.InvalidName, ValueError):
+        return None
+    return key if key.marker == marker else None
+
+
+def drop_stale_marker(ctx, image_id, marker, min_age, key=None, now=None):
+    """Remove a marker the truth no longer supports - checked again under
+    the locks, so a referrer that appeared since the caller looked is kept:
+    a tag marker whose tag names another image (``key`` when its content
+    is torn), a pending marker without an intent, a child marker whose
+    child names another parent, or never got its json and is older than
+    ``min_age``.  Returns True if removed.  Never deletes the image."""
+    store = ctx.store
+    now = time.time() if now is None else now
+    kind, value = layout.check_marker(marker)
+    if kind == 'tag':
+        key = marker_tag(store, image_id, marker) or key
+        if key is None or key.marker != marker:
+            return False          # cannot tell which tag: keep it
+        with ctx.locks.tag(key):
+            if read_tag(store, key) == image_id:
+                return False
+            with ctx.locks.image(image_id):
+                records.remove_marker(store, image_id, marker)
+        return True
+    with ctx.locks.image(image_id):
+        if kind == 'pending':
+            if store.exists(layout.intent(value)):
+                return False
+        elif store.exists(layout.image_file(value, 'json')):
+            try:
+                if parent_of(store, value) == image_id:
+                    return False
+            except BadInput:
+                return False
+        elif now - marker_time(store, image_id, marker) < min_age:
+            return False          # a push whose json may still come
+        records.remove_marker(store, image_id, marker)
+    return True
+
+
 # -- tags --------------------------------------------------------------------
 
 def read_ledger(store, key):

@@ -101,7 +101,9 @@ def sweep(ctx, grace_period, dry_run=False, jobs=8, now=None,
         if dry_run:
             continue
         try:
-            _drop_stale(ctx, image, stale)
+            for marker, key in stale:
+                protocols.drop_stale_marker(ctx, image, marker, grace_period,
+                                            key, now)
             protocols.collect(ctx, image, reason)
         except (locks.LockTimeout, protocols.BadInput) as e:
             report['errors'].append('%s: %s' % (image, e))
@@ -184,7 +186,8 @@ def _judge(store, info, doomed, digests, now, grace_period):
                 live.append(marker)  # a child that is not being swept
             else:
                 stale.append((marker, None))
-        elif now - _marker_time(store, info['id'], marker) >= grace_period:
+        elif (now - protocols.marker_time(store, info['id'], marker)
+              >= grace_period):
             stale.append((marker, None))   # its json never came
         else:
             live.append(marker)
@@ -193,40 +196,7 @@ def _judge(store, info, doomed, digests, now, grace_period):
 
 def _tag_of(store, image, marker, digests):
     """The tag a tag marker stands for, from its content or the tags."""
-    try:
-        key = layout.TagKey.parse(store.get_content(
-            layout.marker_path(image, marker)))
-        if key.marker == marker:
-            return key
-    except (exceptions.FileNotFoundError, layout.InvalidName, ValueError):
-        pass
-    return digests.get(marker)
-
-
-def _drop_stale(ctx, image, stale):
-    """Remove stale markers; a tag marker only under its tag's lock and
-    only if the tag file still names another image (a tag written since
-    the mark is kept)."""
-    store = ctx.store
-    for marker, key in stale:
-        if key is None:
-            with ctx.locks.image(image):
-                records.remove_marker(store, image, marker)
-            continue
-        with ctx.locks.tag(key):
-            if protocols.read_tag(store, key) == image:
-                continue
-            with ctx.locks.image(image):
-                records.remove_marker(store, image, marker)
-
-
-def _marker_time(store, image, marker):
-    try:
-        doc = json.loads(layout.text(store.get_content(
-            layout.marker_path(image, marker))))
-        return float(doc['at'])
-    except Exception:
-        return 0.0      # written by repair or an old version: old
+    return protocols.marker_tag(store, image, marker) or digests.get(marker)
 
 
 def _load_candidates(store):
