@@ -53,7 +53,7 @@ def load(args):
         from docker_registry.lib import config
         cfg = config.load()
         settings = settings_mod.load(cfg)
-        from docker_registry.lib import cache  # noqa: the LRU, if configured
+        from docker_registry.lib import cache  # noqa: F401 (starts the LRU)
         from docker_registry import storage
         store = storage.load()
     except settings_mod.ConfigError:

@@ -19,7 +19,6 @@ per tag and per tagged chain plus a listing of ``images/``.
 
 from __future__ import absolute_import, unicode_literals
 
-import json
 import logging
 import time
 
