@@ -1,5 +1,6 @@
 from __future__ import absolute_import
 
+import contextlib
 import os
 
 import pytest
@@ -18,20 +19,33 @@ def refcount_settings(tmpdir, **overrides):
     return settings
 
 
-@pytest.fixture
-def make_registry(tmpdir):
+@contextlib.contextmanager
+def registries(tmpdir, settings=None, **defaults):
+    """A factory of registries, all stopped at the end.  ``settings``
+    are refcount settings on top of :func:`refcount_settings`;
+    ``defaults`` are :class:`Registry` arguments (flavor, env, ...)."""
     started = []
 
     def make(refcount='default', workers=2, **kw):
         if refcount == 'default':
-            refcount = refcount_settings(tmpdir)
+            refcount = refcount_settings(tmpdir, **(settings or {}))
         workdir = tmpdir.mkdtemp() if started else tmpdir
-        reg = Registry(str(workdir), refcount=refcount, workers=workers, **kw)
+        args = dict(defaults, **kw)
+        reg = Registry(str(workdir), refcount=refcount, workers=workers,
+                       **args)
         started.append(reg)
         return reg
-    yield make
-    for reg in started:
-        reg.stop()
+    try:
+        yield make
+    finally:
+        for reg in started:
+            reg.stop()
+
+
+@pytest.fixture
+def make_registry(tmpdir):
+    with registries(tmpdir) as make:
+        yield make
 
 
 @pytest.fixture
@@ -52,8 +66,7 @@ def file_store(path):
 def assert_invariants(reg, client=None, l1=True):
     """S1 and R1 on the registry's storage; L1 when asked; every tag
     pullable over HTTP."""
-    store = file_store(reg.storage)
-    rep = invariants.check(store, jobs=4)
+    rep = invariants.check(reg.store(), jobs=4)
     assert rep.s1 == [], rep.s1
     assert rep.r1 == [], rep.r1
     assert rep.unreadable == [] and rep.journal == [], rep.as_dict()

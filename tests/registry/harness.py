@@ -66,6 +66,7 @@ class Registry(object):
         self.env = dict(env or {})
         self.proc = None
         self.log_path = os.path.join(workdir, 'registry.log')
+        self._store = None
 
     def start(self, env=None, wait=True):
         environ = dict(os.environ)
@@ -146,23 +147,52 @@ class Registry(object):
     def path(self, *parts):
         return os.path.join(self.storage, *parts)
 
+    # -- the registry's storage, whatever the flavor ----------------------
+
+    def store(self):
+        """The registry's storage through its own driver (file or s3)."""
+        if self._store is None:
+            if self.flavor == 's3':
+                from ..services import s3_store
+                self._store = s3_store(self.env)
+            else:
+                from docker_registry.drivers import file as file_driver
+                self._store = file_driver.Storage(path=self.storage)
+        return self._store
+
+    def images(self):
+        """Image folders in storage (an image with any file left)."""
+        return set(_entries(self.store(), 'images'))
+
+    def exists(self, path):
+        """A file, or a folder holding anything, in storage."""
+        store = self.store()
+        return store.exists(path) or bool(_entries(store, path))
+
+    def outside_listing(self):
+        """Every file outside ``images/`` and ``extensions/refcount/``,
+        with a content digest (for S2 checks)."""
+        if self.flavor == 's3':
+            from ..services import s3_outside_listing
+            return s3_outside_listing(self.env)
+        from registry_refcount import invariants
+        return invariants.outside_listing(self.storage)
+
     def wait_recovered(self, timeout=30):
         """Until the extension's intents and journal are empty."""
         deadline = time.time() + timeout
         while time.time() < deadline:
-            if not (_entries(self.path('extensions/refcount/intents')) or
-                    _entries(self.path('extensions/refcount/deleting'))):
+            if not (_entries(self.store(), 'extensions/refcount/intents') or
+                    _entries(self.store(), 'extensions/refcount/deleting')):
                 return
             time.sleep(0.1)
         raise AssertionError('recovery did not finish:\n' +
                              self.log()[-4000:])
 
 
-def _entries(folder):
-    try:
-        return [n for n in os.listdir(folder) if not n.startswith('.')]
-    except OSError:
-        return []
+def _entries(store, folder):
+    from registry_refcount import records
+    return [n for n in records.listing(store, folder) if not n.startswith('.')]
 
 
 def image_id(name):

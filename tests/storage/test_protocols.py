@@ -230,3 +230,30 @@ def test_recovery_finishes_abandoned_intent(ctx, store):
     assert rep['intents_finished'] == 1
     assert present(store) == set()
     consistent(store)
+
+
+def test_pending_marker_protects_the_tag_write_window(ctx, store):
+    """The registry checks that the image exists, then writes the tag.  A
+    delete of the image's last tag in between must not delete it."""
+    ids = chain(ctx, 'ab')
+    old, new = T('ns', 'a', 'old'), T('ns', 'b', 'new')
+    put_tag(ctx, old, ids[-1])
+    # request_started of `PUT ns/b:new` -> ids[-1]
+    intent_id = protocols.new_intent_id()
+    doc = {'tag': str(new), 'image': ids[-1]}
+    protocols.write_intent(store, intent_id, **doc)
+    assert protocols.add_pending(ctx, intent_id, new, ids[-1])
+    assert store.exists(layout.image_file(ids[-1], 'json'))   # its check
+    delete_tag(ctx, old)                       # another worker, meanwhile
+    assert present(store) == set(ids)          # kept by the pending marker
+    store.put_content(layout.tag_file(new), ids[-1].encode())
+    protocols.reconcile_tag(ctx, new)          # tag_created
+    protocols.finish_intent(ctx, intent_id, doc, reconcile=False)
+    assert present(store) == set(ids)
+    consistent(store)
+    # and without a pending marker the same interleaving loses the image:
+    # the property the marker is there for
+    other = chain(ctx, ['c'])
+    put_tag(ctx, old, other[0])
+    delete_tag(ctx, old)
+    assert other[0] not in present(store)

@@ -1,0 +1,230 @@
+"""Services the tests start themselves, on 127.0.0.1 only.
+
+* :class:`MotoServer` - moto's S3 server (``.venv-moto``, made by
+  ``make setup``), which the registry's own S3 driver (boto 2.34.0, plain
+  HTTP, ``OrdinaryCallingFormat``) talks to;
+* :class:`RedisServer` - Debian's ``redis-server``, without persistence.
+
+Each runs in its own process group on a free port, logs into its own
+temporary folder, and is stopped cleanly (SIGTERM, then SIGKILL).  Both can
+be stopped and started again on the same port, which the failure tests use.
+"""
+
+from __future__ import absolute_import, print_function
+
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+MOTO_SERVER = os.path.join(ROOT, '.venv-moto', 'bin', 'moto_server')
+REDIS_SERVER = os.environ.get('REDIS_SERVER', 'redis-server')
+
+#: What the registry's S3 driver needs besides host, port and bucket.
+#: moto's server picks the service of a signed request by splitting the
+#: ``Authorization`` header as if it were SigV4 (``key:sig`` on ``/``);
+#: boto 2's SigV2 ``AWS key:signature`` with exactly four ``/`` in the
+#: base64 signature (about one request in a thousand) is then routed to no
+#: service and answered 500.  Six ``/`` in the key make that split always
+#: fail, and moto falls back to S3.
+S3_KEY = 'registry/test/key/for/moto/s3'
+S3_SECRET = 'registry-test-secret'
+S3_ROOT = '/registry'
+CALLING_FORMAT = 'boto.s3.connection.OrdinaryCallingFormat'
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Service(object):
+    """A server process of our own, in its own process group."""
+
+    name = 'service'
+
+    def __init__(self, workdir, port=None):
+        self.workdir = workdir
+        if not os.path.isdir(workdir):
+            os.makedirs(workdir)
+        self.port = port or free_port()
+        self.proc = None
+        self.log_path = os.path.join(workdir, '%s.log' % self.name)
+
+    def command(self):
+        raise NotImplementedError
+
+    def ready(self):
+        raise NotImplementedError
+
+    def start(self, timeout=30):
+        log = open(self.log_path, 'a')
+        self.proc = subprocess.Popen(self.command(), stdout=log,
+                                     stderr=subprocess.STDOUT,
+                                     cwd=self.workdir, preexec_fn=os.setsid)
+        log.close()
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError('%s exited (%s):\n%s' % (
+                    self.name, self.proc.returncode, self.log()[-3000:]))
+            try:
+                if self.ready():
+                    return self
+            except Exception:
+                pass
+            time.sleep(0.1)
+        self.stop(hard=True)
+        raise RuntimeError('%s did not start:\n%s' % (self.name,
+                                                      self.log()[-3000:]))
+
+    def stop(self, hard=False):
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGKILL if hard else signal.SIGTERM)
+        except OSError:
+            pass
+        deadline = time.time() + 10
+        while proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    @property
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self):
+        try:
+            with open(self.log_path) as f:
+                return f.read()
+        except IOError:
+            return ''
+
+
+class RedisServer(Service):
+    name = 'redis'
+
+    def command(self):
+        return [REDIS_SERVER, '--bind', '127.0.0.1', '--port', str(self.port),
+                '--save', '', '--appendonly', 'no', '--dir', self.workdir,
+                '--daemonize', 'no', '--protected-mode', 'no']
+
+    def client(self, db=0):
+        import redis
+        return redis.StrictRedis(host='127.0.0.1', port=self.port, db=db,
+                                 socket_timeout=5)
+
+    def ready(self):
+        return self.client().ping()
+
+    def settings(self, db=0):
+        """The ``extensions.refcount.redis`` block for this server."""
+        return {'host': '127.0.0.1', 'port': self.port, 'db': db}
+
+
+class MotoServer(Service):
+    name = 'moto'
+    _buckets = itertools.count()
+
+    def command(self):
+        if not os.path.exists(MOTO_SERVER):
+            raise RuntimeError('%s is missing: run `make setup`'
+                               % MOTO_SERVER)
+        return [MOTO_SERVER, '-H', '127.0.0.1', '-p', str(self.port)]
+
+    def connection(self):
+        import boto.s3.connection
+        return boto.s3.connection.S3Connection(
+            S3_KEY, S3_SECRET, host='127.0.0.1', port=self.port,
+            is_secure=False, calling_format=CALLING_FORMAT)
+
+    def ready(self):
+        self.connection().get_all_buckets()
+        return True
+
+    def new_bucket(self, prefix='registry'):
+        """A fresh, empty bucket; its name."""
+        name = '%s-%d-%d' % (prefix, os.getpid(), next(self._buckets))
+        self.connection().create_bucket(name)
+        return name
+
+    def env(self, bucket):
+        """The environment of the registry's ``s3`` flavor for ``bucket``
+        (as ``config_sample.yml`` reads it)."""
+        return {
+            'AWS_HOST': '127.0.0.1', 'AWS_PORT': str(self.port),
+            'AWS_BUCKET': bucket, 'AWS_KEY': S3_KEY,
+            'AWS_SECRET': S3_SECRET, 'AWS_SECURE': 'false',
+            'AWS_ENCRYPT': 'false', 'AWS_CALLING_FORMAT': CALLING_FORMAT,
+            'STORAGE_PATH': S3_ROOT,
+        }
+
+    def store(self, bucket, path=S3_ROOT):
+        """The registry's own S3 driver on ``bucket``."""
+        return s3_store(self.env(bucket), path)
+
+
+def s3_driver_class():
+    """``docker_registry.drivers.s3.Storage``, imported without its
+    module-level ``gevent.monkey.patch_all()``: the registry runs it under
+    gevent, but a patch of the whole test process (threads turned into
+    greenlets half way through a session) would change every later test.
+    The driver itself is used as it is; boto works without gevent."""
+    import sys
+    if 'docker_registry.drivers.s3' not in sys.modules:
+        import gevent.monkey
+        patch_all = gevent.monkey.patch_all
+        gevent.monkey.patch_all = lambda *args, **kwargs: None
+        try:
+            from docker_registry.drivers import s3  # noqa
+        finally:
+            gevent.monkey.patch_all = patch_all
+    return sys.modules['docker_registry.drivers.s3'].Storage
+
+
+def s3_store(env, path=S3_ROOT):
+    """The registry's S3 driver configured from the same environment the
+    registry reads (``AWS_*``)."""
+    from docker_registry.lib.config import Config
+    config = Config({
+        'storage': 's3', 'storage_path': path,
+        's3_bucket': env['AWS_BUCKET'], 'boto_bucket': env['AWS_BUCKET'],
+        's3_access_key': env['AWS_KEY'], 's3_secret_key': env['AWS_SECRET'],
+        's3_secure': env.get('AWS_SECURE', 'false') == 'true',
+        's3_encrypt': env.get('AWS_ENCRYPT', 'false') == 'true',
+        'boto_host': env['AWS_HOST'], 'boto_port': int(env['AWS_PORT']),
+        'boto_calling_format': env.get('AWS_CALLING_FORMAT', CALLING_FORMAT),
+    })
+    return s3_driver_class()(path, config)
+
+
+def bucket_keys(env, path=S3_ROOT):
+    """``{path relative to the storage root: etag}`` of every object under
+    the registry's storage root in its bucket (read with boto)."""
+    import boto.s3.connection
+    conn = boto.s3.connection.S3Connection(
+        env['AWS_KEY'], env['AWS_SECRET'], host=env['AWS_HOST'],
+        port=int(env['AWS_PORT']), is_secure=False,
+        calling_format=env.get('AWS_CALLING_FORMAT', CALLING_FORMAT))
+    bucket = conn.get_bucket(env['AWS_BUCKET'])
+    prefix = path.strip('/') + '/'
+    return dict((key.name[len(prefix):], key.etag)
+                for key in bucket.list(prefix=prefix))
+
+
+def s3_outside_listing(env, path=S3_ROOT):
+    """Like ``invariants.outside_listing`` for a bucket: every object
+    outside ``images/`` and ``extensions/refcount/``, with its etag."""
+    return dict((name, etag) for name, etag in bucket_keys(env, path).items()
+                if not name.startswith(('images/', 'extensions/refcount/')))
