@@ -189,7 +189,6 @@ def repair(ctx, rep, min_age=600):
     marker removed here may leave an image for gc).  A child marker whose
     child never got its json is removed only once older than ``min_age``
     seconds (the push may still be under way).  Returns the count."""
-    store = ctx.store
     fixed = 0
     digests = dict((key.marker, key) for key in rep.tags)
     for diff in rep.r1:
@@ -204,26 +203,12 @@ def repair(ctx, rep, min_age=600):
                     digests.get(diff['marker'])):
                 fixed += 1
         elif kind == 'ledger':
-            key = layout.TagKey.parse(diff['key'])
-            with ctx.locks.tag(key):
-                current = protocols.read_tag(store, key)
-                if current is None:
-                    records.remove(store, layout.ledger(key))
-                else:
-                    records.write(store, layout.ledger(key),
-                                  {'image': current, 'tag': str(key)})
+            protocols.rewrite_ledger(ctx, layout.TagKey.parse(diff['key']))
             fixed += 1
     for path in rep.unreadable:
         if path.startswith(layout.LEDGER + '/'):
-            parts = path[len(layout.LEDGER) + 1:].split('/')
-            key = layout.TagKey(*parts)
-            with ctx.locks.tag(key):
-                current = protocols.read_tag(store, key)
-                if current is None:
-                    records.remove(store, path)
-                else:
-                    records.write(store, path, {'image': current,
-                                                'tag': str(key)})
+            protocols.rewrite_ledger(ctx, layout.TagKey(
+                *path[len(layout.LEDGER) + 1:].split('/')))
             fixed += 1
     return fixed
 

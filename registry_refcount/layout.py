@@ -30,6 +30,7 @@ LEDGER = PREFIX + '/tags'
 INTENTS = PREFIX + '/intents'
 JOURNAL = PREFIX + '/deleting'
 CANDIDATES = PREFIX + '/candidates'
+QUARANTINE = PREFIX + '/quarantine'
 AUDIT = PREFIX + '/audit'
 
 REFERENCES = '_references'
@@ -172,6 +173,12 @@ def intent(intent_id):
     if not INTENT_RE.match(text(intent_id)):
         raise InvalidName('invalid intent id: %r' % (intent_id,))
     return '%s/%s' % (INTENTS, intent_id)
+
+
+def quarantine_entry(path):
+    """Where an unreadable document is remembered until recovery."""
+    return '%s/%s' % (QUARANTINE, hashlib.sha1(
+        text(path).encode('utf-8')).hexdigest())
 
 
 def journal(image_id):

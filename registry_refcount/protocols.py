@@ -493,6 +493,21 @@ def reconcile_tag(ctx, key):
         return truth
 
 
+def rewrite_ledger(ctx, key):
+    """Rebuild one ledger entry from its tag file, whatever it held, and
+    make sure the tag's image carries its marker."""
+    store = ctx.store
+    with ctx.locks.tag(key):
+        truth = read_tag(store, key)
+        if truth is None:
+            records.remove(store, layout.ledger(key))
+            return
+        if not store.exists(layout.marker_path(truth, key.marker)):
+            add_reference(ctx, truth, key.marker, str(key))
+        records.write(store, layout.ledger(key),
+                      {'image': truth, 'tag': str(key)})
+
+
 def ledger_tags(store, namespace, repository):
     """Tag keys with a ledger entry in one repository."""
     for name in records.listing(store, layout.ledger_dir(namespace,

@@ -23,6 +23,7 @@ import errno
 import json
 import logging
 import os
+import time
 import uuid
 
 from docker_registry.core import exceptions
@@ -106,7 +107,41 @@ def read(store, path):
     data = read_raw(store, path)
     if data is None:
         return None
-    return decode(path, data)
+    try:
+        return decode(path, data)
+    except Unreadable as e:
+        _remember(store, e)
+        raise
+
+
+def _remember(store, err):
+    """Note an unreadable document for recovery to rebuild (best effort:
+    the caller already treats it as unknown)."""
+    if err.path.startswith(layout.QUARANTINE + '/'):
+        return
+    try:
+        write(store, layout.quarantine_entry(err.path),
+              {'path': err.path, 'reason': err.reason, 'at': time.time()})
+    except Exception as e:  # the storage may be what is failing
+        logger.warning('refcount: could not note %s for recovery: %s',
+                       err.path, e)
+
+
+def quarantined(store):
+    """``[(entry path, document)]`` of every remembered unreadable record."""
+    found = []
+    for name in listing(store, layout.QUARANTINE):
+        if name.startswith('.'):
+            continue
+        entry = '%s/%s' % (layout.QUARANTINE, name)
+        try:
+            doc = read(store, entry)
+        except Unreadable:
+            remove(store, entry)
+            continue
+        if doc and isinstance(doc.get('path'), type(u'')):
+            found.append((entry, doc))
+    return found
 
 
 def write(store, path, obj):

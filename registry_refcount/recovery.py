@@ -9,7 +9,8 @@ and reruns the idempotent protocols:
 * intents older than ``intent_timeout`` (their request is surely over):
   reconcile their tags, release their pending marker, drop them;
 * journal entries: finish (or cancel) the deletion and its cascade step;
-* quarantined ledger entries: rebuild them from the tag files.
+* quarantined records (noted in ``extensions/refcount/quarantine/`` when
+  first found unreadable): rebuild them from the truth.
 
 It runs at registry start-up in the background (one process at a time,
 under a lock), periodically after that, and from ``registry-refcount
@@ -70,10 +71,53 @@ def recover(ctx, intent_timeout, now=None):
             logger.error('refcount: recovery could not finish deletion of '
                          '%s: %s', image_id, e)
             report['errors'].append('%s: %s' % (image_id, e))
+    report['rebuilt'] = _rebuild_quarantined(ctx, intent_timeout, now,
+                                             report)
     if any(report[k] for k in ('intents_finished', 'deletions_finished',
+                               'rebuilt',
                                'errors', 'unreadable')):
         logger.warning('refcount: recovery: %s', report)
     return report
+
+
+def _rebuild_quarantined(ctx, intent_timeout, now, report):
+    """Rebuild unreadable records from the truth: a ledger entry from its
+    tag file; an intent, once its request is surely over, is dropped (its
+    pending marker, if any, is then stale: verify --repair and gc remove
+    it); the candidates list starts again.  The state is left to
+    ``rebuild`` (until then nothing is deleted)."""
+    store = ctx.store
+    rebuilt = 0
+    for entry, doc in records.quarantined(store):
+        path = doc['path']
+        try:
+            records.read(store, path)
+            readable = True
+        except records.Unreadable:
+            readable = False
+        try:
+            if readable:
+                pass
+            elif path.startswith(layout.LEDGER + '/'):
+                key = layout.TagKey(*path[len(layout.LEDGER) + 1:]
+                                    .split('/'))
+                protocols.rewrite_ledger(ctx, key)
+            elif path.startswith(layout.INTENTS + '/'):
+                if now - float(doc.get('at', now)) < intent_timeout:
+                    continue
+                records.remove(store, path)
+            elif path == layout.CANDIDATES:
+                records.remove(store, path)
+            else:
+                report['unreadable'].append(path)
+                continue
+        except (protocols.BadInput, layout.InvalidName,
+                locks.LockTimeout) as e:
+            report['errors'].append('%s: %s' % (path, e))
+            continue
+        records.remove(store, entry)
+        rebuilt += 1
+    return rebuilt
 
 
 def recover_exclusively(ctx, lock_provider, intent_timeout, now=None):

@@ -257,3 +257,27 @@ def test_pending_marker_protects_the_tag_write_window(ctx, store):
     put_tag(ctx, old, other[0])
     delete_tag(ctx, old)
     assert other[0] not in present(store)
+
+
+def test_recovery_rebuilds_quarantined_records(ctx, store):
+    ids = chain(ctx, 'ab')
+    key = T('ns', 'a', 'v')
+    put_tag(ctx, key, ids[-1])
+    store.put_content(layout.ledger(key), b'{"image": "tru')
+    bad_intent = layout.intent(protocols.new_intent_id())
+    store.put_content(bad_intent, b'')
+    store.put_content(layout.CANDIDATES, b'[')
+    # found unreadable by whoever reads them first: noted for recovery
+    assert protocols.read_ledger(store, key) is protocols.UNKNOWN
+    with pytest.raises(records.Unreadable):
+        records.read(store, layout.CANDIDATES)
+    assert len(records.quarantined(store)) == 2
+    rep = recovery.recover(ctx, intent_timeout=60)
+    assert bad_intent in rep['unreadable'] and rep['rebuilt'] == 2
+    assert store.exists(bad_intent)            # its request may be alive
+    rep = recovery.recover(ctx, intent_timeout=0)
+    assert rep['rebuilt'] == 1
+    assert protocols.read_ledger(store, key) == ids[-1]
+    assert not store.exists(bad_intent)
+    assert records.quarantined(store) == []
+    consistent(store)
