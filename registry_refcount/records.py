@@ -119,8 +119,11 @@ def _remember(store, err):
     the caller already treats it as unknown)."""
     if err.path.startswith(layout.QUARANTINE + '/'):
         return
+    entry = layout.quarantine_entry(err.path)
     try:
-        write(store, layout.quarantine_entry(err.path),
+        if read_raw(store, entry) is not None:
+            return                      # noted already: keep its time
+        write(store, entry,
               {'path': err.path, 'reason': err.reason, 'at': time.time()})
     except Exception as e:  # the storage may be what is failing
         logger.warning('refcount: could not note %s for recovery: %s',
