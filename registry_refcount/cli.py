@@ -181,7 +181,7 @@ def cmd_recover(ctx, settings, args, progress):
         return FAILED, {'error': 'recovery is running elsewhere'}, [
             'registry-refcount recover: another process is recovering']
     lines = ['registry-refcount recover:',
-             '  intents finished: %d (%d younger than %ss left alone)' % (
+             '  intents finished: %d (%d younger than %gs left alone)' % (
                  doc['intents_finished'], doc['intents_waiting'], timeout),
              '  deletions finished: %d' % doc['deletions_finished']]
     lines += ['  unreadable: %s' % p for p in doc['unreadable']]
@@ -210,7 +210,7 @@ def cmd_gc(ctx, settings, args, progress):
         return FAILED, {'error': str(e)}, [
             'registry-refcount gc: another gc is running (%s)' % e]
     verb = 'would delete' if dry else 'deleted'
-    lines = ['registry-refcount gc%s (grace %ss):' % (
+    lines = ['registry-refcount gc%s (grace %gs):' % (
         ' --dry-run' if dry else '', grace)]
     lines += ['  %s %s  %10s  %s' % (verb, d['image'], _bytes(d['bytes']),
                                      d['reason']) for d in doc['deleted']]
@@ -295,6 +295,8 @@ def main(argv=None):
         return USAGE
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format='%(asctime)s %(levelname)s: %(message)s')
+    # the registry's modules warn about every optional feature left off
+    logging.getLogger('docker_registry').setLevel(logging.ERROR)
     try:
         cfg, settings, store = load(args)
     except (UsageError, settings_mod.ConfigError) as e:
