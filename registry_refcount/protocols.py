@@ -320,8 +320,17 @@ def _prune_folder(store, image_id):
 
 
 def finish_deletion(ctx, image_id):
-    """Recovery: complete (or cancel) a deletion that left a journal entry."""
+    """Recovery: complete (or cancel) a deletion that left a journal entry.
+
+    Without a tombstone there is nothing to finish: either the deletion
+    was finalised (tombstone gone, journal not yet), or it stopped before
+    its tombstone, which is before anything was removed (gc frees the
+    image then).  The image may have been pushed again meanwhile, so it is
+    not touched; only the journal entry goes."""
     store = ctx.store
+    if not store.exists(layout.tombstone(image_id)):
+        records.remove(store, layout.journal(image_id))
+        return True
     try:
         doc = records.read(store, layout.journal(image_id))
     except records.Unreadable:
