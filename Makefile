@@ -28,7 +28,8 @@ test: setup
 	@bash scripts/test.sh $(PYTEST_ARGS)
 
 stress: setup
-	@REFCOUNT_STRESS=1 bash scripts/test.sh -k stress $(PYTEST_ARGS)
+	@REFCOUNT_STRESS=1 $(VENV27)/bin/python -m pytest -q \
+	  tests/registry/test_concurrency.py tests/storage/test_properties.py $(PYTEST_ARGS)
 
 bench: setup
 	@bash scripts/bench.sh

@@ -18,6 +18,7 @@ from __future__ import absolute_import, unicode_literals
 import json
 import logging
 import os
+import sys
 
 from . import audit
 from . import layout
@@ -38,8 +39,8 @@ def boot(registry_config=None, store=None):
         registry_config = config.load()
     settings = settings_mod.load(registry_config)
     if not settings.enabled:
-        logger.info('refcount: disabled (extensions.refcount.enabled is not '
-                    'true); connecting nothing')
+        _announce('refcount: disabled (extensions.refcount.enabled is not '
+                  'true); connecting nothing')
         return None
     mirroring = registry_config.mirroring
     if mirroring and mirroring.source and not settings.allow_mirroring:
@@ -63,9 +64,19 @@ def boot(registry_config=None, store=None):
     _state.update(ctx=ctx, settings=settings)
     _connect()
     _start_recovery(settings)
-    logger.warning('refcount: enabled (dry_run=%s, lock_backend=%s)',
-                settings.dry_run, settings.lock_backend)
+    _announce('refcount: enabled (dry_run=%s, lock_backend=%s, '
+              'initialised=%s)' % (settings.dry_run, settings.lock_backend,
+                                   protocols.is_initialised(store)))
     return ctx
+
+
+def _announce(message):
+    """Say it at start-up: the registry configures logging only after the
+    extensions are loaded, so write to stderr if nothing listens yet."""
+    if logging.getLogger().handlers:
+        logger.warning(message)
+    else:
+        sys.stderr.write(message + '\n')
 
 
 def records_root(store):
