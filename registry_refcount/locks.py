@@ -131,13 +131,14 @@ class RedisLocks(object):
     """
 
     def __init__(self, host='127.0.0.1', port=6379, db=0, password=None,
-                 timeout=30, ttl=30, prefix='registry-refcount:lock:'):
+                 timeout=30, ttl=30, prefix='registry-refcount:lock:',
+                 socket_timeout=5):
         import redis
         self._redis_errors = (redis.exceptions.RedisError,)
         self._conn = redis.StrictRedis(host=host, port=int(port), db=int(db),
                                        password=password,
-                                       socket_timeout=5,
-                                       socket_connect_timeout=5)
+                                       socket_timeout=socket_timeout,
+                                       socket_connect_timeout=socket_timeout)
         self.timeout = timeout
         self.ttl = ttl
         self.prefix = prefix
@@ -164,6 +165,10 @@ class RedisLocks(object):
                 if self._conn.set(key, token, nx=True, px=ttl_ms):
                     break
             except self._redis_errors as e:
+                # The SET may have been applied and only its answer lost:
+                # drop our token if it is there (best effort; else it
+                # expires after ttl).
+                self._release(key, token, quiet=True)
                 raise LockTimeout('redis unreachable for lock %s: %s'
                                   % (name, e))
             delay = _backoff(deadline, delay, name)
@@ -176,19 +181,28 @@ class RedisLocks(object):
             yield
         finally:
             stop.set()
-            try:
-                self._conn.eval(_RELEASE, 1, key, token)
-            except self._redis_errors as e:
+            self._release(key, token)
+
+    def _release(self, key, token, quiet=False):
+        """Compare-and-delete: only a key holding our token goes."""
+        try:
+            self._conn.eval(_RELEASE, 1, key, token)
+        except self._redis_errors as e:
+            if not quiet:
                 logger.warning('refcount: could not release lock %s (%s); '
-                               'it expires in %ss', name, e, self.ttl)
+                               'it expires in %ss', key, e, self.ttl)
 
     def _renew(self, key, token, ttl_ms, stop):
         while not stop.wait(self.ttl / 3.0):
             try:
-                if not self._conn.eval(_RENEW, 1, key, token, ttl_ms):
-                    logger.error('refcount: lost lock %s while holding it',
-                                 key)
-                    return
+                renewed = self._conn.eval(_RENEW, 1, key, token, ttl_ms)
             except self._redis_errors as e:
                 logger.warning('refcount: could not renew lock %s: %s',
                                key, e)
+                continue
+            if not renewed:
+                if not stop.is_set():   # not just released under our feet
+                    logger.error('refcount: lost lock %s while holding it '
+                                 '(it expired and may have been taken)',
+                                 key)
+                return
