@@ -156,13 +156,13 @@ def _check_records(store, rep, jobs, progress=truth.no_progress):
 
 
 def ledger_entries(store):
-    """``{key: image id or UNKNOWN}`` for every ledger entry."""
+    """``{key: (image, moving_to) or UNKNOWN}`` for every ledger entry."""
     entries = {}
     for ns in records.listing(store, layout.LEDGER):
         for repo in records.listing(store, '%s/%s' % (layout.LEDGER, ns)):
             try:
                 for key in protocols.ledger_tags(store, ns, repo):
-                    entries[key] = protocols.read_ledger(store, key)
+                    entries[key] = protocols.ledger_entry(store, key)
             except layout.InvalidName:
                 continue
     return entries
@@ -170,14 +170,15 @@ def ledger_entries(store):
 
 def _check_ledger(store, rep):
     entries = ledger_entries(store)
-    for key, image_id in sorted(entries.items()):
-        if image_id is protocols.UNKNOWN:
+    for key, entry in sorted(entries.items()):
+        if entry is protocols.UNKNOWN:
             rep.unreadable.append(layout.ledger(key))
             continue
-        if rep.tags.get(key) != image_id:
+        image_id, moving = entry
+        if rep.tags.get(key) != image_id or moving is not None:
             rep.r1.append({'kind': 'ledger', 'tag': key.display,
                            'key': str(key), 'has': image_id,
-                           'want': rep.tags.get(key)})
+                           'moving_to': moving, 'want': rep.tags.get(key)})
     for key, image_id in sorted(rep.tags.items()):
         if key not in entries:
             rep.r1.append({'kind': 'ledger', 'tag': key.display,

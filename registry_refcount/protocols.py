@@ -451,48 +451,67 @@ def drop_stale_marker(ctx, image_id, marker, min_age, key=None, now=None):
 
 def read_ledger(store, key):
     """The image the tag's reference is on: an id, None, or UNKNOWN."""
+    entry = ledger_entry(store, key)
+    return entry if entry is UNKNOWN else entry[0]
+
+
+def ledger_entry(store, key):
+    """``(image, moving_to)`` from the ledger, or UNKNOWN.  ``moving_to``
+    is set while a reconcile is adding the tag's marker to a new image: if
+    it crashes there, the next reconcile knows that image may carry the
+    marker too."""
+    path = layout.ledger(key)
     try:
-        doc = records.read(store, layout.ledger(key))
+        doc = records.read(store, path)
     except records.Unreadable:
         return UNKNOWN
     if doc is None:
-        return None
-    image = doc.get('image')
-    if not layout.valid_id(image):
-        records.quarantine(layout.ledger(key), 'invalid image id %r'
-                           % (image,))
-        return UNKNOWN
-    return layout.text(image)
+        return None, None
+    image, moving = doc.get('image'), doc.get('moving_to')
+    for value in (image, moving):
+        if value is not None and not layout.valid_id(value):
+            records.note_unreadable(store, path, 'invalid image id %r'
+                                    % (value,))
+            return UNKNOWN
+    return (image and layout.text(image)), (moving and layout.text(moving))
 
 
 def reconcile_tag(ctx, key):
     """Make the tag's reference agree with its tag file.
 
     Under the tag's lock: read the truth and the ledger; if they differ,
-    add the marker to the new image, remove it from the old one (which may
+    record in the ledger the image the marker is moving to, add the marker
+    there, remove it from every other image the ledger names (which may
     start a cascade), then write the ledger.  A crash anywhere leaves the
-    ledger at the old value, so running this again finishes the job.
+    ledger naming every image that may carry the marker, so running this
+    again - whatever the tag file says by then - finishes the job.
     Returns the image the tag names (or None).
     """
     store = ctx.store
     with ctx.locks.tag(key):
         truth = read_tag(store, key)
-        old = read_ledger(store, key)
-        if old == truth:
-            return truth
+        entry = ledger_entry(store, key)
+        if entry is UNKNOWN:
+            logger.warning('refcount: ledger of %s was unreadable; rebuilt '
+                           'from the tag file (a stale marker elsewhere is '
+                           'left for `verify --repair`)', key.display)
+            old, moving = None, None
+        else:
+            old, moving = entry
+            if old == truth and moving is None:
+                return truth
+        if truth is not None and truth not in (old, moving):
+            records.write(store, layout.ledger(key), {
+                'image': old, 'moving_to': truth, 'tag': str(key)})
         if truth is not None:
             if not add_reference(ctx, truth, key.marker, str(key)):
                 logger.error('refcount: tag %s names image %s, which is '
                              'gone or being deleted', key.display, truth)
             crash.point('after_tag_reference')
-        if old is not None and old is not UNKNOWN:
+        for stale in sorted(set([old, moving]) - set([truth, None])):
             reason = ('tag %s was deleted' % key.display if truth is None
                       else 'tag %s moved to %s' % (key.display, truth))
-            remove_reference(ctx, old, key.marker, reason)
-        elif old is UNKNOWN:
-            logger.warning('refcount: ledger of %s was unreadable; rebuilt '
-                           'from the tag file (a stale marker elsewhere is '
-                           'left for `verify --repair`)', key.display)
+            remove_reference(ctx, stale, key.marker, reason)
         crash.point('before_ledger')
         if truth is None:
             records.remove(store, layout.ledger(key))

@@ -114,6 +114,11 @@ def read(store, path):
         raise
 
 
+def note_unreadable(store, path, reason):
+    """Quarantine a document that parsed but says nonsense."""
+    _remember(store, quarantine(path, reason))
+
+
 def _remember(store, err):
     """Note an unreadable document for recovery to rebuild (best effort:
     the caller already treats it as unknown)."""

@@ -78,7 +78,20 @@ def swallow(fn, *args):
         return e
 
 
-def check_l1(reg, ctx, untagged_tops=()):
+def started(make_registry, base_name):
+    """A registry with ``WORKERS`` workers and one tagged base image."""
+    reg = make_registry(workers=WORKERS).start()
+    seed = Client(reg.url)
+    return reg, seed, seed.push('ns/base', 'v', [base_name])
+
+
+def load_then_check(reg, worker):
+    """``CLIENTS`` clients at once, then recovery, S1, R1 and L1."""
+    parallel(CLIENTS, worker)
+    check_l1(reg, settle(reg))
+
+
+def check_l1(reg, ctx):
     rep = assert_invariants(reg, Client(reg.url))
     extra = present(reg) - rep.reachable
     sweep.sweep(ctx, grace_period=0)
@@ -110,15 +123,11 @@ def test_concurrent_pushes_retags_and_deletes(make_registry):
                 if tags:
                     swallow(client.put_tag, repo, tag,
                             rnd.choice(list(tags.values())))
-    parallel(CLIENTS, worker)
-    ctx = settle(reg)
-    check_l1(reg, ctx)
+    load_then_check(reg, worker)
 
 
 def test_same_tag_written_concurrently(make_registry):
-    reg = make_registry(workers=WORKERS).start()
-    seed = Client(reg.url)
-    base = seed.push('ns/base', 'v', ['hot-base'])
+    reg, seed, base = started(make_registry, 'hot-base')
     tops = [seed.push_chain(['hot-%d' % n], base[-1])[0]
             for n in range(CLIENTS)]
 
@@ -180,9 +189,7 @@ def test_push_on_parent_whose_last_tag_is_deleted(make_registry):
 
 
 def test_repository_delete_races_pushes(make_registry):
-    reg = make_registry(workers=WORKERS).start()
-    seed = Client(reg.url)
-    base = seed.push('ns/base', 'v', ['rr-base'])
+    reg, seed, base = started(make_registry, 'rr-base')
 
     def worker(n):
         client = Client(reg.url)
@@ -193,15 +200,11 @@ def test_repository_delete_races_pushes(make_registry):
             else:
                 swallow(client.push, 'ns/racy', 't%d' % (n % 3),
                         ['rr-%d-%d' % (n, r)], base[-1])
-    parallel(CLIENTS, worker)
-    ctx = settle(reg)
-    check_l1(reg, ctx)
+    load_then_check(reg, worker)
 
 
 def test_kill_workers_under_load(make_registry):
-    reg = make_registry(workers=WORKERS).start()
-    seed = Client(reg.url)
-    base = seed.push('ns/base', 'v', ['kl-base'])
+    reg, seed, base = started(make_registry, 'kl-base')
     stop = threading.Event()
     killed = []
 

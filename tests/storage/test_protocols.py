@@ -281,3 +281,34 @@ def test_recovery_rebuilds_quarantined_records(ctx, store):
     assert not store.exists(bad_intent)
     assert records.quarantined(store) == []
     consistent(store)
+
+
+class Died(BaseException):
+    """The process died here (a crash point)."""
+
+
+def die_at(monkeypatch, point):
+    from registry_refcount import crash
+
+    def reached(name):
+        if name == point:
+            raise Died(name)
+    monkeypatch.setattr(crash, 'point', reached)
+
+
+def test_crash_after_marker_then_another_write_of_the_tag(ctx, store,
+                                                          monkeypatch):
+    """Found by the kill -9 test: a worker dies after putting the tag's
+    marker on X; another request then moves the tag to Y.  The marker on X
+    must not be left behind."""
+    x, y, old = chain(ctx, ['x']), chain(ctx, ['y']), chain(ctx, ['o'])
+    key = T('ns', 'a', 'v')
+    put_tag(ctx, key, old[0])
+    die_at(monkeypatch, 'after_tag_reference')
+    with pytest.raises(Died):
+        put_tag(ctx, key, x[0])
+    monkeypatch.undo()
+    put_tag(ctx, key, y[0])
+    recovery.recover(ctx, intent_timeout=0)
+    assert present(store) == set(y)
+    consistent(store)
