@@ -138,9 +138,13 @@ def _check_records(store, rep, jobs, progress=truth.no_progress):
                                    'detail': 'pending without an intent'})
                 continue
             if name not in expected:
+                dangling = kind == 'child' and not (
+                    value in rep.images and rep.images[value].has_json)
                 rep.r1.append({'kind': 'stale_marker', 'image': image_id,
-                               'marker': name,
-                               'detail': 'the truth has no such referrer'})
+                               'marker': name, 'dangling': dangling,
+                               'detail': 'a child whose json never came'
+                               if dangling else
+                               'the truth has no such referrer'})
             elif kind == 'tag' and contents.get(name) != expected[name]:
                 rep.r1.append({'kind': 'torn_marker', 'image': image_id,
                                'marker': name, 'content': expected[name],
