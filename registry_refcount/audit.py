@@ -1,38 +1,37 @@
-"""The audit log: one line per image deleted (or that would have been).
+"""The audit log: one record per image deleted (or that would have been).
 
-Each deletion is logged to the registry's log and, when configured, to a
-rotating file, as ``time image reason bytes mode`` so that an operator can
-always answer "where did this image go, and why?".
+Each deletion goes to the registry's log and, when a file is configured,
+appended to it as one JSON line ``{time, image, reason, bytes, dry_run,
+by}``, so that an operator can always answer "where did this image go, and
+why?".  Every gunicorn worker and the CLI append to the same file: each
+line is one ``O_APPEND`` write, and rotation (``max_bytes``, ``backups``
+kept) happens under an ``fcntl`` lock, re-checked once held, so concurrent
+writers neither lose lines nor rotate twice.
 """
 
 from __future__ import absolute_import, unicode_literals
 
+import errno
 import json
 import logging
-import logging.handlers
 import os
 import time
 
 logger = logging.getLogger('registry_refcount.audit')
-_file_logger = None
+_file = {}
 
 
 def open_file(path, max_bytes=10 * 1024 * 1024, backups=5):
-    """Also append audit lines, as JSON, to a rotating file at ``path``."""
-    global _file_logger
-    if _file_logger is not None or not path:
+    """Also append audit lines, as JSON, to ``path``."""
+    if not path:
         return
     folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
+    try:
         os.makedirs(folder)
-    handler = logging.handlers.RotatingFileHandler(
-        path, maxBytes=max_bytes, backupCount=backups)
-    handler.setFormatter(logging.Formatter('%(message)s'))
-    file_logger = logging.getLogger('registry_refcount.audit.file')
-    file_logger.propagate = False
-    file_logger.setLevel(logging.INFO)
-    file_logger.addHandler(handler)
-    _file_logger = file_logger
+    except OSError as e:
+        if e.errno != errno.EEXIST:
+            raise
+    _file.update(path=path, max_bytes=max_bytes, backups=backups)
 
 
 def deleted(image_id, reason, size, dry_run=False, by='online'):
@@ -41,8 +40,45 @@ def deleted(image_id, reason, size, dry_run=False, by='online'):
     logger.warning('refcount: %s image %s (%s bytes in layer) by %s: %s',
                    mode, image_id, size if size is not None else '?', by,
                    reason)
-    if _file_logger is not None:
-        _file_logger.info(json.dumps({
-            'time': time.time(), 'image': image_id, 'reason': reason,
-            'bytes': size, 'dry_run': bool(dry_run), 'by': by},
-            sort_keys=True))
+    if _file:
+        line = json.dumps({'time': time.time(), 'image': image_id,
+                           'reason': reason, 'bytes': size,
+                           'dry_run': bool(dry_run), 'by': by},
+                          sort_keys=True) + '\n'
+        try:
+            _append(line.encode('utf-8'))
+        except (IOError, OSError) as e:
+            logger.error('refcount: could not write the audit log %s: %s',
+                         _file['path'], e)
+
+
+def _append(data):
+    path = _file['path']
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+        size = os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+    if size > _file['max_bytes']:
+        _rotate(path)
+
+
+def _rotate(path):
+    import fcntl
+    fd = os.open(path + '.lock', os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.path.getsize(path) <= _file['max_bytes']:
+                return                  # another writer rotated it
+        except OSError:
+            return
+        for n in range(_file['backups'] - 1, 0, -1):
+            older = '%s.%d' % (path, n)
+            if os.path.exists(older):
+                os.rename(older, '%s.%d' % (path, n + 1))
+        os.rename(path, path + '.1')
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
