@@ -51,6 +51,10 @@ def boot(registry_config=None, store=None):
             'Disable the extension, or set extensions.refcount.'
             'allow_mirroring: true if you really mean it.')
     if store is None:
+        # The drivers' LRU decorators look at the cache when the driver
+        # module is imported: initialise it first, as the registry would,
+        # or loading the driver here would turn the registry's cache off.
+        from docker_registry.lib import cache  # noqa: F401
         from docker_registry import storage
         store = storage.load()
     lock_provider = settings_mod.make_locks(settings)
