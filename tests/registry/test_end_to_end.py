@@ -5,7 +5,7 @@ from __future__ import absolute_import
 import json
 import os
 
-from .conftest import assert_invariants, file_store
+from .conftest import assert_invariants
 from .harness import Client, image_id
 
 
