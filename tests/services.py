@@ -228,3 +228,97 @@ def s3_outside_listing(env, path=S3_ROOT):
     outside ``images/`` and ``extensions/refcount/``, with its etag."""
     return dict((name, etag) for name, etag in bucket_keys(env, path).items()
                 if not name.startswith(('images/', 'extensions/refcount/')))
+
+
+class TcpProxy(object):
+    """A TCP proxy on 127.0.0.1 to a local port, byte for byte, that can
+    cut the line: :meth:`cut` resets every open connection and every new
+    one until :meth:`restore` (what a client sees when a storage endpoint
+    goes away and comes back).  Threads of the test process."""
+
+    def __init__(self, target_port):
+        import threading
+        self.target_port = target_port
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(('127.0.0.1', 0))
+        self.listener.listen(128)
+        self.port = self.listener.getsockname()[1]
+        self.up = True
+        self.closed = False
+        self.conns = set()
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._accept)
+        self.thread.daemon = True
+        self.thread.start()
+
+    def _spawn(self, fn, *args):
+        import threading
+        t = threading.Thread(target=fn, args=args)
+        t.daemon = True
+        t.start()
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                conn, _ = self.listener.accept()
+            except socket.error:
+                continue
+            if not self.up:
+                _reset(conn)
+                continue
+            try:
+                upstream = socket.create_connection(('127.0.0.1',
+                                                     self.target_port), 5)
+            except socket.error:
+                _reset(conn)
+                continue
+            with self.lock:
+                self.conns.update((conn, upstream))
+            self._spawn(self._pipe, conn, upstream)
+            self._spawn(self._pipe, upstream, conn)
+
+    def _pipe(self, src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except socket.error:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except socket.error:
+                    pass
+
+    def cut(self):
+        self.up = False
+        with self.lock:
+            conns, self.conns = list(self.conns), set()
+        for s in conns:
+            _reset(s)
+
+    def restore(self):
+        self.up = True
+
+    def close(self):
+        self.cut()
+        self.closed = True
+        try:
+            self.listener.close()
+        except socket.error:
+            pass
+
+
+def _reset(sock):
+    """Close with a TCP reset (SO_LINGER 0)."""
+    import struct
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                        struct.pack('ii', 1, 0))
+        sock.close()
+    except socket.error:
+        pass

@@ -10,7 +10,15 @@ import time
 
 from ..registry.conftest import assert_invariants, refcount_settings
 from ..registry.harness import Client
-from ..services import RedisServer
+from ..services import RedisServer, TcpProxy, bucket_keys
+
+#: boto's own retries, kept short so that a request against unreachable
+#: storage fails in seconds (a real deployment keeps boto's defaults).
+BOTO_CONFIG = '''[Boto]
+num_retries = 1
+max_retry_delay = 1
+http_socket_timeout = 5
+'''
 
 
 def wait_for(predicate, timeout=30, what='condition'):
@@ -70,3 +78,81 @@ def test_redis_down_serves_deletes_nothing_then_catches_up(make_registry,
         assert two.pullable('ns/c', 'v1') is None
     finally:
         redis.stop()
+
+
+def test_storage_cut_mid_cascade_deletes_nothing_needed(make_registry, tmpdir,
+                                                        moto, bucket,
+                                                        redis_server):
+    """The line to S3 is cut while a tag delete's cascade is tearing a
+    long chain down: the registry answers (and keeps answering what needs
+    no storage), nothing another tag needs is touched, the deletion is
+    left journalled, and once S3 is back recovery finishes it."""
+    proxy = TcpProxy(moto.port)
+    boto_config = tmpdir.join('boto.cfg')
+    boto_config.write(BOTO_CONFIG)
+    direct = moto.env(bucket)
+    env = dict(direct, AWS_PORT=str(proxy.port),
+               BOTO_CONFIG=str(boto_config))
+    settings = refcount_settings(
+        tmpdir, lock_backend='redis', redis=redis_server.settings(),
+        intent_timeout=2, recovery_interval=1, lock_timeout=5)
+    try:
+        reg = make_registry(refcount=settings, env=env).start()
+        client = Client(reg.url)
+        base = client.push('ns/base', 'keep', ['cut-base'])
+        chain = client.push('ns/long', 'v', ['cut-%02d' % i
+                                             for i in range(12)], base[-1])
+        other = client.push('ns/other', 'v', ['cut-o'], chain[2])
+        needed = set(base + chain[:3] + other)
+        journal = 'extensions/refcount/deleting/'
+
+        def cut_when_deleting():
+            deadline = time.time() + 30
+            while time.time() < deadline:
+                if any(k.startswith(journal) for k in bucket_keys(direct)):
+                    proxy.cut()
+                    return
+                time.sleep(0.005)
+
+        import threading
+        cutter = threading.Thread(target=cut_when_deleting)
+        cutter.start()
+        started = time.time()
+        r = client.delete_tag('ns/long', 'v')
+        assert time.time() - started < 60
+        cutter.join(30)
+        assert not proxy.up, 'the cascade finished before the cut'
+        assert r.status_code in (200, 500), r.status_code
+        # while S3 is away: the registry answers, storage requests fail
+        assert requests_ok(reg.url + '/_ping')
+        assert client.pullable('ns/other', 'v') is not None
+        keys = bucket_keys(direct)
+        for image in needed:
+            assert 'images/%s/json' % image in keys, image
+            assert 'images/%s/layer' % image in keys, image
+        left = set(chain[3:]) & set(k.split('/')[1] for k in keys
+                                    if k.startswith('images/'))
+        assert left, 'the cut came after the whole cascade'
+        time.sleep(2)
+        assert bucket_keys(direct) == keys      # nothing moves meanwhile
+        log = reg.log()
+        assert 'left to recovery' in log or 'recovery failed' in log
+
+        proxy.restore()
+        wait_for(lambda: reg.images() == needed, timeout=60,
+                 what='recovery to finish the cascade')
+        reg.wait_recovered()
+        rep = assert_invariants(reg, client)
+        assert rep.unreachable == []
+        assert client.pullable('ns/other', 'v') is None
+        assert client.pullable('ns/base', 'keep') is None
+    finally:
+        proxy.close()
+
+
+def requests_ok(url):
+    import requests
+    try:
+        return requests.get(url, timeout=10).status_code == 200
+    except requests.RequestException:
+        return False
