@@ -153,12 +153,12 @@ def test_stalled_holder_does_not_release_the_next_holders_lock(redis_server):
 
 
 def test_long_holder_keeps_its_lock_by_renewal(redis_server):
-    lk = make_locks(redis_server, ttl=0.6)
+    lk = make_locks(redis_server, ttl=1)
     conn = redis_server.client()
     with lk.image(IMAGE):
-        deadline = time.time() + 2.5       # four times the ttl
+        deadline = time.time() + 3         # three times the ttl
         while time.time() < deadline:
-            assert 0 < conn.pttl(holder_key()) <= 600
+            assert 0 < conn.pttl(holder_key()) <= 1000
             with pytest.raises(locks.LockTimeout):
                 with make_locks(redis_server, timeout=0.1).image(IMAGE):
                     pass
@@ -172,7 +172,7 @@ def test_wait_is_bounded_when_busy(redis_server):
         with pytest.raises(locks.LockTimeout):
             with lk.image(IMAGE):
                 pass
-        assert 0.5 <= time.time() - started < 1.5
+        assert 0.5 <= time.time() - started < 3
 
 
 def test_unreachable_redis_is_a_timeout_not_a_hang(tmpdir):
@@ -231,7 +231,7 @@ def test_lost_lock_is_logged_once_and_release_is_quiet(redis_server,
     assert not [r for r in caplog.records if 'lost lock' in r.getMessage()]
     with lk.image(IMAGE):
         conn.set(holder_key(), 'someone-else')    # as if expired and taken
-        time.sleep(0.4)
+        time.sleep(1)
     assert conn.get(holder_key()) == b'someone-else'
     lost = [r for r in caplog.records if 'lost lock' in r.getMessage()]
     assert len(lost) == 1
