@@ -103,13 +103,20 @@ class Meter(object):
             c['bytes_written'] += written
             c['list_entries'] += entries
 
+    def sections(self):
+        with self._lock:
+            return sorted(set(self.counts) | set(self.seconds))
+
     def snapshot(self, section=None):
         """``{op: n, 'ops': total, 'bytes_read', 'bytes_written',
-        'bytes': read + written, 'list_entries'}`` for one section (None:
-        all sections added up)."""
+        'bytes': read + written, 'list_entries', 'seconds'}`` for one
+        section and its sub-sections (``ext`` includes ``ext.tag_put``);
+        None: every section added up."""
+        names = self.sections()
         with self._lock:
-            sections = ([section] if section is not None
-                        else set(self.counts) | set(self.seconds))
+            sections = ([s for s in names if s == section or
+                         s.startswith(section + '.')]
+                        if section is not None else names)
             out = dict((op, 0) for op in OPS)
             out.update(bytes_read=0, bytes_written=0, list_entries=0)
             for s in sections:

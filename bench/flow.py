@@ -46,11 +46,13 @@ class Flow(object):
                     else None)
 
     @contextlib.contextmanager
-    def ext(self):
+    def ext(self, hook):
+        """The extension's (or baseline's) work in receiver ``hook``:
+        meter section ``ext.<hook>``."""
         if self.meter is None:
             yield
         else:
-            with self.meter.in_section('ext'):
+            with self.meter.in_section('ext.' + hook):
                 yield
 
     # -- images ------------------------------------------------------------
@@ -67,8 +69,8 @@ class Flow(object):
         mark_path = layout.image_file(image, '_inprogress')
         if store.exists(json_path) and not store.exists(mark_path):
             raise Refused('Image already exists')
-        if self.mode == 'refcount':       # before_put_image_json
-            with self.ext():
+        if self.mode == 'refcount':
+            with self.ext('image_json.before_put_image_json'):
                 if store.exists(layout.tombstone(image)):
                     raise Refused('being deleted')
                 if parent:
@@ -124,8 +126,8 @@ class Flow(object):
     def put_tag(self, key, image):
         store = self.store
         intent_id = None
-        if self.mode == 'refcount':       # request_started
-            with self.ext():
+        if self.mode == 'refcount':
+            with self.ext('tag_put.request_started'):
                 intent_id = protocols.new_intent_id()
                 doc = {'tag': str(key), 'image': image}
                 protocols.write_intent(store, intent_id, **doc)
@@ -137,7 +139,7 @@ class Flow(object):
         if not store.exists(layout.image_file(image, 'json')):
             raise Refused('Image not found')
         store.put_content(layout.tag_file(key), image.encode('utf-8'))
-        with self.ext():                  # tag_created
+        with self.ext('tag_put.tag_created'):
             if self.mode == 'refcount':
                 protocols.reconcile_tag(self.ctx, key)
             elif self.mode == 'baseline':
@@ -146,15 +148,15 @@ class Flow(object):
             'last_update': int(time.time()), 'docker_version': '1.3.0',
             'docker_go_version': 'go1.3.3', 'arch': 'amd64',
             'os': 'linux', 'kernel': '3.16'}).encode('utf-8'))
-        if self.mode == 'refcount':       # request_tearing_down
-            with self.ext():
+        if self.mode == 'refcount':
+            with self.ext('tag_put.request_tearing_down'):
                 protocols.finish_intent(self.ctx, intent_id, doc,
                                         reconcile=False)
 
     def delete_tag(self, key):
         store = self.store
-        if self.mode == 'refcount':       # request_started
-            with self.ext():
+        if self.mode == 'refcount':
+            with self.ext('tag_delete.request_started'):
                 intent_id = protocols.new_intent_id()
                 doc = {'tag': str(key)}
                 protocols.write_intent(store, intent_id, **doc)
@@ -164,13 +166,13 @@ class Flow(object):
             raise Refused('Tag not found')
         store.remove(layout.tag_file(key))
         store.remove(self._tag_json(key))
-        with self.ext():                  # tag_deleted
+        with self.ext('tag_delete.tag_deleted'):
             if self.mode == 'refcount':
                 protocols.reconcile_tag(self.ctx, key)
             elif self.mode == 'baseline':
                 baseline.on_tag_deleted(store, key, image)
-        if self.mode == 'refcount':       # request_tearing_down
-            with self.ext():
+        if self.mode == 'refcount':
+            with self.ext('tag_delete.request_tearing_down'):
                 protocols.finish_intent(self.ctx, intent_id, doc,
                                         reconcile=False)
 

@@ -143,7 +143,10 @@ def measure(backends, sizes, counted, timed, lock_root):
                         op(s['%s_flow' % kind], s['fleet'])
                     samples[design][name][kind].append({
                         'ext': meter.snapshot('ext'),
-                        'registry': meter.snapshot('registry')})
+                        'registry': meter.snapshot('registry'),
+                        'hooks': dict((h[4:], meter.snapshot(h))
+                                      for h in meter.sections()
+                                      if h.startswith('ext.'))})
         for design in DESIGNS:
             assert len(state[design]['fleet'].live) == size
             results[design][size] = dict(
@@ -180,6 +183,20 @@ def summarise(samples):
     out['seconds_ext'] = common.median(ext)
     out['seconds_ext_p90'] = common.percentile(ext, 90)
     out['seconds_total'] = common.median(total)
+    hooks = {}
+    for s in counted:
+        for h in s['hooks']:
+            hooks.setdefault(h, {})
+    for h in hooks:
+        for k in ('ops', 'bytes', 'get', 'put', 'exists', 'list', 'remove',
+                  'size', 'requests', 'wire_bytes'):
+            values = [s['hooks'][h].get(k) for s in counted
+                      if h in s['hooks'] and k in s['hooks'][h]]
+            if values:
+                hooks[h][k] = common.median(values)
+        hooks[h]['seconds'] = common.median(
+            [s['hooks'][h]['seconds'] for s in timed if h in s['hooks']])
+    out['hooks'] = hooks
     out['samples'] = {'counted': len(counted), 'timed': len(timed)}
     return out
 

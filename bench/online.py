@@ -1,0 +1,319 @@
+"""Part 2: online overhead in the real registry.
+
+Two real registries run at once on this machine (docker-registry 0.9.1's
+own console script, gunicorn + gevent workers, file storage): one with the
+extension enabled, one without its block in the config (the extension
+absent).  The same load goes to both, interleaved: each client thread, for
+each iteration, visits the two registries in a random order and does there
+what a CI pipeline's push and cleanup do:
+
+    PUT /v1/images/<new id>/json     (parent: a tagged base image)
+    PUT /v1/images/<new id>/layer    (a real tar)
+    PUT /v1/images/<new id>/checksum
+    PUT /v1/repositories/bench/w<thread>/tags/b<i>
+    DELETE /v1/repositories/bench/w<thread>/tags/b<i>
+
+With the extension the DELETE also deletes the image (the tag was its only
+referrer).  Latency is measured by the client, per request, on persistent
+connections; p50 and p95 are reported per endpoint, registry and
+concurrency (1 and 16 client threads).
+
+    python -m bench.online   (Python 2.7: .venv27)
+"""
+
+from __future__ import absolute_import, division, print_function
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import shutil
+import threading
+import time
+
+try:
+    import httplib
+except ImportError:  # pragma: no cover
+    import http.client as httplib
+
+from . import common
+
+ENDPOINTS = ('image_json', 'layer', 'checksum', 'tag_put', 'tag_delete')
+TIMED = ('image_json', 'tag_put', 'tag_delete')
+
+
+def refcount_settings(workdir):
+    """The extension as an operator would run it (config_sample.yml's
+    defaults), with its lock folder in the bench's work dir."""
+    return {'enabled': True, 'dry_run': False, 'lock_backend': 'local',
+            'lock_dir': os.path.join(workdir, 'locks'),
+            'grace_period': 86400, 'intent_timeout': 600,
+            'lock_timeout': 30, 'recovery_interval': 300}
+
+
+class Conn(object):
+    """One persistent HTTP/1.1 connection to a registry."""
+
+    UA = 'docker/1.3.0 go/go1.3.3 kernel/3.16 os/linux arch/amd64'
+
+    def __init__(self, port, keepalive=False):
+        self.port = port
+        self.keepalive = keepalive
+        self.http = httplib.HTTPConnection('127.0.0.1', port, timeout=60)
+
+    def request(self, method, path, body=None, headers=None):
+        h = {'User-Agent': self.UA}
+        if not self.keepalive:
+            h['Connection'] = 'close'
+            self.http.close()
+        h.update(headers or {})
+        for attempt in (0, 1):
+            try:
+                started = time.time()
+                self.http.request(method, path, body, h)
+                r = self.http.getresponse()
+                data = r.read()
+                elapsed = time.time() - started
+                return r.status, data, elapsed
+            except (httplib.HTTPException, IOError):
+                self.http.close()
+                self.http = httplib.HTTPConnection('127.0.0.1', self.port,
+                                                   timeout=60)
+                if attempt:
+                    raise
+
+
+def new_id(*parts):
+    return hashlib.sha256(':'.join('%s' % p for p in parts)
+                          .encode()).hexdigest()
+
+
+def push_image(conn, image, parent, layer, lat=None):
+    doc = {'id': image, 'created': '2014-10-01T00:00:00Z',
+           'container_config': {'Cmd': ['/bin/true']}}
+    if parent:
+        doc['parent'] = parent
+    body = json.dumps(doc)
+    status, data, t = conn.request('PUT', '/v1/images/%s/json' % image, body,
+                                   {'Content-Type': 'application/json'})
+    _check(status, data, 'image json')
+    if lat is not None:
+        lat['image_json'].append(t)
+    status, data, t = conn.request('PUT', '/v1/images/%s/layer' % image,
+                                   layer)
+    _check(status, data, 'layer')
+    if lat is not None:
+        lat['layer'].append(t)
+    csum = 'sha256:' + hashlib.sha256(body.encode() + b'\n' +
+                                      layer).hexdigest()
+    status, data, t = conn.request('PUT', '/v1/images/%s/checksum' % image,
+                                   headers={'X-Docker-Checksum-Payload':
+                                            csum})
+    _check(status, data, 'checksum')
+    if lat is not None:
+        lat['checksum'].append(t)
+
+
+def _check(status, data, what):
+    if status != 200:
+        raise RuntimeError('%s: HTTP %s %s' % (what, status, data[:300]))
+
+
+def one_iteration(conn, base, layer, thread, i, lat):
+    image = new_id('online', conn.port, thread, i, random.random())
+    push_image(conn, image, base, layer, lat)
+    path = '/v1/repositories/bench/w%d/tags/b%d' % (thread, i)
+    status, data, t = conn.request('PUT', path, json.dumps(image))
+    _check(status, data, 'tag put')
+    lat['tag_put'].append(t)
+    status, data, t = conn.request('DELETE', path)
+    _check(status, data, 'tag delete')
+    lat['tag_delete'].append(t)
+
+
+def run_load(registries, base, concurrency, iterations, warmup, seed):
+    """Each of ``concurrency`` threads does ``warmup + iterations``
+    iterations on every registry, in a random order each time."""
+    from tests.registry.harness import make_layer
+    layer = make_layer('online-bench', size=2048)
+    lat = dict((name, dict((e, []) for e in ENDPOINTS))
+               for name in registries)
+    errors = []
+    start = threading.Event()
+
+    def worker(thread):
+        rnd = random.Random(seed * 1000 + thread)
+        conns = dict((name, Conn(reg.port))
+                     for name, reg in registries.items())
+        names = sorted(registries)
+        start.wait()
+        try:
+            for i in range(warmup + iterations):
+                rnd.shuffle(names)
+                for name in names:
+                    sink = lat[name] if i >= warmup else dict(
+                        (e, []) for e in ENDPOINTS)
+                    one_iteration(conns[name], base[name][
+                                      thread % len(base[name])], layer,
+                                  thread + concurrency * seed, i, sink)
+        except Exception as e:
+            errors.append('%s' % e)
+
+    threads = [threading.Thread(target=worker, args=(t,))
+               for t in range(concurrency)]
+    for t in threads:
+        t.daemon = True
+        t.start()
+    started = time.time()
+    start.set()
+    for t in threads:
+        t.join()
+    wall = time.time() - started
+    if errors:
+        raise RuntimeError('load failed: %s' % errors[:3])
+    return lat, wall
+
+
+def summarise(lat):
+    out = {}
+    for endpoint, values in lat.items():
+        if not values:
+            continue
+        out[endpoint] = {'n': len(values),
+                         'p50': common.percentile(values, 50),
+                         'p95': common.percentile(values, 95),
+                         'mean': sum(values) / len(values)}
+    return out
+
+
+def cpu_seconds(reg):
+    """User + system CPU time of a registry's gunicorn workers so far."""
+    tick = float(os.sysconf(str('SC_CLK_TCK')))
+    total = 0.0
+    master = reg.proc.pid
+    for pid in reg.worker_pids() + [master]:
+        try:
+            with open('/proc/%d/stat' % pid) as f:
+                fields = f.read().rsplit(')', 1)[1].split()
+            ticks = int(fields[11]) + int(fields[12])
+            if pid == master:   # + the workers that exited (recycled)
+                ticks += int(fields[13]) + int(fields[14])
+            total += ticks / tick
+        except (IOError, OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def storage_files(root):
+    count = 0
+    for _, _, files in os.walk(root):
+        count += len(files)
+    return count
+
+
+def main(argv=None):
+    from tests.registry.harness import Registry
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--concurrency', default='1,16')
+    parser.add_argument('--iterations', type=int, default=None,
+                        help='per thread (default: 240 at concurrency 1, '
+                        '1280/concurrency otherwise; QUICK: 40, 320/c)')
+    parser.add_argument('--workers', type=int, default=2)
+    parser.add_argument('--base', choices=('shared', 'own'),
+                        default='shared', help='one base image for every '
+                        'client thread (default), or one per thread')
+    parser.add_argument('--out', default='online')
+    args = parser.parse_args(argv)
+    quick = common.quick()
+    workdir = os.path.join(common.WORK, 'online')
+    if os.path.exists(workdir):
+        shutil.rmtree(workdir)
+    os.makedirs(workdir)
+    registries = {}
+    for name, refcount in (('enabled', 'on'), ('absent', None)):
+        folder = os.path.join(workdir, name)
+        os.makedirs(folder)
+        registries[name] = Registry(
+            folder, refcount=refcount_settings(folder) if refcount else None,
+            workers=args.workers)
+    out = {'workers': args.workers, 'runs': {}, 'base': args.base, 'config': {
+        'enabled': refcount_settings('<workdir>')}}
+    try:
+        for reg in registries.values():
+            reg.start()
+        # the base image, tagged (so that deleting the last child keeps it)
+        base = {}
+        from tests.registry.harness import make_layer
+        nbases = 1 if args.base == 'shared' else max(
+            int(c) for c in args.concurrency.split(','))
+        for name, reg in registries.items():
+            conn = Conn(reg.port)
+            base[name] = []
+            for b in range(nbases):
+                image = new_id('online-base', b)
+                push_image(conn, image, None, make_layer('base%d' % b, 4096))
+                status, data, _ = conn.request(
+                    'PUT', '/v1/repositories/bench/base%d/tags/latest' % b,
+                    json.dumps(image))
+                _check(status, data, 'base tag')
+                base[name].append(image)
+        for seed, conc in enumerate(int(c) for c in
+                                    args.concurrency.split(',')):
+            if args.iterations:
+                iters = args.iterations
+            elif conc == 1:
+                iters = 40 if quick else 240
+            else:
+                iters = max(2, (320 if quick else 1280) // conc)
+            warmup = max(2, iters // 10)
+            common.log('part 2: concurrency %d, %d iterations per thread on '
+                       'each registry' % (conc, iters))
+            cpu_before = dict((n, cpu_seconds(r))
+                              for n, r in registries.items())
+            lat, wall = run_load(registries, base, conc, iters, warmup,
+                                 seed + 1)
+            cpu = dict((n, cpu_seconds(r) - cpu_before[n])
+                       for n, r in registries.items())
+            run = {'concurrency': conc, 'iterations_per_thread': iters,
+                   'warmup_per_thread': warmup, 'wall_seconds': wall,
+                   'cpu_seconds': cpu,
+                   'cpu_ms_per_iteration': dict(
+                       (n, 1000.0 * c / ((iters + warmup) * conc))
+                       for n, c in cpu.items()),
+                   'registries': dict((name, summarise(l))
+                                      for name, l in lat.items())}
+            run['p50_ratio'] = dict(
+                (e, run['registries']['enabled'][e]['p50'] /
+                 run['registries']['absent'][e]['p50'])
+                for e in ENDPOINTS)
+            run['p95_ratio'] = dict(
+                (e, run['registries']['enabled'][e]['p95'] /
+                 run['registries']['absent'][e]['p95'])
+                for e in ENDPOINTS)
+            out['runs'][str(conc)] = run
+            common.log('  p50 ratio enabled/absent: %s; registry CPU per '
+                       'iteration %s' % (', '.join(
+                           '%s %.2f' % (e, run['p50_ratio'][e])
+                           for e in TIMED), ', '.join(
+                           '%s %.2f ms' % kv for kv in sorted(
+                               run['cpu_ms_per_iteration'].items()))))
+        for name, reg in registries.items():
+            out.setdefault('files_after', {})[name] = storage_files(
+                reg.storage)
+            if name == 'enabled':
+                log = reg.log()
+                out['enabled_log_errors'] = sum(
+                    1 for line in log.splitlines()
+                    if 'ERROR' in line or 'Traceback' in line)
+    finally:
+        for reg in registries.values():
+            reg.stop()
+    path = common.save(args.out, out)
+    common.log('part 2 written to %s' % path)
+    shutil.rmtree(workdir, ignore_errors=True)
+    return out
+
+
+if __name__ == '__main__':
+    main()

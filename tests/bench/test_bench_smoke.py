@@ -1,0 +1,118 @@
+"""Smoke test of the benchmark scripts (bench/): tiny sizes, a few
+seconds.  The benchmarks themselves run with `make bench`, not here."""
+
+from __future__ import absolute_import, unicode_literals
+
+import json
+
+import pytest
+
+from docker_registry.drivers import file as file_driver
+
+from registry_refcount import invariants
+from registry_refcount import layout
+from registry_refcount import locks
+
+from bench import common
+from bench import counting
+from bench import flow
+from bench import synth
+from bench import wire
+
+
+@pytest.fixture(autouse=True)
+def results_elsewhere(tmpdir, monkeypatch):
+    """Never overwrite bench/results of a real run."""
+    monkeypatch.setattr(common, 'RESULTS', str(tmpdir.join('results')))
+    monkeypatch.setattr(common, 'WORK', str(tmpdir.join('work')))
+
+
+def consistent(root):
+    rep = invariants.check(file_driver.Storage(path=root), jobs=2)
+    assert rep.s1 == [] and rep.r1 == [], rep.as_dict()
+    assert rep.unreadable == [] and rep.legacy == []
+    return rep
+
+
+def test_synthetic_registries_are_what_the_protocols_build(tmpdir):
+    root = str(tmpdir.join('fleet'))
+    fleet = synth.Fleet(synth.LocalWriter(root), 'refcount')
+    fleet.grow(5)
+    assert len(consistent(root).tags) == 5
+    root = str(tmpdir.join('gc'))
+    summary = synth.gc_registry(synth.LocalWriter(root), 60, bases=2)
+    rep = consistent(root)
+    assert len(rep.tags) == summary['tags']
+    assert len(rep.unreachable) == summary['unreachable']
+
+
+def test_flow_counts_and_keeps_invariants(tmpdir):
+    figures = {}
+    for design in ('refcount', 'baseline'):
+        root = str(tmpdir.join(design))
+        store = file_driver.Storage(path=root)
+        meter = counting.Meter()
+        fleet = synth.Fleet(synth.LocalWriter(root), design, store=store)
+        f = flow.Flow(counting.CountingStore(store, meter), design,
+                      locks.LocalLocks(str(tmpdir.join('l-' + design))),
+                      meter)
+        for size in (3, 3, 30):      # the first: warm-up (state cached)
+            fleet.grow(size)
+            meter.reset()
+            n = fleet.new_app()
+            f.push_image(fleet.image(n), fleet.base)
+            f.put_tag(fleet.key(n), fleet.image(n))
+            fleet.live.append(n)
+            push = meter.snapshot('ext')
+            meter.reset()
+            victim = fleet.live.pop(0)
+            f.delete_tag(fleet.key(victim))
+            figures[design, size] = (push, meter.snapshot('ext'))
+            assert not store.exists(layout.image_file(fleet.image(victim),
+                                                      'json'))
+        if design == 'refcount':
+            consistent(root)
+    for i in (0, 1):
+        small, big = figures['refcount', 3][i], figures['refcount', 30][i]
+        assert small['ops'] == big['ops'] > 0
+        assert figures['baseline', 30][i]['bytes'] > \
+            5 * figures['baseline', 3][i]['bytes']
+
+
+def test_wire_parser_counts_requests():
+    seen = []
+    p = wire._RequestParser(seen.append)
+    body = b'x' * 10
+    stream = (b'PUT /a HTTP/1.1\r\nContent-Length: 10\r\n\r\n' + body +
+              b'HEAD /b HTTP/1.1\r\nHost: h\r\n\r\n'
+              b'GET /c HTTP/1.1\r\n\r\n')
+    for i in range(0, len(stream), 7):
+        p.feed(stream[i:i + 7])
+    assert seen == ['PUT', 'HEAD', 'GET']
+
+
+def test_storage_cost_script(tmpdir):
+    from bench import storage_cost
+    out = storage_cost.main(['--backends', 'file', '--sizes', '5,20',
+                             '--counted', '1', '--timed', '1'])
+    res = out['backends']['file']['results']
+    assert res['refcount'][20]['push']['ext']['ops'] == \
+        res['refcount'][5]['push']['ext']['ops']
+    with open(str(tmpdir.join('results', 'storage_cost.json'))) as f:
+        assert json.load(f)['sizes'] == [5, 20]
+
+
+def test_gc_script(tmpdir):
+    from bench import gc_bench
+    out = gc_bench.main(['--sizes', '120', '--rounds', '1', '--jobs', '2'])
+    r = out['results']['120']
+    assert r['sweep'][0]['errors'] == []
+    assert r['deleting_sweep']['deleted'] == r['registry']['unreachable']
+    assert r['counted']['limit']['storage']['get'] > 0
+
+
+def test_online_script():
+    from bench import online
+    out = online.main(['--concurrency', '1,2', '--iterations', '2'])
+    assert set(out['runs']) == {'1', '2'}
+    assert out['enabled_log_errors'] == 0
