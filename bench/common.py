@@ -18,6 +18,22 @@ WORK = os.environ.get('BENCH_WORKDIR') or os.path.join(
     tempfile.gettempdir(), 'registry-refcount-bench')
 
 
+def workdir(name):
+    """A fresh folder of this process under WORK (removed by the caller
+    with :func:`cleanup`)."""
+    if not os.path.isdir(WORK):
+        try:
+            os.makedirs(WORK)
+        except OSError:
+            pass
+    return tempfile.mkdtemp(prefix='%s-' % name, dir=WORK)
+
+
+def cleanup(folder):
+    import shutil
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def quiet_logs():
     """The extension logs every deletion (audit) at WARNING: keep the
     benchmark's output to errors."""

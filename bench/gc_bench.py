@@ -174,10 +174,7 @@ def main(argv=None):
                               ('10000' if quick else '10000,100000'))
              .split(',')]
     rounds = args.rounds or (2 if quick else 3)
-    workdir = os.path.join(common.WORK, 'gc')
-    if os.path.exists(workdir):
-        shutil.rmtree(workdir)
-    os.makedirs(workdir)
+    workdir = common.workdir('gc')
     try:
         from registry_refcount import sweep  # noqa
     except ImportError as e:
@@ -186,12 +183,14 @@ def main(argv=None):
         return out
     out = {'sizes': sizes, 'rounds': rounds, 'jobs': args.jobs,
            'interpreter_rss_kib': baseline_rss(args.jobs), 'results': {}}
-    for size in sizes:
-        out['results'][str(size)] = bench_size(size, args.jobs, rounds,
-                                               workdir)
+    try:
+        for size in sizes:
+            out['results'][str(size)] = bench_size(size, args.jobs, rounds,
+                                                   workdir)
+    finally:
+        common.cleanup(workdir)
     path = common.save(args.out, out)
     common.log('part 3 written to %s' % path)
-    shutil.rmtree(workdir, ignore_errors=True)
     return out
 
 

@@ -226,10 +226,7 @@ def main(argv=None):
     parser.add_argument('--out', default='online')
     args = parser.parse_args(argv)
     quick = common.quick()
-    workdir = os.path.join(common.WORK, 'online')
-    if os.path.exists(workdir):
-        shutil.rmtree(workdir)
-    os.makedirs(workdir)
+    workdir = common.workdir('online')
     registries = {}
     for name, refcount in (('enabled', 'on'), ('absent', None)):
         folder = os.path.join(workdir, name)
@@ -311,7 +308,7 @@ def main(argv=None):
             reg.stop()
     path = common.save(args.out, out)
     common.log('part 2 written to %s' % path)
-    shutil.rmtree(workdir, ignore_errors=True)
+    common.cleanup(workdir)
     return out
 
 

@@ -55,6 +55,10 @@ def ratio(a, b):
 
 
 def yes(ok):
+    if ok is None:
+        return 'information only'
+    if isinstance(ok, str):
+        return ok
     return '**met**' if ok else '**not met**'
 
 
@@ -201,10 +205,13 @@ def part1(data, lines, goals, plots):
             a = res['refcount'][small][op]['seconds_ext']
             z = res['refcount'][big][op]['seconds_ext']
             goals.append((
-                '1. (seconds, for information) refcount %s ext time, N=%s → '
-                '%s (%s)' % (op, num(int(small)), num(int(big)), backend),
+                '1. (seconds) refcount %s ext time, N=%s → %s (%s)' % (
+                    op, num(int(small)), num(int(big)), backend),
                 '%s → %s (%.2f×)' % (ms(a), ms(z), z / a),
-                abs(z / a - 1) <= TOLERANCE, '±10%'))
+                'within ±10%%: %s (information: the goal is counted in '
+                'operations and bytes)' % (
+                    'yes' if abs(z / a - 1) <= TOLERANCE else '**no**'),
+                '±10%'))
             if backend == 'file':
                 r = res['baseline'][big][op]['ext']['bytes'] / \
                     res['refcount'][big][op]['ext']['bytes']
@@ -218,10 +225,11 @@ def part1(data, lines, goals, plots):
                 w = res['baseline'][big][op]['ext']['wire_bytes'] / \
                     res['refcount'][big][op]['ext']['wire_bytes']
                 goals.append((
-                    '1. S3 at N=%s (largest run there), %s: bytes through '
-                    'the driver / on the wire, baseline ÷ refcount'
+                    '1. S3 at N=%s (the largest run there), %s: bytes '
+                    'through the driver / on the wire, baseline ÷ refcount'
                     % (num(int(big)), op), '%.0f× / %.1f×' % (r, w),
-                    min(r, w) >= BYTES_GOAL, '≥ 100× (goal is at N=10,000)'))
+                    (min(r, w) >= BYTES_GOAL) if int(big) >= 10000 else
+                    None, '≥ 100× at N=10,000'))
         plots.append(plot_part1(backend, res, sizes))
         lines.append('![%s](%s)\n' % (backend, os.path.basename(
             plots[-1])))
@@ -399,8 +407,13 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument('--command', default='make bench')
     parser.add_argument('--seconds', type=float, default=None)
+    parser.add_argument('--from-run', action='store_true',
+                        help='command and seconds from results/run.json')
     parser.add_argument('--notes', default=os.path.join(HERE, 'NOTES.md'))
     args = parser.parse_args()
+    run = load('run')
+    if args.from_run and run:
+        args.command, args.seconds = run['command'], run['seconds']
     p1, p2, p3 = load('storage_cost'), load('online'), load('gc')
     first = next(d for d in (p1, p2, p3) if d)
     m = first['machine']

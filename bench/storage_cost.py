@@ -218,10 +218,7 @@ def main(argv=None):
     s3_sizes = ([int(s) for s in args.s3_sizes.split(',')]
                 if args.s3_sizes else sizes)
     timed = args.timed if args.timed is not None else (5 if quick else 15)
-    workdir = os.path.join(common.WORK, 'storage_cost')
-    if os.path.exists(workdir):
-        shutil.rmtree(workdir)
-    os.makedirs(workdir)
+    workdir = common.workdir('storage_cost')
     out = {'sizes': sizes, 'counted_reps': args.counted,
            'timed_reps': timed, 'backends': {}, 'skipped': {}}
     for backend in args.backends.split(','):
@@ -261,7 +258,7 @@ def main(argv=None):
         out.setdefault('elapsed', {})[backend] = time.time() - started
     path = common.save(args.out, out)
     common.log('part 1 written to %s' % path)
-    shutil.rmtree(workdir, ignore_errors=True)
+    common.cleanup(workdir)
     return out
 
 

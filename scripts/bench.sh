@@ -22,7 +22,7 @@ else
 fi
 
 mkdir -p bench/results
-rm -f bench/results/storage_cost.json bench/results/online.json bench/results/gc.json
+rm -f bench/results/storage_cost.json bench/results/online.json bench/results/gc.json bench/results/run.json
 start=$(date +%s)
 status=0
 echo "== bench 1/3: cost per push and delete vs registry size"
@@ -32,7 +32,8 @@ echo "== bench 2/3: online overhead in the real registry"
 echo "== bench 3/3: gc sweep vs the storage limit"
 .venv27/bin/python -m bench.gc_bench || status=1
 end=$(date +%s)
+printf '{"command": "%s", "seconds": %d, "status": %d}\n' "$COMMAND" $((end - start)) $status > bench/results/run.json
 echo "== report"
-.venv3/bin/python -m bench.report --command "$COMMAND" --seconds $((end - start)) || status=1
+.venv3/bin/python -m bench.report --from-run || status=1
 echo "bench: $((end - start)) s; see bench/RESULTS.md"
 exit $status
