@@ -160,7 +160,7 @@ def _check_records(store, rep, jobs, progress=truth.no_progress):
 
 
 def ledger_entries(store):
-    """``{key: (image, moving_to) or UNKNOWN}`` for every ledger entry."""
+    """``{key: (image, others) or UNKNOWN}`` for every ledger entry."""
     entries = {}
     for ns in records.listing(store, layout.LEDGER):
         for repo in records.listing(store, '%s/%s' % (layout.LEDGER, ns)):
@@ -178,11 +178,11 @@ def _check_ledger(store, rep):
         if entry is protocols.UNKNOWN:
             rep.unreadable.append(layout.ledger(key))
             continue
-        image_id, moving = entry
-        if rep.tags.get(key) != image_id or moving is not None:
+        image_id, others = entry
+        if rep.tags.get(key) != image_id or others:
             rep.r1.append({'kind': 'ledger', 'tag': key.display,
                            'key': str(key), 'has': image_id,
-                           'moving_to': moving, 'want': rep.tags.get(key)})
+                           'others': others, 'want': rep.tags.get(key)})
     for key, image_id in sorted(rep.tags.items()):
         if key not in entries:
             rep.r1.append({'kind': 'ledger', 'tag': key.display,

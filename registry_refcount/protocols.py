@@ -456,36 +456,41 @@ def read_ledger(store, key):
 
 
 def ledger_entry(store, key):
-    """``(image, moving_to)`` from the ledger, or UNKNOWN.  ``moving_to``
-    is set while a reconcile is adding the tag's marker to a new image: if
-    it crashes there, the next reconcile knows that image may carry the
-    marker too."""
+    """``(image, others)`` from the ledger, or UNKNOWN.
+
+    ``image`` is the image the tag's marker is on (None: no marker);
+    ``others`` lists images that may still carry it while a reconcile is
+    under way - after a crash the next reconcile, whatever the tag file
+    says by then, knows every image to clean."""
     path = layout.ledger(key)
     try:
         doc = records.read(store, path)
     except records.Unreadable:
         return UNKNOWN
     if doc is None:
-        return None, None
-    image, moving = doc.get('image'), doc.get('moving_to')
-    for value in (image, moving):
+        return None, []
+    image, others = doc.get('image'), doc.get('others') or []
+    if not isinstance(others, list):
+        others = [others]
+    for value in [image] + others:
         if value is not None and not layout.valid_id(value):
             records.note_unreadable(store, path, 'invalid image id %r'
                                     % (value,))
             return UNKNOWN
-    return (image and layout.text(image)), (moving and layout.text(moving))
+    return ((image and layout.text(image)),
+            sorted(layout.text(o) for o in others))
 
 
 def reconcile_tag(ctx, key):
     """Make the tag's reference agree with its tag file.
 
     Under the tag's lock: read the truth and the ledger; if they differ,
-    record in the ledger the image the marker is moving to, add the marker
-    there, remove it from every other image the ledger names (which may
-    start a cascade), then write the ledger.  A crash anywhere leaves the
-    ledger naming every image that may carry the marker, so running this
-    again - whatever the tag file says by then - finishes the job.
-    Returns the image the tag names (or None).
+    first write to the ledger where the marker goes and every image it must
+    leave, then add the marker to the new image, remove it from the others
+    (which may start a cascade), and write the final ledger.  A crash
+    anywhere leaves a ledger that names every image that may carry the
+    marker, so running this again - whatever the tag file says by then -
+    finishes the job.  Returns the image the tag names (or None).
     """
     store = ctx.store
     with ctx.locks.tag(key):
@@ -495,20 +500,21 @@ def reconcile_tag(ctx, key):
             logger.warning('refcount: ledger of %s was unreadable; rebuilt '
                            'from the tag file (a stale marker elsewhere is '
                            'left for `verify --repair`)', key.display)
-            old, moving = None, None
+            image, others = None, []
         else:
-            old, moving = entry
-            if old == truth and moving is None:
+            image, others = entry
+            if image == truth and not others:
                 return truth
-        if truth is not None and truth not in (old, moving):
+        drop = sorted(set([image] + others) - set([truth, None]))
+        if (image, others) != (truth, drop):
             records.write(store, layout.ledger(key), {
-                'image': old, 'moving_to': truth, 'tag': str(key)})
+                'image': truth, 'others': drop, 'tag': str(key)})
         if truth is not None:
             if not add_reference(ctx, truth, key.marker, str(key)):
                 logger.error('refcount: tag %s names image %s, which is '
                              'gone or being deleted', key.display, truth)
             crash.point('after_tag_reference')
-        for stale in sorted(set([old, moving]) - set([truth, None])):
+        for stale in drop:
             reason = ('tag %s was deleted' % key.display if truth is None
                       else 'tag %s moved to %s' % (key.display, truth))
             remove_reference(ctx, stale, key.marker, reason)

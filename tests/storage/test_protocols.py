@@ -312,3 +312,27 @@ def test_crash_after_marker_then_another_write_of_the_tag(ctx, store,
     recovery.recover(ctx, intent_timeout=0)
     assert present(store) == set(y)
     consistent(store)
+
+
+def test_crash_before_ledger_then_the_tag_is_written_again(ctx, store,
+                                                           monkeypatch):
+    """Found by the property tests: a repository delete dies after taking
+    the tag's marker off X, before the ledger; a tag write of the same tag
+    to X that began before it then completes.  X must keep a marker."""
+    x = chain(ctx, ['x'])
+    key = T('lib', 'web', 'latest')
+    put_tag(ctx, key, x[0])
+    intent_id = protocols.new_intent_id()                # begin: PUT tag
+    doc = {'tag': str(key), 'image': x[0]}
+    protocols.write_intent(store, intent_id, **doc)
+    assert protocols.add_pending(ctx, intent_id, key, x[0])
+    die_at(monkeypatch, 'before_ledger')
+    with pytest.raises(Died):
+        delete_repository(ctx, 'lib', 'web')
+    monkeypatch.undo()
+    store.put_content(layout.tag_file(key), x[0].encode())    # the view
+    protocols.reconcile_tag(ctx, key)
+    protocols.finish_intent(ctx, intent_id, doc, reconcile=False)
+    recovery.recover(ctx, intent_timeout=0)
+    assert present(store) == set(x)
+    consistent(store)
