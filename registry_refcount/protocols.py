@@ -104,9 +104,8 @@ def set_initialised(store):
 
 def read_tag(store, key):
     """The image id a tag file names, None if there is no tag file."""
-    try:
-        value = store.get_content(layout.tag_file(key))
-    except exceptions.FileNotFoundError:
+    value = records.get_if_exists(store, layout.tag_file(key))
+    if value is None:
         return None
     value = layout.text(value).strip()
     if not layout.valid_id(value):

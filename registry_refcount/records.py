@@ -85,14 +85,31 @@ def decode(path, data):
     return doc
 
 
+def get_if_exists(store, path):
+    """Bytes of a file through the driver, or None when absent.
+
+    Asks ``exists`` first: the registry's S3 driver retries a missing key
+    four times, 0.1 s apart, before it says so - half a second per miss
+    where a miss is the common case (a new tag's ledger, a deleted tag).
+    A key removed between the two requests is absent too (boto then raises
+    a 404 of its own, not ``FileNotFoundError``)."""
+    if not store.exists(path):
+        return None
+    try:
+        return store.get_content(path)
+    except exceptions.FileNotFoundError:
+        return None
+    except Exception as e:
+        if getattr(e, 'status', None) == 404:
+            return None
+        raise
+
+
 def read_raw(store, path):
     """Bytes of a document, or None when absent."""
     root = local_root(store)
     if root is None:
-        try:
-            return store.get_content(path)
-        except exceptions.FileNotFoundError:
-            return None
+        return get_if_exists(store, path)
     try:
         with open(os.path.join(root, path), 'rb') as f:
             return f.read()
@@ -230,9 +247,9 @@ def legacy_references(store, image_id):
     Such an image is needed until ``rebuild`` converts it.
     """
     try:
-        return store.get_content(layout.references_dir(image_id))
-    except (exceptions.FileNotFoundError, IOError, OSError):
-        return None
+        return get_if_exists(store, layout.references_dir(image_id))
+    except (IOError, OSError):
+        return None         # a folder, on local storage
 
 
 def _prune(root, path):
