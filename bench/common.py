@@ -34,6 +34,22 @@ def cleanup(folder):
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def core_digest():
+    """A digest of the core package's source (registry_refcount/*.py): a
+    run whose parts saw different code says so in the report."""
+    import glob
+    import hashlib
+    h = hashlib.sha1()
+    for path in sorted(glob.glob(os.path.join(ROOT, 'registry_refcount',
+                                              '*.py'))):
+        with open(path, 'rb') as f:
+            h.update(os.path.basename(path).encode() + b'\0' + f.read())
+    return h.hexdigest()[:12]
+
+
+CORE_AT_START = core_digest()
+
+
 def quiet_logs():
     """The extension logs every deletion (audit) at WARNING: keep the
     benchmark's output to errors."""
@@ -87,7 +103,8 @@ def machine():
         pass
     try:
         info['commit'] = subprocess.check_output(
-            ['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT).decode().strip()
+            ['git', 'describe', '--always', '--dirty'],
+            cwd=ROOT).decode().strip()
     except Exception:
         pass
     return info
@@ -100,6 +117,8 @@ def save(name, data):
     data.setdefault('machine', machine())
     data.setdefault('date', time.strftime('%Y-%m-%d %H:%M:%S %Z'))
     data.setdefault('quick', quick())
+    data['core_digest_start'] = CORE_AT_START
+    data['core_digest_end'] = core_digest()
     path = os.path.join(RESULTS, name + '.json')
     text = json.dumps(data, indent=1, sort_keys=True)
     with io.open(path, 'w', encoding='utf-8') as f:

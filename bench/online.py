@@ -268,6 +268,8 @@ def main(argv=None):
                        'each registry' % (conc, iters))
             cpu_before = dict((n, cpu_seconds(r))
                               for n, r in registries.items())
+            boots_before = dict((n, r.log().count('Booting worker'))
+                                for n, r in registries.items())
             lat, wall = run_load(registries, base, conc, iters, warmup,
                                  seed + 1)
             cpu = dict((n, cpu_seconds(r) - cpu_before[n])
@@ -275,6 +277,9 @@ def main(argv=None):
             run = {'concurrency': conc, 'iterations_per_thread': iters,
                    'warmup_per_thread': warmup, 'wall_seconds': wall,
                    'cpu_seconds': cpu,
+                   'worker_boots': dict(
+                       (n, r.log().count('Booting worker') - boots_before[n])
+                       for n, r in registries.items()),
                    'cpu_ms_per_iteration': dict(
                        (n, 1000.0 * c / ((iters + warmup) * conc))
                        for n, c in cpu.items()),

@@ -311,11 +311,16 @@ def part2(data, lines, goals, plots):
                             'p50 ratio', 'p95 absent', 'p95 enabled',
                             'p95 ratio', 'requests each'], rows) + '\n')
         cpu = run['cpu_ms_per_iteration']
+        boots = run.get('worker_boots', {})
         lines.append('Registry CPU per iteration (5 requests): absent %.2f '
-                     'ms, enabled %.2f ms (%.2f×).\n' % (
+                     'ms, enabled %.2f ms (%.2f×); gunicorn workers booted '
+                     'during the run (the registry recycles a worker every '
+                     '100 requests; each boot costs CPU): absent %s, '
+                     'enabled %s.\n' % (
                          cpu['absent'], cpu['enabled'],
                          cpu['enabled'] / cpu['absent']
-                         if cpu['absent'] > 0 else float('nan')))
+                         if cpu['absent'] > 0 else float('nan'),
+                         boots.get('absent', '?'), boots.get('enabled', '?')))
         for e in ('image_json', 'tag_put', 'tag_delete'):
             r = run['p50_ratio'][e]
             goals.append(('2. p50 overhead, %s, concurrency %s'
@@ -434,6 +439,21 @@ def main():
                  ['duration', '%.0f s' % args.seconds if args.seconds
                   else '-'],
              ]) + '\n']
+    digests = set()
+    for d in (p1, p2, p3):
+        if d:
+            digests.update([d.get('core_digest_start'),
+                            d.get('core_digest_end')])
+    digests.discard(None)
+    if len(digests) > 1:
+        lines.append('**Warning: the core package (registry_refcount/) '
+                     'changed while this run went on (source digests %s); '
+                     'its parts measured different code.**\n'
+                     % ', '.join(sorted(digests)))
+    elif digests:
+        lines.append('Core package source digest (registry_refcount/*.py, '
+                     'the same from the first part to the last): `%s`.\n'
+                     % digests.pop())
     goals, plots, body = [], [], []
     part1(p1, body, goals, plots)
     part2(p2, body, goals, plots)
