@@ -81,6 +81,9 @@ def child(args):
     if meter is not None:
         out['storage'] = meter.snapshot()
     sys.stdout.write(json.dumps(out) + '\n')
+    sys.stdout.flush()
+    # the pools' daemon threads make noise at interpreter shutdown
+    os._exit(0)
 
 
 def run_child(kind, root, locks_dir, jobs, count=False):

@@ -25,6 +25,7 @@ from __future__ import absolute_import, division, unicode_literals
 import argparse
 import os
 import shutil
+import sys
 import time
 
 from docker_registry.drivers import file as file_driver
@@ -264,3 +265,6 @@ def main(argv=None):
 
 if __name__ == '__main__':
     main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)     # the pools' daemon threads make noise at shutdown
