@@ -85,7 +85,7 @@ def progress_factory(enabled):
             bar.update(1)
             if total is not None and bar.n >= total:
                 bar.close()
-        if not total:
+        if total == 0:
             bar.close()
         return tick
     return progress

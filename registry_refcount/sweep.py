@@ -43,32 +43,18 @@ def sweep(ctx, grace_period, dry_run=False, jobs=8, now=None,
               'deleted': [], 'kept_young': 0, 'kept_referenced': 0,
               'repaired': [], 'errors': [], 'bytes_freed': 0}
 
-    # 1. mark
-    tags, bad = truth.read_tags(store, jobs, progress)
-    report['errors'].extend(sorted(bad.values()))
-    tops = set(tags.values())
-    chains = dict(zip(tops, truth.pool_map(
-        lambda top: _chain(store, top), tops, jobs,
-        progress('chains', len(tops)))))
-    reachable = set()
-    for top, chain in chains.items():
-        if isinstance(chain, list):
-            reachable.update(chain)
-        else:
-            report['errors'].append(chain)
-    report['tags'], report['reachable'] = len(tags), len(reachable)
-
-    # 2. repair tag references
-    if not dry_run:
-        for key, image in sorted(tags.items()):
-            if (protocols.read_ledger(store, key) != image or not
-                    store.exists(layout.marker_path(image, key.marker))):
-                _repair_tag(ctx, key, image, report)
+    # 1. mark (and 2. repair tag references), a batch of tags at a time
+    reachable = _mark(ctx, jobs, progress, report, dry_run)
+    report['reachable'] = len(reachable)
 
     # 3. candidates
-    images = truth.list_images(store)
-    report['images'] = len(images)
-    unreachable = [i for i in images if i not in reachable]
+    unreachable = []
+    for name in records.listing(store, layout.IMAGES):
+        if layout.valid_id(name):
+            report['images'] += 1
+            if truth.compact(name) not in reachable:
+                unreachable.append(name)
+    del reachable
     seen = _load_candidates(store)
     seen = dict((i, seen.get(i, now)) for i in unreachable)
     report['candidates'] = len(seen)
@@ -85,10 +71,8 @@ def sweep(ctx, grace_period, dry_run=False, jobs=8, now=None,
         lambda i: _candidate(store, i), ripe, jobs,
         progress('candidates', len(ripe)))))
     doomed = set()
-    digests = dict((key.marker, key) for key in tags)
     for image in sorted(ripe, key=lambda i: -infos[i]['depth']):
-        stale, live = _judge(store, infos[image], doomed, digests, now,
-                             grace_period)
+        stale, live = _judge(store, infos[image], doomed, now, grace_period)
         if live:
             report['kept_referenced'] += 1
             continue
@@ -120,13 +104,61 @@ def sweep(ctx, grace_period, dry_run=False, jobs=8, now=None,
     return report
 
 
+BATCH = 1000
+
+
+def _mark(ctx, jobs, progress, report, dry_run):
+    """Every image reachable from a tag, as a set of compact ids.
+
+    Tags are read a batch at a time (memory stays proportional to the
+    images, not to the tags), each with its ledger entry and marker; a
+    chain is read only for a top not already marked (its ancestors then
+    are too).  Tag references that differ from the truth are repaired."""
+    store = ctx.store
+    reachable = set()
+    tick = progress('tags')
+    for batch in truth.batches(truth.iter_tags(store), BATCH):
+        found = truth.pool_map(lambda key: _tag(store, key), batch, jobs,
+                               tick)
+        tops = set()
+        for key, (top, error, stale_reference) in zip(batch, found):
+            report['tags'] += 1
+            if error:
+                report['errors'].append(error)
+            if top is None:
+                continue
+            if truth.compact(top) not in reachable:
+                tops.add(top)
+            if stale_reference and not dry_run:
+                _repair_tag(ctx, key, top, report)
+        for chain in truth.pool_map(lambda top: _chain(store, top),
+                                    sorted(tops), jobs):
+            if isinstance(chain, list):
+                reachable.update(truth.compact(i) for i in chain)
+            else:
+                report['errors'].append(chain)
+    return reachable
+
+
+def _tag(store, key):
+    """``(image, error, reference differs from the truth)`` of one tag."""
+    try:
+        image = protocols.read_tag(store, key)
+    except protocols.BadInput as e:
+        return None, str(e), False
+    if image is None:
+        return None, None, False
+    stale = (protocols.ledger_entry(store, key) != (image, []) or
+             not store.exists(layout.marker_path(image, key.marker)))
+    return image, None, stale
+
+
 def _chain(store, top):
     """The ancestry of a tagged image, or a string saying what is wrong."""
     try:
-        chain = protocols.read_ancestry(store, top)
+        return protocols.read_ancestry(store, top)
     except protocols.BadInput as e:
         return str(e)
-    return chain
 
 
 def _repair_tag(ctx, key, image, report):
@@ -154,7 +186,7 @@ def _candidate(store, image):
             'legacy': records.legacy_references(store, image) is not None}
 
 
-def _judge(store, info, doomed, digests, now, grace_period):
+def _judge(store, info, doomed, now, grace_period):
     """Split a candidate's markers into stale ones ``[(marker, key or
     None)]`` and live ones.  What cannot be read counts as live."""
     stale, live = [], []
@@ -167,7 +199,7 @@ def _judge(store, info, doomed, digests, now, grace_period):
             live.append(marker)
             continue
         if kind == 'tag':
-            key = _tag_of(store, info['id'], marker, digests)
+            key = protocols.marker_tag(store, info['id'], marker)
             (stale if key is not None else live).append((marker, key))
         elif kind == 'pending':
             if store.exists(layout.intent(value)):
@@ -191,11 +223,6 @@ def _judge(store, info, doomed, digests, now, grace_period):
         else:
             live.append(marker)
     return stale, live
-
-
-def _tag_of(store, image, marker, digests):
-    """The tag a tag marker stands for, from its content or the tags."""
-    return protocols.marker_tag(store, image, marker) or digests.get(marker)
 
 
 def _load_candidates(store):

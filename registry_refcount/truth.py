@@ -9,6 +9,7 @@ grows with the number of images only (one small tuple each).
 
 from __future__ import absolute_import, unicode_literals
 
+import binascii
 import json
 import logging
 
@@ -60,17 +61,38 @@ def no_progress(stage, total=None):
     return lambda: None
 
 
-def list_tags(store):
-    """Every tag key that has a tag file."""
-    keys = []
+def iter_tags(store):
+    """Every tag key that has a tag file (a generator)."""
     for ns in records.listing(store, layout.REPOSITORIES):
         for repo in records.listing(store, '%s/%s' % (layout.REPOSITORIES,
                                                      ns)):
             try:
-                keys.extend(protocols.repository_tags(store, ns, repo))
+                for key in protocols.repository_tags(store, ns, repo):
+                    yield key
             except layout.InvalidName as e:
                 logger.error('refcount: skipping tag: %s', e)
-    return keys
+
+
+def list_tags(store):
+    return list(iter_tags(store))
+
+
+def batches(items, size):
+    """Lists of up to ``size`` items from an iterable."""
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def compact(image_id):
+    """An image id as a small bytes object (32 or 8 bytes instead of a
+    64-character string): what the sweep keeps per image in memory."""
+    return binascii.unhexlify(image_id)
 
 
 def read_tags(store, jobs=8, progress=no_progress):
