@@ -160,11 +160,10 @@ def image_state(store, image_id):
 
 
 def needed(store, image_id):
-    """Any marker under ``_references/`` (the listing stops at the first),
-    or a per-tag-list file of the earlier extension not yet converted."""
-    for _ in records.markers(store, image_id):
-        return True
-    return records.legacy_references(store, image_id) is not None
+    """Any marker under ``_references/``, or a per-tag-list file of the
+    earlier extension not yet converted (one operation, however many
+    markers: see :func:`records.referenced`)."""
+    return records.referenced(store, image_id)
 
 
 # -- references --------------------------------------------------------------
@@ -238,10 +237,10 @@ def _maybe_tear_down(ctx, image_id, reason, partial=False):
     Returns its parent (None for a root) or :data:`KEPT`.  ``partial``:
     also an image whose json was never stored (gc only)."""
     store = ctx.store
-    if store.exists(layout.tombstone(image_id)):
-        return KEPT          # another deletion (or recovery) owns it
     if needed(store, image_id):
         return KEPT
+    if store.exists(layout.tombstone(image_id)):
+        return KEPT          # another deletion (or recovery) owns it
     if not store.exists(layout.image_file(image_id, 'json')):
         if not (partial and next(iter(records.listing(
                 store, layout.image_dir(image_id))), None)):

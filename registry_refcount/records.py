@@ -241,6 +241,42 @@ def markers(store, image_id):
         yield name
 
 
+def referenced(store, image_id):
+    """Does the image have any marker, or a per-tag-list file of the
+    earlier extension?  One cheap operation whatever the number of
+    markers (a base image may carry thousands):
+
+    * local storage: ``rmdir`` of ``_references/`` - it fails on a folder
+      that holds a marker (and on a per-tag-list *file*), and an empty one
+      is not worth keeping (a marker write recreates it);
+    * the S3 drivers: a listing of at most one key;
+    * any other driver: its listing, stopped at the first entry.
+
+    Only the delete protocol asks, holding the image's lock."""
+    root = local_root(store)
+    path = layout.references_dir(image_id)
+    if root is not None:
+        try:
+            os.rmdir(os.path.join(root, path))
+        except OSError as e:
+            if e.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+                return True
+            if e.errno != errno.ENOENT:
+                raise
+        return False
+    bucket = getattr(store, '_boto_bucket', None)
+    if bucket is not None and hasattr(store, '_init_path'):
+        prefix = store._init_path(path)
+        for key in bucket.get_all_keys(prefix=prefix, max_keys=2):
+            if key.name != prefix + '/' and not key.name.rsplit(
+                    '/', 1)[-1].startswith('.'):
+                return True
+        return False
+    for _ in markers(store, image_id):
+        return True
+    return legacy_references(store, image_id) is not None
+
+
 def legacy_references(store, image_id):
     """The per-tag-list file of the earlier extension, or None.
 
