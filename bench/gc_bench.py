@@ -171,7 +171,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.child:
         return child(args)
-    common.quiet_logs()
     quick = common.quick()
     sizes = [int(s) for s in (args.sizes or
                               ('10000' if quick else '10000,100000'))
@@ -198,4 +197,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
+    common.quiet_logs()
     main()

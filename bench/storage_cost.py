@@ -213,7 +213,6 @@ def main(argv=None):
     parser.add_argument('--timed', type=int, default=None)
     parser.add_argument('--out', default='storage_cost')
     args = parser.parse_args(argv)
-    common.quiet_logs()
     quick = common.quick()
     sizes = [int(s) for s in (args.sizes or '10,100,1000,10000').split(',')]
     s3_sizes = ([int(s) for s in args.s3_sizes.split(',')]
@@ -264,6 +263,7 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
+    common.quiet_logs()
     main()
     sys.stdout.flush()
     sys.stderr.flush()
