@@ -38,6 +38,7 @@ class Report(object):
         self.journal = []
         self.unreadable = []
         self.legacy = []
+        self.ledger_digests = set()
 
     @property
     def consistent(self):
@@ -174,6 +175,7 @@ def ledger_entries(store):
 
 def _check_ledger(store, rep):
     entries = ledger_entries(store)
+    rep.ledger_digests = set(key.marker for key in entries)
     for key, entry in sorted(entries.items()):
         if entry is protocols.UNKNOWN:
             rep.unreadable.append(layout.ledger(key))
@@ -203,9 +205,12 @@ def repair(ctx, rep, min_age=600):
                                        diff['content']):
                 fixed += 1
         elif kind == 'stale_marker':
+            marker = diff['marker']
             if protocols.drop_stale_marker(
-                    ctx, diff['image'], diff['marker'], min_age,
-                    digests.get(diff['marker'])):
+                    ctx, diff['image'], marker, min_age,
+                    digests.get(marker), unclaimed=(
+                        marker not in digests and
+                        marker not in rep.ledger_digests)):
                 fixed += 1
         elif kind == 'ledger':
             protocols.rewrite_ledger(ctx, layout.TagKey.parse(diff['key']))

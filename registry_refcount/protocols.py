@@ -409,18 +409,31 @@ def marker_tag(store, image_id, marker):
     return key if key.marker == marker else None
 
 
-def drop_stale_marker(ctx, image_id, marker, min_age, key=None, now=None):
+def drop_stale_marker(ctx, image_id, marker, min_age, key=None, now=None,
+                      unclaimed=False):
     """Remove a marker the truth no longer supports - checked again under
     the locks, so a referrer that appeared since the caller looked is kept:
     a tag marker whose tag names another image (``key`` when its content
     is torn), a pending marker without an intent, a child marker whose
     child names another parent, or never got its json and is older than
-    ``min_age``.  Returns True if removed.  Never deletes the image."""
+    ``min_age``.  Returns True if removed.  Never deletes the image.
+
+    A torn tag marker of a tag nobody can name goes only if the caller saw
+    no tag file and no ledger entry with its digest (``unclaimed``) and it
+    is still torn under the image's lock: a reconcile that put the tag on
+    this image since would have rewritten it (under that lock), and a
+    later one will, since no ledger says the marker is there."""
     store = ctx.store
     now = time.time() if now is None else now
     kind, value = layout.check_marker(marker)
     if kind == 'tag':
         key = marker_tag(store, image_id, marker) or key
+        if key is None and unclaimed:
+            with ctx.locks.image(image_id):
+                if marker_tag(store, image_id, marker) is None:
+                    records.remove_marker(store, image_id, marker)
+                    return True
+            key = marker_tag(store, image_id, marker)
         if key is None or key.marker != marker:
             return False          # cannot tell which tag: keep it
         with ctx.locks.tag(key):
@@ -594,19 +607,42 @@ def release_pending(ctx, intent_id, image_id, tag):
                      'image' % tag)
 
 
+def parse_intent(doc):
+    """An intent document, checked: ``{'at': float, 'tag': TagKey or None,
+    'repository': (ns, repo) or None, 'image': id or None}``.
+    :class:`BadInput` if any field is malformed."""
+    try:
+        at = float(doc.get('at', 0))
+        tag = doc.get('tag')
+        tag = layout.TagKey.parse(tag) if tag is not None else None
+        repository = doc.get('repository')
+        if repository is not None:
+            namespace, name = layout.text(repository).split('/', 1)
+            layout.TagKey(namespace, name, 'x')   # validates both parts
+            repository = (namespace, name)
+        image = doc.get('image')
+        if image is not None:
+            image = layout.check_id(image)
+            if tag is None:
+                raise ValueError('an image without a tag')
+    except (KeyError, TypeError, ValueError, AttributeError,
+            layout.InvalidName) as e:
+        raise BadInput('malformed intent %r: %s' % (doc, e))
+    return {'at': at, 'tag': tag, 'repository': repository, 'image': image}
+
+
 def finish_intent(ctx, intent_id, doc, reconcile=True):
     """Complete the work an intent records: reconcile its tags (unless the
     request's signals already did), release its pending marker, then drop
-    the intent."""
-    if reconcile and doc.get('repository'):
-        namespace, repository = doc['repository'].split('/', 1)
-        layout.TagKey(namespace, repository, 'x')   # validates both parts
-        reconcile_repository(ctx, namespace, repository)
-    if reconcile and doc.get('tag'):
-        reconcile_tag(ctx, layout.TagKey.parse(doc['tag']))
-    if doc.get('image'):
-        release_pending(ctx, intent_id, layout.check_id(doc['image']),
-                        doc.get('tag'))
+    the intent.  :class:`BadInput` if the intent is malformed."""
+    intent = parse_intent(doc)
+    if reconcile and intent['repository']:
+        reconcile_repository(ctx, *intent['repository'])
+    if reconcile and intent['tag']:
+        reconcile_tag(ctx, intent['tag'])
+    if intent['image']:
+        release_pending(ctx, intent_id, intent['image'],
+                        intent['tag'].display)
     records.remove(ctx.store, layout.intent(intent_id))
 
 

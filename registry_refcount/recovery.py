@@ -50,14 +50,19 @@ def recover(ctx, intent_timeout, now=None):
             continue
         if doc is None:
             continue
-        if now - float(doc.get('at', 0)) < intent_timeout:
+        try:
+            intent = protocols.parse_intent(doc)
+        except protocols.BadInput as e:
+            records.note_unreadable(ctx.store, path, str(e))
+            report['unreadable'].append(path)
+            continue
+        if now - intent['at'] < intent_timeout:
             report['intents_waiting'] += 1
             continue
         try:
             protocols.finish_intent(ctx, intent_id, doc)
             report['intents_finished'] += 1
-        except (protocols.BadInput, layout.InvalidName,
-                locks.LockTimeout) as e:
+        except Exception as e:  # one intent never stops the others
             logger.error('refcount: recovery could not finish intent %s: %s',
                          intent_id, e)
             report['errors'].append('%s: %s' % (intent_id, e))
@@ -67,7 +72,7 @@ def recover(ctx, intent_timeout, now=None):
         try:
             if protocols.finish_deletion(ctx, image_id):
                 report['deletions_finished'] += 1
-        except (protocols.BadInput, locks.LockTimeout) as e:
+        except Exception as e:  # one deletion never stops the others
             logger.error('refcount: recovery could not finish deletion of '
                          '%s: %s', image_id, e)
             report['errors'].append('%s: %s' % (image_id, e))

@@ -231,8 +231,16 @@ def _load_candidates(store):
     except records.Unreadable:
         return {}       # start the clocks again: later, never sooner
     seen = doc.get('first_seen') or {}
-    return dict((k, float(v)) for k, v in seen.items()
-                if layout.valid_id(k))
+    if not isinstance(seen, dict):
+        return {}
+    found = {}
+    for image, when in seen.items():
+        try:
+            if layout.valid_id(image):
+                found[image] = float(when)
+        except (TypeError, ValueError):
+            pass        # its clock starts again
+    return found
 
 
 def _forget_candidates(store, gone):
