@@ -102,9 +102,9 @@ def machine():
     except IOError:
         pass
     try:
-        info['commit'] = subprocess.check_output(
-            ['git', 'describe', '--always', '--dirty'],
-            cwd=ROOT).decode().strip()
+        info['commit'] = os.environ.get('BENCH_COMMIT') or \
+            subprocess.check_output(['git', 'describe', '--always',
+                                     '--dirty'], cwd=ROOT).decode().strip()
     except Exception:
         pass
     return info
