@@ -21,6 +21,8 @@ else
     STORAGE_ARGS="--sizes 10,100,1000,10000 --s3-sizes 10,100,1000 --counted 3"
 fi
 
+COMMAND=${BENCH_COMMAND:-$COMMAND}
+
 mkdir -p bench/results
 rm -f bench/results/storage_cost.json bench/results/online.json bench/results/gc.json bench/results/run.json
 start=$(date +%s)
