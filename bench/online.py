@@ -205,6 +205,19 @@ def cpu_seconds(reg):
     return total
 
 
+def wait_for_log(reg, text, timeout=30):
+    """The extension must really be on in the 'enabled' registry (an
+    install without its entry point would silently measure nothing)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if text in reg.log():
+            return
+        time.sleep(0.2)
+    raise RuntimeError('the enabled registry never logged %r: is the '
+                       'extension installed (entry point)?\n%s'
+                       % (text, reg.log()[-2000:]))
+
+
 def storage_files(root):
     count = 0
     for _, _, files in os.walk(root):
@@ -239,6 +252,7 @@ def main(argv=None):
     try:
         for reg in registries.values():
             reg.start()
+        wait_for_log(registries['enabled'], 'refcount: enabled')
         # the base image, tagged (so that deleting the last child keeps it)
         base = {}
         from tests.registry.harness import make_layer
