@@ -514,17 +514,23 @@ def reconcile_tag(ctx, key):
             image, others = None, []
         else:
             image, others = entry
-            if image == truth and not others:
+            if image == truth and not others and (truth is None or (
+                    store.exists(layout.marker_path(truth, key.marker)))):
                 return truth
         drop = sorted(set([image] + others) - set([truth, None]))
         if (image, others) != (truth, drop):
-            records.write(store, layout.ledger(key), {
-                'image': truth, 'others': drop, 'tag': str(key)})
+            # where the marker goes and which images it must leave, before
+            # it moves (with nothing to leave, this is the final ledger)
+            records.write(store, layout.ledger(key), dict(
+                {'image': truth, 'tag': str(key)},
+                **({'others': drop} if drop else {})))
         if truth is not None:
             if not add_reference(ctx, truth, key.marker, str(key)):
                 logger.error('refcount: tag %s names image %s, which is '
                              'gone or being deleted', key.display, truth)
             crash.point('after_tag_reference')
+        if not drop:
+            return truth
         for stale in drop:
             reason = ('tag %s was deleted' % key.display if truth is None
                       else 'tag %s moved to %s' % (key.display, truth))
@@ -575,6 +581,7 @@ def reconcile_repository(ctx, namespace, repository):
     keys.update(repository_tags(ctx.store, namespace, repository))
     for key in sorted(keys):
         reconcile_tag(ctx, key)
+    records.prune(ctx.store, layout.ledger_dir(namespace, repository))
 
 
 # -- tag writes in flight ----------------------------------------------------
@@ -586,7 +593,7 @@ def new_intent_id():
 def write_intent(store, intent_id, **fields):
     fields['at'] = time.time()
     fields['pid'] = os.getpid()
-    records.write(store, layout.intent(intent_id), fields)
+    records.write(store, layout.intent(intent_id), fields, new=True)
     crash.point('after_intent')
 
 

@@ -169,8 +169,15 @@ def quarantined(store):
     return found
 
 
-def write(store, path, obj):
-    """Write a document atomically."""
+def write(store, path, obj, new=False):
+    """Write a document atomically.
+
+    ``new``: the document is being created under a fresh unique name (an
+    intent) and is read only by recovery; on local storage it is then
+    written with one ``write`` to a new file, without the rename.  A crash
+    can leave it torn only before its request did anything (the intent is
+    written first), so a torn one records nothing to do - it is
+    quarantined and dropped after the intent timeout."""
     data = encode(obj)
     root = local_root(store)
     if root is None:
@@ -178,19 +185,24 @@ def write(store, path, obj):
         return
     target = os.path.join(root, path)
     folder = os.path.dirname(target)
-    tmp = os.path.join(folder, '.tmp-%s' % uuid.uuid4().hex)
+    tmp = target if new else os.path.join(folder, '.tmp-%s'
+                                          % uuid.uuid4().hex)
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if new else os.O_TRUNC)
     for attempt in range(5):
         try:
-            f = open(tmp, 'wb')
+            fd = os.open(tmp, flags, 0o644)
             break
-        except (IOError, OSError) as e:
+        except OSError as e:
             if e.errno != errno.ENOENT or attempt == 4:
                 raise
             _makedirs(folder)   # (pruned concurrently? then again)
     try:
-        with f:
-            f.write(data)
-        os.rename(tmp, target)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        if not new:
+            os.rename(tmp, target)
     except BaseException:
         _unlink(tmp)
         raise
@@ -204,7 +216,6 @@ def remove(store, path):
             store.remove(path)
         else:
             os.unlink(os.path.join(root, path))
-            _prune(root, path)
     except exceptions.FileNotFoundError:
         pass
     except OSError as e:
@@ -288,9 +299,16 @@ def legacy_references(store, image_id):
         return None         # a folder, on local storage
 
 
+def prune(store, folder):
+    """On local storage, remove ``folder`` of the extension's records and
+    its parents if they are empty (a deleted repository's ledger), up to
+    the record kind's folder."""
+    root = local_root(store)
+    if root is not None and folder.startswith(layout.PREFIX + '/'):
+        _prune(root, folder + '/x')
+
+
 def _prune(root, path):
-    """Remove the empty folders a removed document leaves (ledger
-    namespaces and repositories), up to the record kind's folder."""
     parts = path.split('/')
     keep = len(layout.PREFIX.split('/')) + 1
     for end in range(len(parts) - 1, keep, -1):
