@@ -933,10 +933,6 @@ def test_torn_tag_marker_of_a_gone_tag_keeps_its_image(ctx, store, content):
         ('stale_marker', marker)]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'verify --repair (invariants.repair -> protocols.drop_stale_marker) '
-    'keeps a torn tag marker whose tag it cannot name, so the image it '
-    'is on can never be freed: R1 and L1 stay violated for good'))
 def test_torn_tag_marker_of_a_gone_tag_is_repaired(ctx, store):
     """DESIGN.md 5: a marker whose content cannot be read "is reported by
     verify and repaired from the truth".  No tag file and no ledger entry
@@ -1128,27 +1124,20 @@ def test_parent_naming_a_missing_image(ctx, store):
 
 # Records of the extension's own that parse as JSON of the right format
 # version but hold values of the wrong type (a corruption that still
-# parses, a hand edit, a future version's field).
-_SCALAR_TYPES = pytest.mark.xfail(strict=True, reason=(
-    'recovery.recover lets a ValueError/TypeError/AttributeError from a '
-    'malformed intent escape: the whole run stops there, and every later '
-    'run stops at the same record, so journal entries and other intents '
-    'are never finished (L1/R1 never restored) until it is removed by '
-    'hand'))
-
-
+# parses, a hand edit, a future version's field): recovery reports and
+# skips them, and goes on.
 @pytest.mark.parametrize('doc', [
     {'at': 0, 'image': '../x', 'tag': 'ns/app:latest'},
     {'at': 0, 'tag': 'ns/app:latest', 'image': 5},
     {'at': 0, 'repository': '../..'},
     {'at': 0, 'tag': '../x:y'},
-    pytest.param({'at': 'soon', 'tag': 'ns/app:latest'}, marks=_SCALAR_TYPES),
-    pytest.param({'at': None}, marks=_SCALAR_TYPES),
-    pytest.param({'at': [1]}, marks=_SCALAR_TYPES),
-    pytest.param({'at': 0, 'tag': 5}, marks=_SCALAR_TYPES),
-    pytest.param({'at': 0, 'tag': ['x']}, marks=_SCALAR_TYPES),
-    pytest.param({'at': 0, 'repository': 'noslash'}, marks=_SCALAR_TYPES),
-    pytest.param({'at': 0, 'repository': 7}, marks=_SCALAR_TYPES),
+    {'at': 'soon', 'tag': 'ns/app:latest'},
+    {'at': None},
+    {'at': [1]},
+    {'at': 0, 'tag': 5},
+    {'at': 0, 'tag': ['x']},
+    {'at': 0, 'repository': 'noslash'},
+    {'at': 0, 'repository': 7},
 ])
 def test_recovery_survives_a_malformed_intent(ctx, store, doc):
     """A malformed intent is reported and skipped; nothing is deleted on
@@ -1185,14 +1174,7 @@ def test_recovery_of_an_intent_naming_a_missing_image(ctx, store):
 
 
 @pytest.mark.parametrize('seen', [
-    [], {}, pytest.param({'c' * 64: 'abc'}, marks=pytest.mark.xfail(
-        strict=True, reason='sweep._load_candidates: float() of a '
-        'malformed first-seen time escapes sweep, so gc fails every run '
-        'until the candidates file is removed by hand')),
-    pytest.param({'c' * 64: None}, marks=pytest.mark.xfail(
-        strict=True, reason='as above (TypeError)')),
-    pytest.param('x', marks=pytest.mark.xfail(
-        strict=True, reason='as above (AttributeError: no .items())')),
+    [], {}, {'c' * 64: 'abc'}, {'c' * 64: None}, 'x',
 ])
 def test_gc_survives_malformed_candidates(ctx, store, seen):
     """The candidates list is only gc's memory: a malformed one starts the
