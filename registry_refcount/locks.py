@@ -44,11 +44,17 @@ def _stripe(kind, name, stripes):
     return int(digest.hexdigest()[:8], 16) % stripes
 
 
+#: Polling a busy lock: first wait, and the longest (a hot lock, such as
+#: a base image's while many children are pushed, changes hands every
+#: fraction of a millisecond: a long sleep would leave it idle).
+FIRST_WAIT, LONGEST_WAIT = 0.0002, 0.004
+
+
 def _backoff(deadline, delay, what):
     if time.time() >= deadline:
         raise LockTimeout('could not lock %s in time' % what)
     time.sleep(delay * (0.5 + random.random()))
-    return min(delay * 2, 0.05)
+    return min(delay * 2, LONGEST_WAIT)
 
 
 class LocalLocks(object):
@@ -89,7 +95,7 @@ class LocalLocks(object):
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             deadline = time.time() + self.timeout
-            delay = 0.001
+            delay = FIRST_WAIT
             while True:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -159,7 +165,7 @@ class RedisLocks(object):
         token = uuid.uuid4().hex
         ttl_ms = int(self.ttl * 1000)
         deadline = time.time() + self.timeout
-        delay = 0.001
+        delay = FIRST_WAIT
         while True:
             try:
                 if self._conn.set(key, token, nx=True, px=ttl_ms):
