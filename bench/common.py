@@ -104,7 +104,9 @@ def machine():
     try:
         info['commit'] = os.environ.get('BENCH_COMMIT') or \
             subprocess.check_output(['git', 'describe', '--always',
-                                     '--dirty'], cwd=ROOT).decode().strip()
+                                     '--dirty'], cwd=ROOT,
+                                    stderr=open(os.devnull, 'w')
+                                    ).decode().strip()
     except Exception:
         pass
     return info

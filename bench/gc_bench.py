@@ -175,7 +175,7 @@ def main(argv=None):
     sizes = [int(s) for s in (args.sizes or
                               ('10000' if quick else '10000,100000'))
              .split(',')]
-    rounds = args.rounds or (2 if quick else 3)
+    rounds = args.rounds or (1 if quick else 3)
     workdir = common.workdir('gc')
     try:
         from registry_refcount import sweep  # noqa

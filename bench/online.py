@@ -231,7 +231,7 @@ def main(argv=None):
     parser.add_argument('--concurrency', default='1,16')
     parser.add_argument('--iterations', type=int, default=None,
                         help='per thread (default: 240 at concurrency 1, '
-                        '1280/concurrency otherwise; QUICK: 40, 320/c)')
+                        '1280/concurrency otherwise; QUICK: 40, 160/c)')
     parser.add_argument('--workers', type=int, default=2)
     parser.add_argument('--base', choices=('shared', 'own'),
                         default='shared', help='one base image for every '
@@ -276,7 +276,7 @@ def main(argv=None):
             elif conc == 1:
                 iters = 40 if quick else 240
             else:
-                iters = max(2, (320 if quick else 1280) // conc)
+                iters = max(2, (160 if quick else 1280) // conc)
             warmup = max(2, iters // 10)
             common.log('part 2: concurrency %d, %d iterations per thread on '
                        'each registry' % (conc, iters))

@@ -247,7 +247,7 @@ def main(argv=None):
                 backends = dict((d, S3Backend(moto, relay, d))
                                 for d in DESIGNS)
                 res = measure(backends, s3_sizes, args.counted,
-                              max(2, timed // 3),
+                              max(1 if quick else 2, timed // 3),
                               os.path.join(workdir, 'locks-s3'))
                 out['backends']['s3'] = {'sizes': s3_sizes, 'results': res}
             finally:

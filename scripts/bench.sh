@@ -15,7 +15,7 @@ fi
 
 if [ -n "${QUICK:-}" ] && [ "${QUICK}" != 0 ]; then
     COMMAND="QUICK=1 make bench"
-    STORAGE_ARGS="--sizes 10,100,1000,10000 --s3-sizes 10,100 --counted 2"
+    STORAGE_ARGS="--sizes 10,100,1000,10000 --s3-sizes 10,100 --counted 1 --timed 3"
 else
     COMMAND="make bench"
     STORAGE_ARGS="--sizes 10,100,1000,10000 --s3-sizes 10,100,1000 --counted 3"
