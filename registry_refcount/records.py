@@ -224,12 +224,22 @@ def remove(store, path):
 
 
 def listing(store, path):
-    """Names directly under ``path`` (a generator; empty when absent)."""
+    """Names directly under ``path`` (a generator; empty when absent).
+
+    The path goes to the driver as a native string: on Python 2 the file
+    driver's ``os.listdir`` then returns byte strings, a third of the
+    memory of unicode ones for a listing of every image."""
     try:
-        for entry in store.list_directory(path):
+        for entry in store.list_directory(_native(path)):
             yield layout.basename(entry)
     except exceptions.FileNotFoundError:
         return
+
+
+def _native(path):
+    if str is bytes and not isinstance(path, bytes):
+        return path.encode('utf-8')
+    return path
 
 
 # -- markers ---------------------------------------------------------------
