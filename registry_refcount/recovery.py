@@ -8,7 +8,8 @@ and reruns the idempotent protocols:
 
 * intents older than ``intent_timeout`` (their request is surely over):
   reconcile their tags, release their pending marker, drop them;
-* journal entries: finish (or cancel) the deletion and its cascade step;
+* journal entries older than ``intent_timeout``: finish (or cancel) the
+  deletion and its cascade step;
 * quarantined records (noted in ``extensions/refcount/quarantine/`` when
   first found unreadable): rebuild them from the truth.
 
@@ -67,7 +68,8 @@ def recover(ctx, intent_timeout, now=None):
                          intent_id, e)
             report['errors'].append('%s: %s' % (intent_id, e))
     for image_id in list(records.listing(ctx.store, layout.JOURNAL)):
-        if not layout.valid_id(image_id):
+        if not layout.valid_id(image_id) or _young(
+                ctx.store, image_id, now, intent_timeout):
             continue
         try:
             if protocols.finish_deletion(ctx, image_id):
@@ -123,6 +125,16 @@ def _rebuild_quarantined(ctx, intent_timeout, now, report):
         records.remove(store, entry)
         rebuilt += 1
     return rebuilt
+
+
+def _young(store, image_id, now, intent_timeout):
+    """A deletion journalled less than ``intent_timeout`` ago is most
+    likely still under way in a live request: leave it to its owner."""
+    try:
+        doc = records.read(store, layout.journal(image_id))
+        return doc is not None and now - float(doc['at']) < intent_timeout
+    except (records.Unreadable, KeyError, TypeError, ValueError):
+        return False
 
 
 def recover_exclusively(ctx, lock_provider, intent_timeout, now=None):
