@@ -219,32 +219,7 @@ def end_tag(ctx, key, image, intent_id, doc):
     protocols.finish_intent(ctx, intent_id, doc, reconcile=False)
 
 
-def begin_push(ctx, image, parent):
-    """The image json PUT up to ``before_put_image_json``."""
-    store = ctx.store
-    if not store.exists(layout.image_file(parent, 'json')):
-        raise Refused('Image depends on a non existing parent')
-    if store.exists(layout.tombstone(image)):
-        raise Refused('being deleted')
-    err = protocols.register_child(ctx, image, parent)
-    if err:
-        raise Refused(err)
-
-
-def end_push(ctx, image, parent):
-    """The rest of the push: json, ancestry, layer, checksum."""
-    store = ctx.store
-    store.put_content(layout.image_file(image, '_inprogress'), b'true')
-    store.put_content(layout.image_file(image, 'json'), json.dumps(
-        {'id': image, 'parent': parent}).encode())
-    ancestry = [image] + json.loads(layout.text(store.get_content(
-        layout.image_file(parent, 'ancestry'))))
-    store.put_content(layout.image_file(image, 'ancestry'),
-                      json.dumps(ancestry).encode())
-    store.put_content(layout.image_file(image, 'layer'),
-                      b'layer of ' + image.encode())
-    store.put_content(layout.image_file(image, '_checksum'), b'["sha256:x"]')
-    store.remove(layout.image_file(image, '_inprogress'))
+begin_push, end_push = world.begin_push, world.end_push
 
 
 # -- the model ---------------------------------------------------------------

@@ -28,6 +28,12 @@ def image_id(n):
 
 
 def push(ctx, image, parent=None):
+    begin_push(ctx, image, parent)
+    end_push(ctx, image, parent)
+
+
+def begin_push(ctx, image, parent=None):
+    """The image json PUT up to ``before_put_image_json``."""
     store = ctx.store
     if parent is not None:
         if not store.exists(layout.image_file(parent, 'json')):
@@ -38,6 +44,11 @@ def push(ctx, image, parent=None):
         err = protocols.register_child(ctx, image, parent)
         if err:
             raise Refused(err)
+
+
+def end_push(ctx, image, parent=None):
+    """The rest of the push: json, ancestry, layer, checksum."""
+    store = ctx.store
     store.put_content(layout.image_file(image, '_inprogress'), b'true')
     doc = {'id': image}
     if parent:
