@@ -197,28 +197,7 @@ def intent_ids():
 
 # -- requests in two halves (two requests interleaved) -----------------------
 
-def begin_tag(ctx, key, image):
-    """``request_started`` of a tag PUT: the intent, the pending marker."""
-    intent_id = protocols.new_intent_id()
-    doc = {'tag': str(key), 'image': image}
-    protocols.write_intent(ctx.store, intent_id, **doc)
-    if not protocols.add_pending(ctx, intent_id, key, image):
-        records.remove(ctx.store, layout.intent(intent_id))
-        raise Refused('Image not found')
-    return intent_id, doc
-
-
-def end_tag(ctx, key, image, intent_id, doc):
-    """The rest of the tag PUT: the view, ``tag_created``, the teardown."""
-    store = ctx.store
-    if not store.exists(layout.image_file(image, 'json')):
-        protocols.finish_intent(ctx, intent_id, doc)
-        raise Refused('Image not found')
-    store.put_content(layout.tag_file(key), image.encode())
-    protocols.reconcile_tag(ctx, key)
-    protocols.finish_intent(ctx, intent_id, doc, reconcile=False)
-
-
+begin_tag, end_tag = world.begin_tag, world.end_tag
 begin_push, end_push = world.begin_push, world.end_push
 
 

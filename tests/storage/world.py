@@ -68,13 +68,24 @@ def end_push(ctx, image, parent=None):
 
 
 def put_tag(ctx, key, image):
-    store = ctx.store
+    intent_id, doc = begin_tag(ctx, key, image)
+    end_tag(ctx, key, image, intent_id, doc)
+
+
+def begin_tag(ctx, key, image):
+    """``request_started`` of a tag PUT: the intent, the pending marker."""
     intent_id = protocols.new_intent_id()
     doc = {'tag': str(key), 'image': image}
-    protocols.write_intent(store, intent_id, **doc)
+    protocols.write_intent(ctx.store, intent_id, **doc)
     if not protocols.add_pending(ctx, intent_id, key, image):
-        records.remove(store, layout.intent(intent_id))
+        records.remove(ctx.store, layout.intent(intent_id))
         raise Refused('Image not found')
+    return intent_id, doc
+
+
+def end_tag(ctx, key, image, intent_id, doc):
+    """The rest of the tag PUT: the view, ``tag_created``, the teardown."""
+    store = ctx.store
     if not store.exists(layout.image_file(image, 'json')):
         protocols.finish_intent(ctx, intent_id, doc)
         raise Refused('Image not found')
