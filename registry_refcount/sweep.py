@@ -43,8 +43,17 @@ def sweep(ctx, grace_period, dry_run=False, jobs=8, now=None,
               'deleted': [], 'kept_young': 0, 'kept_referenced': 0,
               'repaired': [], 'errors': [], 'bytes_freed': 0}
 
+    with truth.workers(jobs) as pool:
+        return _sweep(ctx, grace_period, dry_run, now, progress, report,
+                      pool)
+
+
+def _sweep(ctx, grace_period, dry_run, now, progress, report, pool):
+    """The sweep proper, its reads on ``pool`` (one for the whole sweep:
+    see :func:`truth.workers`)."""
+    store = ctx.store
     # 1. mark (and 2. repair tag references), a batch of tags at a time
-    reachable = _mark(ctx, jobs, progress, report, dry_run)
+    reachable = _mark(ctx, pool, progress, report, dry_run)
     report['reachable'] = len(reachable)
 
     # 3. candidates
@@ -68,8 +77,8 @@ def sweep(ctx, grace_period, dry_run=False, jobs=8, now=None,
 
     # 4. sweep, deepest first, so children go before their parents
     infos = dict(zip(ripe, truth.pool_map(
-        lambda i: _candidate(store, i), ripe, jobs,
-        progress('candidates', len(ripe)))))
+        lambda i: _candidate(store, i), ripe,
+        tick=progress('candidates', len(ripe)), pool=pool)))
     doomed = set()
     for image in sorted(ripe, key=lambda i: -infos[i]['depth']):
         stale, live = _judge(store, infos[image], doomed, now, grace_period)
@@ -104,22 +113,29 @@ def sweep(ctx, grace_period, dry_run=False, jobs=8, now=None,
     return report
 
 
-BATCH = 1000
+# Tags read and chains marked per round of the mark.  Its working set (the
+# tag keys, their results, the pool's queued tasks) is a fixed cost of the
+# sweep, ~0.5 KB a tag: 1 000 weighed more than the marks of 10 000 images
+# (bench part 3).  With one pool for the whole sweep a round costs only the
+# wait for its slowest read, small beside 250 tags' reads.
+BATCH = 250
 
 
-def _mark(ctx, jobs, progress, report, dry_run):
+def _mark(ctx, pool, progress, report, dry_run):
     """Every image reachable from a tag, as a set of compact ids.
 
     Tags are read a batch at a time (memory stays proportional to the
     images, not to the tags), each with its ledger entry and marker; a
     chain is read only for a top not already marked (its ancestors then
-    are too).  Tag references that differ from the truth are repaired."""
+    are too), and folded into the set as soon as it is read: a batch's
+    chains together, as lists of full ids, would weigh ~1.5 MB.  Tag
+    references that differ from the truth are repaired."""
     store = ctx.store
     reachable = set()
     tick = progress('tags')
     for batch in truth.batches(truth.iter_tags(store), BATCH):
-        found = truth.pool_map(lambda key: _tag(store, key), batch, jobs,
-                               tick)
+        found = truth.pool_map(lambda key: _tag(store, key), batch,
+                               tick=tick, pool=pool)
         tops = set()
         for key, (top, error, stale_reference) in zip(batch, found):
             report['tags'] += 1
@@ -131,8 +147,8 @@ def _mark(ctx, jobs, progress, report, dry_run):
                 tops.add(top)
             if stale_reference and not dry_run:
                 _repair_tag(ctx, key, top, report)
-        for chain in truth.pool_map(lambda top: _chain(store, top),
-                                    sorted(tops), jobs):
+        for chain in truth.pool_imap(lambda top: _chain(store, top),
+                                     sorted(tops), pool=pool):
             if isinstance(chain, list):
                 reachable.update(truth.compact(i) for i in chain)
             else:

@@ -9,8 +9,10 @@ grows with the number of images only (one small tuple each).
 
 from __future__ import absolute_import, unicode_literals
 
+import contextlib
 import json
 import logging
+import sys
 
 from docker_registry.core import exceptions
 
@@ -21,37 +23,66 @@ from . import records
 logger = logging.getLogger(__name__)
 
 
-def pool_map(fn, items, jobs=8, tick=None):
+def pool_map(fn, items, jobs=8, tick=None, pool=None):
     """``[fn(x) for x in items]``, ``jobs`` at a time, order kept;
-    ``tick()`` after each item (progress)."""
+    ``tick()`` after each item (progress).  ``pool``: one from
+    :func:`workers` to use instead of starting one for this call."""
+    return list(pool_imap(fn, items, jobs, tick, pool))
+
+
+def pool_imap(fn, items, jobs=8, tick=None, pool=None):
+    """:func:`pool_map` as a generator: each result is yielded as soon as
+    it and those before it are done, so a caller that folds the results
+    into something smaller (the mark) never holds them all."""
     items = list(items)
     tick = tick or (lambda: None)
-    if jobs <= 1 or len(items) <= 1:
-        results = []
-        for x in items:
-            results.append(fn(x))
+    if pool is None and len(items) <= 1:
+        pool = _Serial()
+    if pool is None:
+        with workers(jobs) as own:
+            for result in own.imap(fn, items):
+                yield result
+                tick()
+    else:
+        for result in pool.imap(fn, items):
+            yield result
             tick()
-        return results
+
+
+class _Serial(object):
+    """The pool of ``jobs <= 1``: everything in the caller's thread."""
+
+    def imap(self, fn, items):
+        return (fn(x) for x in items)
+
+
+@contextlib.contextmanager
+def workers(jobs=8):
+    """A pool of ``jobs`` workers for several :func:`pool_map` calls: one
+    walk in batches (the sweep) then starts its threads once, not twice
+    per batch, and has them all exited when it ends.  (Pools that are not
+    joined leave their threads, and the stacks and malloc arenas those
+    touched, alive while the next batch starts more.)
+
+    Greenlets when gevent has patched ``socket``, threads otherwise.
+    gevent is not imported unless its monkey-patching already is: a CLI
+    process that does not use it should not pay for loading it (~1 MB)."""
     pool = None
-    try:
+    if jobs <= 1:
+        pool = _Serial()
+    elif 'gevent.monkey' in sys.modules:
         from gevent import monkey
         if monkey.is_module_patched('socket'):
             from gevent.pool import Pool
             pool = Pool(jobs)
-    except ImportError:
-        pass
     if pool is None:
         from multiprocessing.pool import ThreadPool
         pool = ThreadPool(jobs)
     try:
-        results = []
-        for result in pool.imap(fn, items):
-            results.append(result)
-            tick()
-        return results
+        yield pool
     finally:
         if hasattr(pool, 'close'):
-            pool.close()
+            pool.close()    # its threads exit on their own, soon after
 
 
 def no_progress(stage, total=None):

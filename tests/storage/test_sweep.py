@@ -93,3 +93,40 @@ def test_gc_repairs_tag_references(ctx, store):
     rep = sweep.sweep(ctx, grace_period=0)
     assert rep['repaired'] == ['ns/a:v']
     assert invariants.check(store, jobs=1).r1 == []
+
+
+def test_gc_same_decisions_in_small_batches_serial_or_pooled(ctx, store,
+                                                             monkeypatch):
+    """The mark in rounds of BATCH tags on one shared pool (its chains
+    folded as they arrive) decides what the serial sweep decides."""
+    push(ctx, image_id('base'))
+    for n in range(7):
+        push(ctx, image_id('app%d' % n), image_id('base'))
+        push(ctx, image_id('top%d' % n), image_id('app%d' % n))
+        if n % 3:
+            put_tag(ctx, T('ns', 'r%d' % n, 'v'), image_id('top%d' % n))
+    monkeypatch.setattr(sweep, 'BATCH', 2)
+    reports = [sweep.sweep(ctx, grace_period=100, now=1000.0, jobs=jobs,
+                           dry_run=True) for jobs in (1, 3, 8)]
+    for rep in reports:
+        assert (rep['tags'], rep['images'], rep['reachable'],
+                rep['candidates']) == (4, 15, 9, 6)
+    sweep.sweep(ctx, grace_period=100, now=1000.0, jobs=8)
+    rep = sweep.sweep(ctx, grace_period=100, now=2000.0, jobs=3)
+    assert rep['errors'] == [] and len(rep['deleted']) == 6
+    assert present(store) == set(
+        [image_id('base')] + [image_id('%s%d' % (kind, n))
+                              for kind in ('app', 'top')
+                              for n in range(7) if n % 3])
+
+
+def test_pool_imap_keeps_order_and_shares_one_pool():
+    from registry_refcount import truth
+    items = list(range(50))
+    assert list(truth.pool_imap(lambda x: x * x, items, 4)) == [
+        x * x for x in items]
+    for jobs in (1, 4):
+        with truth.workers(jobs) as pool:
+            for _ in range(3):
+                assert truth.pool_map(lambda x: -x, items, pool=pool) == [
+                    -x for x in items]
