@@ -16,8 +16,10 @@ a fresh Python 2.7 process (the CLI's runtime):
 and once at the end a **deleting sweep** (``now`` two days later): the
 candidates are deleted through the delete protocol.
 
-Each child process reports its seconds, its RSS after the imports and its
-peak RSS (``VmHWM``); memory per image is (peak - after imports) / M.  A
+Each child process reports its seconds, its RSS after the imports (all
+the sweep imports, ``multiprocessing.pool`` included, which it would
+otherwise import lazily) and its peak RSS (``VmHWM``, over the whole
+sweep); memory per image is (peak - after imports) / M.  A
 separate run of each behind the counting proxy counts storage operations.
 
     python -m bench.gc_bench [--sizes 10000,100000] [--jobs 8]
@@ -41,6 +43,9 @@ GRACE = 86400
 def child(args):
     """Runs in a fresh interpreter; prints one JSON line."""
     import gc as _gc
+    # the sweep's thread pool (truth.workers) imports this on first use:
+    # a fixed cost of the interpreter, not of the images
+    import multiprocessing.pool  # noqa
     from docker_registry.drivers import file as file_driver
     from registry_refcount import layout, locks, protocols, records, sweep
     from registry_refcount import truth
@@ -99,8 +104,8 @@ def baseline_rss(jobs):
     """RSS of a child that imports everything and does nothing (the
     interpreter and the modules)."""
     cmd = [sys.executable, '-c', 'import bench.gc_bench as g, bench.common '
-           'as c; from registry_refcount import sweep, truth; '
-           'print(c.rss_kib())']
+           'as c, multiprocessing.pool; from registry_refcount import sweep, '
+           'truth; print(c.rss_kib())']
     return int(subprocess.check_output(cmd, cwd=common.ROOT).decode()
                .strip().splitlines()[-1])
 
