@@ -110,8 +110,8 @@ def _check_records(store, rep, jobs, progress=truth.no_progress):
         for name in names:
             if name.startswith(layout.TAG_PREFIX):
                 try:
-                    contents[name] = layout.text(store.get_content(
-                        layout.marker_path(image_id, name)))
+                    contents[name] = layout.text(records.marker_content(
+                        store, image_id, name))
                 except Exception:
                     contents[name] = None
         return names, legacy, contents

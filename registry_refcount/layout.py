@@ -32,6 +32,7 @@ JOURNAL = PREFIX + '/deleting'
 CANDIDATES = PREFIX + '/candidates'
 QUARANTINE = PREFIX + '/quarantine'
 AUDIT = PREFIX + '/audit'
+SPARES = PREFIX + '/spares'
 
 REFERENCES = '_references'
 TOMBSTONE = '_deleting'

@@ -271,8 +271,8 @@ def _tear_down(ctx, image_id, parent, reason):
     doc = {'image': image_id, 'parent': parent, 'reason': reason,
            'at': time.time(), 'by': ctx.by}
     records.write(store, layout.journal(image_id), doc)
-    store.put_content(layout.tombstone(image_id),
-                      json.dumps(doc).encode('utf-8'))
+    records.put(store, layout.tombstone(image_id),
+                json.dumps(doc).encode('utf-8'))
     crash.point('after_tombstone')
     if needed(store, image_id):    # a marker written without our lock
         _finalize(ctx, image_id)
@@ -299,7 +299,7 @@ def _finalize(ctx, image_id):
     the journal entry."""
     crash.point('before_finalize')
     store = ctx.store
-    _remove(store, layout.tombstone(image_id))
+    records.remove(store, layout.tombstone(image_id))
     _prune_folder(store, image_id)
     records.remove(store, layout.journal(image_id))
 
@@ -368,9 +368,9 @@ def finish_deletion(ctx, image_id):
 def _tombstone_doc(store, image_id):
     try:
         doc = json.loads(layout.text(
-            store.get_content(layout.tombstone(image_id))))
+            records.read_raw(store, layout.tombstone(image_id)) or b''))
         return doc if isinstance(doc, dict) else None
-    except (exceptions.FileNotFoundError, ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError):
         return None
 
 
@@ -392,8 +392,8 @@ def marker_time(store, image_id, marker):
     """When a pending or child marker was written (0 if it does not say:
     written by repair or an older version, so old)."""
     try:
-        doc = json.loads(layout.text(store.get_content(
-            layout.marker_path(image_id, marker))))
+        doc = json.loads(layout.text(records.marker_content(
+            store, image_id, marker)))
         return float(doc['at'])
     except Exception:
         return 0.0
@@ -401,10 +401,12 @@ def marker_time(store, image_id, marker):
 
 def marker_tag(store, image_id, marker):
     """The tag a tag marker stands for, from its content (None if torn)."""
+    content = records.marker_content(store, image_id, marker)
+    if content is None:
+        return None
     try:
-        key = layout.TagKey.parse(store.get_content(
-            layout.marker_path(image_id, marker)))
-    except (exceptions.FileNotFoundError, layout.InvalidName, ValueError):
+        key = layout.TagKey.parse(content)
+    except (layout.InvalidName, ValueError, UnicodeDecodeError):
         return None
     return key if key.marker == marker else None
 
@@ -593,7 +595,7 @@ def new_intent_id():
 def write_intent(store, intent_id, **fields):
     fields['at'] = time.time()
     fields['pid'] = os.getpid()
-    records.write(store, layout.intent(intent_id), fields, new=True)
+    records.write(store, layout.intent(intent_id), fields)
     crash.point('after_intent')
 
 

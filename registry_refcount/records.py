@@ -3,7 +3,7 @@
 Two kinds of record:
 
 * **markers** (``images/<id>/_references/<name>``): one small object per
-  referrer, written with one ``put_content``.  Their *name* is the
+  referrer, written like a document.  Their *name* is the
   reference; their content is a check.  A marker whose content cannot be
   read still counts as a reference (wrong in the safe direction).
 * **documents** (the ledger, intents, the deletion journal, the state):
@@ -12,9 +12,10 @@ Two kinds of record:
   *unknown*: :class:`Unreadable` is raised, the caller keeps the data, and
   recovery rebuilds the document from the truth.
 
-On local storage documents are written and read outside the driver (the
-rename is not something the driver can do), which also keeps them out of
-the registry's per-path LRU cache.
+On local storage records (documents, markers, tombstones) are written and
+read outside the driver (the rename is not something the driver can do),
+which also keeps them out of the registry's per-path LRU cache; a removed
+record becomes a spare file for the next write (:mod:`.spares`).
 """
 
 from __future__ import absolute_import, unicode_literals
@@ -29,6 +30,7 @@ import uuid
 from docker_registry.core import exceptions
 
 from . import layout
+from . import spares
 
 FORMAT = 1
 logger = logging.getLogger(__name__)
@@ -169,58 +171,88 @@ def quarantined(store):
     return found
 
 
-def write(store, path, obj, new=False):
-    """Write a document atomically.
+def write(store, path, obj):
+    """Write a document atomically: one PUT on object storage; on local
+    storage, its bytes go into a spare file (or a new temporary one) that
+    is then renamed into place."""
+    put(store, path, encode(obj))
 
-    ``new``: the document is being created under a fresh unique name (an
-    intent) and is read only by recovery; on local storage it is then
-    written with one ``write`` to a new file, without the rename.  A crash
-    can leave it torn only before its request did anything (the intent is
-    written first), so a torn one records nothing to do - it is
-    quarantined and dropped after the intent timeout."""
-    data = encode(obj)
+
+def put(store, path, data):
+    """Write raw bytes atomically (see :func:`write`)."""
     root = local_root(store)
     if root is None:
         store.put_content(path, data)
-        return
+    else:
+        _put_local(root, path, data)
+
+
+def _put_local(root, path, data):
     target = os.path.join(root, path)
     folder = os.path.dirname(target)
-    tmp = target if new else os.path.join(folder, '.tmp-%s'
-                                          % uuid.uuid4().hex)
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if new else os.O_TRUNC)
     for attempt in range(5):
+        source = spares.take(root)
+        if source is not None:
+            try:
+                # no O_TRUNC: ext4 flushes a file truncated to zero on
+                # close (auto_da_alloc); it is cut to length below
+                fd = os.open(source, os.O_WRONLY)
+            except OSError as e:
+                if e.errno != errno.ENOENT:
+                    raise
+                spares.lost(root)
+                source = None
+        if source is None:
+            source = os.path.join(folder, '.tmp-%s' % uuid.uuid4().hex)
+            try:
+                fd = os.open(source, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                             0o644)
+            except OSError as e:
+                if e.errno != errno.ENOENT or attempt == 4:
+                    raise
+                _makedirs(folder)   # (pruned concurrently? then again)
+                continue
         try:
-            fd = os.open(tmp, flags, 0o644)
-            break
-        except OSError as e:
-            if e.errno != errno.ENOENT or attempt == 4:
-                raise
-            _makedirs(folder)   # (pruned concurrently? then again)
-    try:
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
-        if not new:
-            os.rename(tmp, target)
-    except BaseException:
-        _unlink(tmp)
-        raise
+            try:
+                os.write(fd, data)
+                os.ftruncate(fd, len(data))
+            finally:
+                os.close(fd)
+            try:
+                os.rename(source, target)
+            except OSError as e:
+                if e.errno != errno.ENOENT or attempt == 4:
+                    raise
+                if not os.path.exists(source):
+                    spares.lost(root)     # the spare went: start again
+                    continue
+                _makedirs(folder)
+                os.rename(source, target)
+            return
+        except BaseException:
+            _unlink(source)
+            raise
+
+
+def keep_spares(store, count=8):
+    """After a request's work: keep ``count`` spare files ready for the
+    next requests' records (local storage; see :mod:`.spares`)."""
+    root = local_root(store)
+    if root is not None:
+        spares.refill(root, count)
 
 
 def remove(store, path):
-    """Remove a document or marker; absent is fine."""
+    """Remove one of the extension's records or markers; absent is fine.
+    On local storage the file becomes a spare (:mod:`.spares`)."""
     root = local_root(store)
-    try:
-        if root is None or not path.startswith(layout.PREFIX + '/'):
+    if root is None:
+        try:
             store.remove(path)
-        else:
-            os.unlink(os.path.join(root, path))
-    except exceptions.FileNotFoundError:
-        pass
-    except OSError as e:
-        if e.errno != errno.ENOENT:
-            raise
+        except exceptions.FileNotFoundError:
+            pass
+    else:
+        spares.give(root, os.path.join(root, path))
 
 
 def listing(store, path):
@@ -247,7 +279,12 @@ def _native(path):
 def write_marker(store, image_id, marker, content=b''):
     if not isinstance(content, bytes):
         content = content.encode('utf-8')
-    store.put_content(layout.marker_path(image_id, marker), content)
+    put(store, layout.marker_path(image_id, marker), content)
+
+
+def marker_content(store, image_id, marker):
+    """A marker's bytes, or None when absent."""
+    return read_raw(store, layout.marker_path(image_id, marker))
 
 
 def remove_marker(store, image_id, marker):

@@ -11,7 +11,8 @@ and reruns the idempotent protocols:
 * journal entries older than ``intent_timeout``: finish (or cancel) the
   deletion and its cascade step;
 * quarantined records (noted in ``extensions/refcount/quarantine/`` when
-  first found unreadable): rebuild them from the truth.
+  first found unreadable): rebuild them from the truth;
+* on local storage, the spare files of processes that are gone.
 
 It runs at registry start-up in the background (one process at a time,
 under a lock), periodically after that, and from ``registry-refcount
@@ -27,6 +28,7 @@ from . import layout
 from . import locks
 from . import protocols
 from . import records
+from . import spares
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +82,9 @@ def recover(ctx, intent_timeout, now=None):
             report['errors'].append('%s: %s' % (image_id, e))
     report['rebuilt'] = _rebuild_quarantined(ctx, intent_timeout, now,
                                              report)
+    root = records.local_root(ctx.store)
+    if root is not None:
+        spares.clean(root, now)
     if any(report[k] for k in ('intents_finished', 'deletions_finished',
                                'rebuilt',
                                'errors', 'unreadable')):
