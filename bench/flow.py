@@ -4,9 +4,9 @@ Each method does to storage what the registry's view does for the same
 request (``docker_registry/images.py``, ``tags.py``, ``lib/layers.py``,
 read from 0.9.1), and calls the extension where its receivers run
 (``registry_refcount.wiring``: ``request_started``,
-``before_put_image_json``, ``tag_created``/``tag_deleted``,
-``request_tearing_down``), or the per-tag-list baseline where that design
-hooked in (``tag_created``, ``tag_deleted``), or nothing.
+``before_put_image_json``, and the work it leaves to after the response),
+or the per-tag-list baseline where that design hooked in (``tag_created``,
+``tag_deleted``), or nothing.
 
 The registry's own storage work is counted in section ``registry`` of the
 meter, the extension's (or the baseline's) in section ``ext``.
@@ -133,25 +133,20 @@ class Flow(object):
                 protocols.write_intent(store, intent_id, **doc)
                 if not protocols.add_pending(self.ctx, intent_id, key,
                                              image):
-                    records.remove(store,
-                                             layout.intent(intent_id))
+                    records.remove(store, layout.intent(intent_id))
                     raise Refused('Image not found')
         if not store.exists(layout.image_file(image, 'json')):
             raise Refused('Image not found')
         store.put_content(layout.tag_file(key), image.encode('utf-8'))
-        with self.ext('tag_put.tag_created'):
-            if self.mode == 'refcount':
-                protocols.reconcile_tag(self.ctx, key)
-            elif self.mode == 'baseline':
+        if self.mode == 'baseline':
+            with self.ext('tag_put.tag_created'):
                 baseline.on_tag_created(store, key, image)
         store.put_content(self._tag_json(key), json.dumps({
             'last_update': int(time.time()), 'docker_version': '1.3.0',
             'docker_go_version': 'go1.3.3', 'arch': 'amd64',
             'os': 'linux', 'kernel': '3.16'}).encode('utf-8'))
         if self.mode == 'refcount':
-            with self.ext('tag_put.request_tearing_down'):
-                protocols.finish_intent(self.ctx, intent_id, doc,
-                                        reconcile=False)
+            self._after_response('tag_put', intent_id, doc)
 
     def delete_tag(self, key):
         store = self.store
@@ -166,15 +161,19 @@ class Flow(object):
             raise Refused('Tag not found')
         store.remove(layout.tag_file(key))
         store.remove(self._tag_json(key))
-        with self.ext('tag_delete.tag_deleted'):
-            if self.mode == 'refcount':
-                protocols.reconcile_tag(self.ctx, key)
-            elif self.mode == 'baseline':
+        if self.mode == 'baseline':
+            with self.ext('tag_delete.tag_deleted'):
                 baseline.on_tag_deleted(store, key, image)
         if self.mode == 'refcount':
-            with self.ext('tag_delete.request_tearing_down'):
-                protocols.finish_intent(self.ctx, intent_id, doc,
-                                        reconcile=False)
+            self._after_response('tag_delete', intent_id, doc)
+
+    def _after_response(self, request, intent_id, doc):
+        """What ``wiring`` leaves to after the response (a greenlet of the
+        worker): finish the intent - reconcile, release the pending
+        marker, collect - then make spare files for the next requests."""
+        with self.ext(request + '.after_response'):
+            protocols.finish_intent(self.ctx, intent_id, doc)
+            records.keep_spares(self.store)
 
     @staticmethod
     def _tag_json(key):

@@ -21,9 +21,11 @@ import os
 import sys
 
 from . import audit
+from . import background
 from . import layout
 from . import locks
 from . import protocols
+from . import records
 from . import recovery
 from . import settings as settings_mod
 
@@ -84,7 +86,6 @@ def _announce(message):
 
 
 def records_root(store):
-    from . import records
     return records.local_root(store)
 
 
@@ -191,7 +192,7 @@ def on_request_started(sender, **kwargs):
         if endpoint == 'put_tag':
             _abort('Registry storage is not available, retry later', 503)
         return
-    flask.g.refcount = dict(intent, id=intent_id, done=False)
+    flask.g.refcount = dict(intent, id=intent_id)
     if endpoint != 'put_tag':
         return
     try:
@@ -226,7 +227,6 @@ def _tag_body(request):
 
 
 def _drop_intent(ctx, intent_id):
-    from . import records
     try:
         records.remove(ctx.store, layout.intent(intent_id))
     except Exception:
@@ -247,12 +247,13 @@ def _run(what, fn, *args):
     return False
 
 
-def _reconciled(tag=None, repository=None):
+def _covered(tag=None, repository=None):
+    """Is this tag (or repository) the one the request's intent names?
+    Then its reconcile runs after the response, with the intent."""
     import flask
     state = getattr(flask.g, 'refcount', None)
-    if state and (state.get('tag') == tag if tag else
-                  state.get('repository') == repository):
-        state['done'] = True
+    return bool(state) and (state.get('tag') == tag if tag else
+                            state.get('repository') == repository)
 
 
 def on_tag_created(sender, namespace=None, repository=None, tag=None,
@@ -272,8 +273,8 @@ def _on_tag(namespace, repository, tag):
     except layout.InvalidName as e:
         logger.error('refcount: ignoring tag signal: %s', e)
         return
-    if _run('reconcile %s' % key.display, protocols.reconcile_tag, ctx, key):
-        _reconciled(tag=str(key))
+    if not _covered(tag=str(key)):
+        _run('reconcile %s' % key.display, protocols.reconcile_tag, ctx, key)
 
 
 def on_repository_deleted(sender, namespace=None, repository=None,
@@ -285,9 +286,9 @@ def on_repository_deleted(sender, namespace=None, repository=None,
     except layout.InvalidName as e:
         logger.error('refcount: ignoring repository signal: %s', e)
         return
-    if _run('reconcile repository %s/%s' % (namespace, repository),
-            protocols.reconcile_repository, ctx, ns, repo):
-        _reconciled(repository='%s/%s' % (ns, repo))
+    if not _covered(repository='%s/%s' % (ns, repo)):
+        _run('reconcile repository %s/%s' % (namespace, repository),
+             protocols.reconcile_repository, ctx, ns, repo)
 
 
 def on_before_put_image_json(sender, image_json=None, **kwargs):
@@ -322,9 +323,9 @@ def on_before_put_image_json(sender, image_json=None, **kwargs):
 
 
 def on_request_tearing_down(sender, **kwargs):
-    """After the request: finish what the signals did not (or could not),
-    release the pending marker, drop the intent.  Anything that fails here
-    stays recorded in the intent for recovery."""
+    """After the request: reconcile what it named, release the pending
+    marker, drop the intent - after the response (:mod:`.background`).
+    Anything that fails stays recorded in the intent for recovery."""
     import flask
     state = getattr(flask.g, 'refcount', None)
     if not state:
@@ -333,5 +334,12 @@ def on_request_tearing_down(sender, **kwargs):
     ctx = _state['ctx']
     doc = dict((k, v) for k, v in state.items()
                if k in ('tag', 'repository', 'image'))
-    _run('finish request %s' % state['id'], protocols.finish_intent, ctx,
-         state['id'], doc, not state.get('done'))
+    background.run(_finish, ctx, state['id'], doc)
+
+
+def _finish(ctx, intent_id, doc):
+    """A request's work after its response; then spare files for the next
+    requests' records (created here, not while a client waits)."""
+    _run('finish request %s' % intent_id, protocols.finish_intent, ctx,
+         intent_id, doc)
+    _run('prepare spare files', records.keep_spares, ctx.store)

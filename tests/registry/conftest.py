@@ -66,6 +66,7 @@ def file_store(path):
 def assert_invariants(reg, client=None, l1=True):
     """S1 and R1 on the registry's storage; L1 when asked; every tag
     pullable over HTTP."""
+    reg.settle()
     rep = invariants.check(reg.store(), jobs=4)
     assert rep.s1 == [], rep.s1
     assert rep.r1 == [], rep.r1

@@ -53,6 +53,7 @@ class Registry(object):
         self.port = free_port()
         self.url = 'http://127.0.0.1:%d' % self.port
         self.workers = workers
+        self.refcount = refcount
         self.flavor = flavor
         self.config = make_config(os.path.join(workdir, 'config.yml'),
                                   refcount, flavor, extra)
@@ -155,16 +156,19 @@ class Registry(object):
 
     def images(self):
         """Image folders in storage (an image with any file left)."""
+        self.settle()
         return set(_entries(self.store(), 'images'))
 
     def exists(self, path):
         """A file, or a folder holding anything, in storage."""
+        self.settle()
         store = self.store()
         return store.exists(path) or bool(_entries(store, path))
 
     def outside_listing(self):
         """Every file outside ``images/`` and ``extensions/refcount/``,
         with a content digest (for S2 checks)."""
+        self.settle()
         if self.flavor == 's3':
             from ..services import s3_outside_listing
             return s3_outside_listing(self.env)
@@ -173,14 +177,24 @@ class Registry(object):
 
     def wait_recovered(self, timeout=30):
         """Until the extension's intents and journal are empty."""
+        if not self.settle(timeout):
+            raise AssertionError('recovery did not finish:\n' +
+                                 self.log()[-4000:])
+
+    def settle(self, timeout=10):
+        """Wait (up to ``timeout``) for the work the extension does after
+        its responses: until no intent and no deletion is outstanding.
+        True if it settled."""
+        if not self.refcount:
+            return True
         deadline = time.time() + timeout
-        while time.time() < deadline:
+        while True:
             if not (_entries(self.store(), 'extensions/refcount/intents') or
                     _entries(self.store(), 'extensions/refcount/deleting')):
-                return
-            time.sleep(0.1)
-        raise AssertionError('recovery did not finish:\n' +
-                             self.log()[-4000:])
+                return True
+            if time.time() >= deadline:
+                return False
+            time.sleep(0.02)
 
 
 def _entries(store, folder):

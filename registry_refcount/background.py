@@ -1,0 +1,66 @@
+"""Work done after the response: the reference protocols of a tag request.
+
+A tag write or delete records its intent before the registry touches the
+tag (``wiring.on_request_started``); the intent, and for a write the
+pending marker, keep everything the request may need alive.  What is left
+- reconciling the tag's reference, releasing the pending marker, and the
+collection of whatever the request made unreachable - changes nothing a
+client can see, so it need not hold the response: it runs in a greenlet of
+the same worker once the response is on its way.  A tag delete that frees
+a chain then answers as fast as the registry alone does.
+
+Nothing is lost if the worker dies first: the intent is still on storage,
+and recovery finishes it after ``intent_timeout``, as it does for a worker
+killed inside a request.
+
+Without gevent's monkey patching (a sync worker, a test client, the CLI)
+the work runs at once, in the request.  With it, at most ``SIZE`` tasks
+run at a time per worker; beyond that the request does its own (the
+backlog is bounded, and a client that floods the registry waits for it).
+"""
+
+from __future__ import absolute_import, unicode_literals
+
+import atexit
+import logging
+
+logger = logging.getLogger(__name__)
+
+#: Greenlets running deferred work, per worker.
+SIZE = 32
+
+_pool = []   # [gevent.pool.Pool] once the worker runs gevent
+
+
+def _gevent_pool():
+    if _pool:
+        return _pool[0]
+    try:
+        from gevent import monkey
+        if not monkey.is_module_patched('socket'):
+            return None
+        import gevent.pool
+    except ImportError:
+        return None
+    _pool.append(gevent.pool.Pool(SIZE))
+    atexit.register(drain)
+    return _pool[0]
+
+
+def run(fn, *args):
+    """Run ``fn(*args)`` after the current request (or now).  ``fn`` must
+    log its own errors: nobody waits for its result."""
+    pool = _gevent_pool()
+    if pool is None or pool.full():
+        fn(*args)
+    else:
+        pool.spawn(fn, *args)
+
+
+def drain(timeout=10):
+    """Let deferred work finish (a worker about to exit); what does not
+    finish in time is left to recovery."""
+    if _pool and len(_pool[0]):
+        logger.info('refcount: finishing %d deferred tasks before exit',
+                    len(_pool[0]))
+        _pool[0].join(timeout=timeout)
