@@ -108,17 +108,43 @@ def get_if_exists(store, path):
 
 
 def read_raw(store, path):
-    """Bytes of a document, or None when absent."""
+    """Bytes of a record, or None when absent."""
     root = local_root(store)
     if root is None:
         return get_if_exists(store, path)
-    try:
-        with open(os.path.join(root, path), 'rb') as f:
-            return f.read()
-    except (IOError, OSError) as e:
-        if e.errno in (errno.ENOENT, errno.ENOTDIR):
-            return None
-        raise
+    return _read_local(os.path.join(root, path))
+
+
+def _read_local(target):
+    """Read a file that may be replaced or removed meanwhile - and then
+    reused as a spare (:mod:`.spares`), so that what was read may belong to
+    another record: read again unless the name still holds the very file
+    that was read."""
+    for attempt in range(10):
+        try:
+            fd = os.open(target, os.O_RDONLY)
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.ENOTDIR):
+                return None
+            raise
+        try:
+            held = os.fstat(fd)
+            chunks = []
+            while True:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+        try:
+            now = os.stat(target)
+        except OSError:
+            now = None
+        if now is not None and (now.st_ino, now.st_dev) == (
+                held.st_ino, held.st_dev):
+            return b''.join(chunks)
+    raise IOError(errno.EAGAIN, 'record keeps changing', target)
 
 
 def read(store, path):
@@ -210,7 +236,7 @@ def _put_local(root, path, data):
             except OSError as e:
                 if e.errno != errno.ENOENT or attempt == 4:
                     raise
-                _makedirs(folder)   # (pruned concurrently? then again)
+                _make_folder(root, folder)  # (pruned meanwhile? again)
                 continue
         try:
             try:
@@ -218,6 +244,11 @@ def _put_local(root, path, data):
                 os.ftruncate(fd, len(data))
             finally:
                 os.close(fd)
+        except BaseException:
+            _unlink(source)
+            raise
+        replaced = spares.hold(root, target)
+        try:
             try:
                 os.rename(source, target)
             except OSError as e:
@@ -226,12 +257,14 @@ def _put_local(root, path, data):
                 if not os.path.exists(source):
                     spares.lost(root)     # the spare went: start again
                     continue
-                _makedirs(folder)
+                _make_folder(root, folder)
                 os.rename(source, target)
-            return
         except BaseException:
+            spares.release(root, replaced, False)
             _unlink(source)
             raise
+        spares.release(root, replaced, True)
+        return
 
 
 def keep_spares(store, count=8):
@@ -363,6 +396,11 @@ def _prune(root, path):
             os.rmdir(os.path.join(root, *parts[:end]))
         except OSError:
             return
+
+
+def _make_folder(root, folder):
+    if not spares.place_folder(root, folder):
+        _makedirs(folder)
 
 
 def _makedirs(folder):

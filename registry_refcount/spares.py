@@ -2,29 +2,33 @@
 
 On local storage, creating a file is the costly metadata operation: about
 0.2 ms of system time on the hosts measured in bench/NOTES.md, against a
-few microseconds for a rename or an unlink.  A tag write and a tag delete
-create and remove about as many small records as each other (intents,
-markers, ledger entries, tombstones, journal entries), so instead of
-unlinking a record this process moves it into its own folder of spares,
-and a new record is written into a spare and renamed into place - which
-is also how a record is written atomically.
+few microseconds for a rename, a link or an unlink.  A tag write and a tag
+delete create and remove about as many small records as each other
+(intents, markers, ledger entries, tombstones, journal entries), so instead
+of unlinking a record this process moves it into its own folder of spares,
+and a new record is written into a spare and renamed into place - which is
+also how a record is written atomically.  A record replaced by a rename
+(a ledger entry rewritten) is kept too: it is hard-linked into the folder
+first, and kept only if nothing else links it once the rename is done.
 
 Only the extension's own small records pass through here, never the
 registry's files.  A spare holds stale bytes until reused and is never
 read as a record.  The folder belongs to one process: nothing is shared,
-so nothing needs a lock.  Spares left by a process that died are removed
-by :func:`clean` (recovery); if a live process's folder is removed under
-it, it falls back to creating and unlinking files, and starts a new one.
+so nothing needs a lock.  A new process adopts the folder of one that
+exited on this host (gunicorn recycles its workers every 100 requests),
+and :func:`clean` (recovery) removes folders nobody adopted.  If a live
+process's folder is removed under it, it falls back to creating and
+unlinking files, and starts a new one.
 """
 
 from __future__ import absolute_import, unicode_literals
 
-import atexit
 import errno
 import itertools
 import os
 import shutil
 import socket
+import stat
 import time
 import uuid
 
@@ -33,8 +37,10 @@ from . import layout
 #: Spares kept per process (each is a small file).
 LIMIT = 64
 #: Spare folders of other hosts, or of processes that cannot be asked,
-#: are removed when untouched for this long.
+#: are removed when untouched for this long; those of a process of this
+#: host that is gone, when nobody adopted them in this long.
 STALE = 86400
+UNADOPTED = 600
 
 _HOST = socket.gethostname().replace('-', '_') or 'host'
 _pools = {}
@@ -42,26 +48,60 @@ _pools = {}
 
 class _Pool(object):
     def __init__(self, root):
-        self.folder = os.path.join(root, layout.SPARES, '%s-%d-%s' % (
+        self.base = os.path.join(root, layout.SPARES)
+        self.folder = os.path.join(self.base, '%s-%d-%s' % (
             _HOST, os.getpid(), uuid.uuid4().hex[:8]))
         self.free = []
+        self.folders = []
         self.names = itertools.count()
-        self.made = False
+        self.made = self._adopt()
 
-    def close(self):
-        """At exit: the spares are of no use to anyone else."""
-        del self.free[:]
-        shutil.rmtree(self.folder, ignore_errors=True)
+    def name(self, kind='s'):
+        return os.path.join(self.folder, '%s%d' % (kind, next(self.names)))
+
+    def _adopt(self):
+        """Take over the folder of a process of this host that is gone."""
+        try:
+            names = os.listdir(self.base)
+        except OSError:
+            return False
+        for name in names:
+            if not _dead_here(name):
+                continue
+            try:
+                os.rename(os.path.join(self.base, name), self.folder)
+            except OSError:
+                continue              # another process adopted it
+            for entry in os.listdir(self.folder):
+                self._take_over(os.path.join(self.folder, entry))
+            return True
+        return False
+
+    def _take_over(self, path):
+        """Keep an adopted spare if it is ours alone: a file that nothing
+        else links (a process killed between a link and its rename leaves
+        a link to a live record), an empty folder."""
+        try:
+            st = os.lstat(path)
+            if stat.S_ISDIR(st.st_mode):
+                if len(self.folders) < LIMIT and not os.listdir(path):
+                    self.folders.append(path)
+                    return
+                shutil.rmtree(path, ignore_errors=True)
+            elif (stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and
+                    len(self.free) < LIMIT):
+                self.free.append(path)
+            else:
+                os.unlink(path)
+        except OSError:
+            pass
 
 
 def _pool(root):
     key = (os.getpid(), root)
     pool = _pools.get(key)
     if pool is None:
-        new = _Pool(root)
-        pool = _pools.setdefault(key, new)
-        if pool is new:
-            atexit.register(pool.close)
+        pool = _pools.setdefault(key, _Pool(root))
     return pool
 
 
@@ -74,11 +114,40 @@ def take(root):
         return None
 
 
+def hold(root, target):
+    """Before ``target`` is replaced by a rename: a link to the file it
+    holds now (None if none, or no room), for :func:`release`."""
+    pool = _pool(root)
+    if len(pool.free) >= LIMIT or not pool.made:
+        return None
+    spare = pool.name()
+    try:
+        os.link(target, spare)
+    except OSError:
+        return None
+    return spare
+
+
+def release(root, spare, replaced):
+    """After the rename: keep the replaced file as a spare if the rename
+    happened (``replaced``) and nothing else links it any more."""
+    if spare is None:
+        return
+    try:
+        if replaced and os.lstat(spare).st_nlink == 1:
+            _pool(root).free.append(spare)
+            return
+        os.unlink(spare)
+    except OSError:
+        pass
+
+
 def lost(root):
     """A spare was not where it should be (the folder was cleaned): forget
     them all; the next :func:`give` starts the folder again."""
     pool = _pool(root)
     del pool.free[:]
+    del pool.folders[:]
     pool.made = False
 
 
@@ -87,7 +156,7 @@ def give(root, path):
     else unlink it.  False if there was no such file."""
     pool = _pool(root)
     if len(pool.free) < LIMIT:
-        spare = os.path.join(pool.folder, 's%d' % next(pool.names))
+        spare = pool.name()
         for attempt in (0, 1):
             try:
                 os.rename(path, spare)
@@ -111,30 +180,58 @@ def give(root, path):
         raise
 
 
-def refill(root, count):
-    """Make spare files until the pool holds ``count`` (work done after a
-    response: the requests then find spares).  A tag write and delete
-    remove one record fewer than they write (a rewritten ledger entry
-    replaces its old file), so without this the pool would run dry."""
+def place_folder(root, folder):
+    """Make the missing folder ``folder`` (an image's ``_references/``,
+    most often) by renaming a spare empty folder into place.  False if
+    there is none or its parent is missing too: the caller makes it."""
     pool = _pool(root)
-    while len(pool.free) < count:
-        spare = os.path.join(pool.folder, 's%d' % next(pool.names))
+    try:
+        spare = pool.folders.pop()
+    except IndexError:
+        return False
+    try:
+        os.rename(spare, folder)
+        return True
+    except OSError as e:
+        if e.errno in (errno.EEXIST, errno.ENOTEMPTY):
+            pool.folders.append(spare)      # made meanwhile: fine
+            return True
+        if os.path.isdir(spare):
+            pool.folders.append(spare)
+        else:
+            lost(root)
+        return False
+
+
+def refill(root, count):
+    """Make spare files until the pool holds ``count``, and half as many
+    spare folders (work done after a response, so that requests find
+    them).  A tag write and delete remove one record fewer than they write
+    (a rewritten ledger entry replaces its old file), and a deletion's
+    ``_references/`` goes with ``rmdir``: without this the pool would run
+    dry."""
+    pool = _pool(root)
+    while len(pool.free) < count or len(pool.folders) < count // 2:
+        spare = pool.name('s' if len(pool.free) < count else 'd')
         try:
-            os.close(os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
-                             0o644))
+            if len(pool.free) < count:
+                os.close(os.open(spare, os.O_WRONLY | os.O_CREAT |
+                                 os.O_EXCL, 0o644))
+                pool.free.append(spare)
+            else:
+                os.mkdir(spare)
+                pool.folders.append(spare)
         except OSError as e:
             if e.errno != errno.ENOENT or pool.made:
                 raise
             _makedirs(pool.folder)
             pool.made = True
-            continue
-        pool.free.append(spare)
 
 
 def clean(root, now=None):
-    """Recovery: remove the spare folders of processes that are gone (on
-    this host: the process no longer exists; elsewhere: untouched for
-    :data:`STALE` seconds).  Returns how many were removed."""
+    """Recovery: remove the spare folders nobody adopted (of a process of
+    this host that is gone: untouched for :data:`UNADOPTED` seconds; any
+    other: for :data:`STALE` seconds).  Returns how many were removed."""
     now = time.time() if now is None else now
     base = os.path.join(root, layout.SPARES)
     try:
@@ -154,18 +251,26 @@ def clean(root, now=None):
     return removed
 
 
-def _gone(name, folder, now):
+def _dead_here(name):
+    """Is ``name`` the folder of a process of this host that is gone?"""
     parts = name.split('-')
-    if len(parts) == 3 and parts[0] == _HOST and parts[1].isdigit():
-        try:
-            os.kill(int(parts[1]), 0)
-        except OSError as e:
-            if e.errno == errno.ESRCH:
-                return True
+    if len(parts) != 3 or parts[0] != _HOST or not parts[1].isdigit():
+        return False
+    if int(parts[1]) == os.getpid():
+        return False
     try:
-        return now - os.stat(folder).st_mtime > STALE
+        os.kill(int(parts[1]), 0)
+    except OSError as e:
+        return e.errno == errno.ESRCH
+    return False
+
+
+def _gone(name, folder, now):
+    try:
+        age = now - os.stat(folder).st_mtime
     except OSError:
         return False
+    return age > (UNADOPTED if _dead_here(name) else STALE)
 
 
 def _makedirs(folder):

@@ -64,20 +64,48 @@ def test_a_spare_folder_removed_under_a_live_process(store):
     assert len(_spare_files(root)) == 1     # a new folder was started
 
 
-def test_recovery_cleans_the_spares_of_dead_processes(store):
-    root = _root(store)
+def _spares_of_a_dead_worker(store, count=3):
     pid = os.fork()
-    if pid == 0:               # a worker killed with spares on disk
+    if pid == 0:               # a worker that exits with spares on disk
         try:
-            records.write_marker(store, ID, 'pending-%032x' % 1)
-            records.remove_marker(store, ID, 'pending-%032x' % 1)
+            for i in range(count):
+                records.write_marker(store, ID, 'pending-%032x' % i)
+            for i in range(count):
+                records.remove_marker(store, ID, 'pending-%032x' % i)
         finally:
             os._exit(0)
     os.waitpid(pid, 0)
-    records.write_marker(store, ID, 'pending-%032x' % 2)
-    records.remove_marker(store, ID, 'pending-%032x' % 2)
+
+
+def test_a_new_process_adopts_the_spares_of_one_that_exited(store):
+    root = _root(store)
+    _spares_of_a_dead_worker(store)
+    base = os.path.join(root, layout.SPARES)
+    (dead,) = os.listdir(base)
+    assert len(os.listdir(os.path.join(base, dead))) == 3
+    pid = os.fork()
+    if pid == 0:
+        try:
+            records.write_marker(store, ID, 'pending-%032x' % 7, b'{}')
+            (mine,) = os.listdir(base)
+            ok = (mine.split('-')[1] == str(os.getpid()) and
+                  len(os.listdir(os.path.join(base, mine))) == 2)
+        finally:
+            os._exit(0 if ok else 1)
+    assert os.waitpid(pid, 0)[1] == 0
+
+
+def test_recovery_cleans_the_spares_nobody_adopted(store):
+    root = _root(store)
+    _spares_of_a_dead_worker(store)
+    records.write_marker(store, ID, 'pending-%032x' % 8)
+    records.remove_marker(store, ID, 'pending-%032x' % 8)
     base = os.path.join(root, layout.SPARES)
     assert len(os.listdir(base)) == 2
+    assert spares.clean(root) == 0              # may still be adopted
+    dead = [n for n in os.listdir(base)
+            if n.split('-')[1] != str(os.getpid())]
+    os.utime(os.path.join(base, dead[0]), (0, 0))
     assert spares.clean(root) == 1
     (left,) = os.listdir(base)
     assert left.split('-')[1] == str(os.getpid())
@@ -86,3 +114,54 @@ def test_recovery_cleans_the_spares_of_dead_processes(store):
     assert spares.clean(root) == 0                      # recently touched
     os.utime(old, (0, 0))
     assert spares.clean(root) == 1
+
+
+def test_a_rewritten_record_keeps_its_old_file_as_a_spare(store):
+    root = _root(store)
+    records.write_marker(store, ID, 'pending-%032x' % 1)
+    records.remove_marker(store, ID, 'pending-%032x' % 1)   # folder made
+    key = layout.TagKey('ns', 'repo', 'v1')
+    records.write(store, layout.ledger(key), {'image': ID})
+    old = os.stat(os.path.join(root, layout.ledger(key))).st_ino
+    records.write(store, layout.ledger(key), {'image': 'd' * 64})
+    assert records.read(store, layout.ledger(key))['image'] == 'd' * 64
+    kept = dict((os.stat(p).st_ino, p) for p in _spare_files(root))
+    assert old in kept and os.stat(kept[old]).st_nlink == 1
+
+
+def test_a_spare_still_linked_elsewhere_is_never_reused(store):
+    root = _root(store)
+    records.write_marker(store, ID, 'pending-%032x' % 1)
+    records.remove_marker(store, ID, 'pending-%032x' % 1)   # folder made
+    key = layout.TagKey('ns', 'repo', 'v1')
+    records.write(store, layout.ledger(key), {'image': ID})
+    target = os.path.join(root, layout.ledger(key))
+    os.link(target, target + '.other')      # linked by someone else too
+    records.write(store, layout.ledger(key), {'image': 'd' * 64})
+    for path in _spare_files(root):
+        assert os.stat(path).st_nlink == 1
+    records.write(store, layout.intent('a' * 32), {'tag': 'ns/repo:v1'})
+    with open(target + '.other') as f:      # the other link is untouched
+        assert ID in f.read()
+
+
+def test_a_read_never_returns_another_records_bytes(store, monkeypatch):
+    """A reader holding a file that is removed, reused as a spare and
+    rewritten meanwhile reads again by name."""
+    root = _root(store)
+    path = layout.intent('b' * 32)
+    records.write(store, path, {'tag': 'ns/repo:v1'})
+    real_read = os.read
+    state = {'done': False}
+
+    def racing_read(fd, n):
+        if not state['done']:
+            state['done'] = True
+            records.remove(store, path)          # becomes a spare...
+            records.write(store, layout.intent('c' * 32),
+                          {'tag': 'other/repo:v9'})   # ...and is reused
+        return real_read(fd, n)
+
+    monkeypatch.setattr(os, 'read', racing_read)
+    assert records.read_raw(store, path) is None     # not 'other/repo'
+    assert b'other/repo' in records.read_raw(store, layout.intent('c' * 32))
