@@ -3,9 +3,11 @@
 Two real registries run at once on this machine (docker-registry 0.9.1's
 own console script, gunicorn + gevent workers, file storage): one with the
 extension enabled, one without its block in the config (the extension
-absent).  The same load goes to both, interleaved: each client thread, for
-each iteration, visits the two registries in a random order and does there
-what a CI pipeline's push and cleanup do:
+absent).  The same load goes to both at the same time.  At concurrency 1
+one client thread, for each iteration, visits the two registries in a
+random order; at higher concurrency each registry has its own client
+threads, all running at once (see :func:`run_load` for why).  An iteration
+is what a CI pipeline's push and cleanup do:
 
     PUT /v1/images/<new id>/json     (parent: a tagged base image)
     PUT /v1/images/<new id>/layer    (a real tar)
@@ -14,9 +16,9 @@ what a CI pipeline's push and cleanup do:
     DELETE /v1/repositories/bench/w<thread>/tags/b<i>
 
 With the extension the DELETE also deletes the image (the tag was its only
-referrer).  Latency is measured by the client, per request, on persistent
-connections; p50 and p95 are reported per endpoint, registry and
-concurrency (1 and 16 client threads).
+referrer; the extension does that after the response).  Latency is
+measured by the client, per request, one connection per request; p50 and
+p95 are reported per endpoint, registry and concurrency (1 and 16).
 
     python -m bench.online   (Python 2.7: .venv27)
 """
@@ -132,21 +134,56 @@ def one_iteration(conn, base, layer, thread, i, lat):
     lat['tag_delete'].append(t)
 
 
-def run_load(registries, base, concurrency, iterations, warmup, seed):
-    """Each of ``concurrency`` threads does ``warmup + iterations``
-    iterations on every registry, in a random order each time."""
+class Samples(dict):
+    """Latencies per endpoint, each with the time its request ended."""
+
+    def __init__(self):
+        dict.__init__(self, ((e, []) for e in ENDPOINTS))
+        self.ended = dict((e, []) for e in ENDPOINTS)
+
+    def __getitem__(self, endpoint):
+        return _Sink(dict.__getitem__(self, endpoint), self.ended[endpoint])
+
+    def until(self, cutoff):
+        """Only the requests that ended by ``cutoff``."""
+        return dict((e, [t for t, end in zip(dict.__getitem__(self, e),
+                                             self.ended[e]) if end <= cutoff])
+                    for e in ENDPOINTS)
+
+
+class _Sink(object):
+    def __init__(self, values, ended):
+        self.values, self.ended = values, ended
+
+    def append(self, value):
+        self.values.append(value)
+        self.ended.append(time.time())
+
+
+def run_load(registries, base, concurrency, iterations, warmup, seed,
+             clients='shared'):
+    """``warmup + iterations`` iterations per client thread.
+
+    ``clients='shared'``: ``concurrency`` threads, each doing every
+    iteration on both registries, in a random order each time.
+    ``clients='own'``: ``concurrency`` threads per registry, all running
+    at once; only requests that ended before the first client thread was
+    done are kept, so both were measured under the same load.
+    (With shared clients and concurrency > 1, a thread waits in whichever
+    registry is slower, so that registry holds more of the clients and
+    queues longer on its workers: the latency ratio then grows far beyond
+    the difference in work, on endpoints the extension never sees too.)"""
     from tests.registry.harness import make_layer
     layer = make_layer('online-bench', size=2048)
-    lat = dict((name, dict((e, []) for e in ENDPOINTS))
-               for name in registries)
+    lat = dict((name, Samples()) for name in registries)
     errors = []
+    finished = {}
     start = threading.Event()
 
-    def worker(thread):
+    def worker(thread, names):
         rnd = random.Random(seed * 1000 + thread)
-        conns = dict((name, Conn(reg.port))
-                     for name, reg in registries.items())
-        names = sorted(registries)
+        conns = dict((name, Conn(registries[name].port)) for name in names)
+        names = sorted(names)
         start.wait()
         try:
             for i in range(warmup + iterations):
@@ -159,9 +196,14 @@ def run_load(registries, base, concurrency, iterations, warmup, seed):
                                   thread + concurrency * seed, i, sink)
         except Exception as e:
             errors.append('%s' % e)
+        finished[thread, tuple(names)] = time.time()
 
-    threads = [threading.Thread(target=worker, args=(t,))
-               for t in range(concurrency)]
+    if clients == 'shared':
+        plan = [(t, list(registries)) for t in range(concurrency)]
+    else:
+        plan = [(t, [name]) for name in registries
+                for t in range(concurrency)]
+    threads = [threading.Thread(target=worker, args=args) for args in plan]
     for t in threads:
         t.daemon = True
         t.start()
@@ -172,7 +214,10 @@ def run_load(registries, base, concurrency, iterations, warmup, seed):
     wall = time.time() - started
     if errors:
         raise RuntimeError('load failed: %s' % errors[:3])
-    return lat, wall
+    cutoff = min(finished.values())
+    kept = dict((name, samples.until(cutoff))
+                for name, samples in lat.items())
+    return kept, wall
 
 
 def summarise(lat):
@@ -225,6 +270,42 @@ def storage_files(root):
     return count
 
 
+def measure(registries, base, conc, iters, seed, clients):
+    """One load at concurrency ``conc``: latencies, ratios, registry CPU."""
+    warmup = max(2, iters // 10)
+    common.log('part 2: concurrency %d (%s clients), %d iterations per '
+               'thread on each registry' % (conc, clients, iters))
+    cpu_before = dict((n, cpu_seconds(r)) for n, r in registries.items())
+    boots_before = dict((n, r.log().count('Booting worker'))
+                        for n, r in registries.items())
+    lat, wall = run_load(registries, base, conc, iters, warmup, seed,
+                         clients)
+    cpu = dict((n, cpu_seconds(r) - cpu_before[n])
+               for n, r in registries.items())
+    run = {'concurrency': conc, 'clients': clients,
+           'iterations_per_thread': iters,
+           'warmup_per_thread': warmup, 'wall_seconds': wall,
+           'cpu_seconds': cpu,
+           'worker_boots': dict(
+               (n, r.log().count('Booting worker') - boots_before[n])
+               for n, r in registries.items()),
+           'cpu_ms_per_iteration': dict(
+               (n, 1000.0 * c / ((iters + warmup) * conc))
+               for n, c in cpu.items()),
+           'registries': dict((name, summarise(l))
+                              for name, l in lat.items())}
+    for stat in ('p50', 'p95'):
+        run[stat + '_ratio'] = dict(
+            (e, run['registries']['enabled'][e][stat] /
+             run['registries']['absent'][e][stat]) for e in ENDPOINTS)
+    common.log('  p50 ratio enabled/absent: %s; registry CPU per iteration '
+               '%s' % (', '.join('%s %.2f' % (e, run['p50_ratio'][e])
+                                 for e in ENDPOINTS), ', '.join(
+                   '%s %.2f ms' % kv for kv in sorted(
+                       run['cpu_ms_per_iteration'].items()))))
+    return run
+
+
 def main(argv=None):
     from tests.registry.harness import Registry
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
@@ -236,6 +317,12 @@ def main(argv=None):
     parser.add_argument('--base', choices=('shared', 'own'),
                         default='shared', help='one base image for every '
                         'client thread (default), or one per thread')
+    parser.add_argument('--clients', choices=('auto', 'shared', 'own'),
+                        default='auto', help='client threads shared by both '
+                        'registries, or each its own (see run_load); auto: '
+                        'shared at concurrency 1, own above, plus the '
+                        'largest concurrency with shared clients for '
+                        'information')
     parser.add_argument('--out', default='online')
     args = parser.parse_args(argv)
     quick = common.quick()
@@ -269,51 +356,22 @@ def main(argv=None):
                     json.dumps(image))
                 _check(status, data, 'base tag')
                 base[name].append(image)
-        for seed, conc in enumerate(int(c) for c in
-                                    args.concurrency.split(',')):
+        concurrencies = [int(c) for c in args.concurrency.split(',')]
+        plan = [(conc, args.clients if args.clients != 'auto' else
+                 ('shared' if conc == 1 else 'own'), 'runs')
+                for conc in concurrencies]
+        if args.clients == 'auto' and not quick and max(concurrencies) > 1:
+            # for information: the earlier way, clients shared at c > 1
+            plan.append((max(concurrencies), 'shared', 'information_runs'))
+        for seed, (conc, clients, section) in enumerate(plan):
             if args.iterations:
                 iters = args.iterations
             elif conc == 1:
                 iters = 40 if quick else 240
             else:
                 iters = max(2, (160 if quick else 1280) // conc)
-            warmup = max(2, iters // 10)
-            common.log('part 2: concurrency %d, %d iterations per thread on '
-                       'each registry' % (conc, iters))
-            cpu_before = dict((n, cpu_seconds(r))
-                              for n, r in registries.items())
-            boots_before = dict((n, r.log().count('Booting worker'))
-                                for n, r in registries.items())
-            lat, wall = run_load(registries, base, conc, iters, warmup,
-                                 seed + 1)
-            cpu = dict((n, cpu_seconds(r) - cpu_before[n])
-                       for n, r in registries.items())
-            run = {'concurrency': conc, 'iterations_per_thread': iters,
-                   'warmup_per_thread': warmup, 'wall_seconds': wall,
-                   'cpu_seconds': cpu,
-                   'worker_boots': dict(
-                       (n, r.log().count('Booting worker') - boots_before[n])
-                       for n, r in registries.items()),
-                   'cpu_ms_per_iteration': dict(
-                       (n, 1000.0 * c / ((iters + warmup) * conc))
-                       for n, c in cpu.items()),
-                   'registries': dict((name, summarise(l))
-                                      for name, l in lat.items())}
-            run['p50_ratio'] = dict(
-                (e, run['registries']['enabled'][e]['p50'] /
-                 run['registries']['absent'][e]['p50'])
-                for e in ENDPOINTS)
-            run['p95_ratio'] = dict(
-                (e, run['registries']['enabled'][e]['p95'] /
-                 run['registries']['absent'][e]['p95'])
-                for e in ENDPOINTS)
-            out['runs'][str(conc)] = run
-            common.log('  p50 ratio enabled/absent: %s; registry CPU per '
-                       'iteration %s' % (', '.join(
-                           '%s %.2f' % (e, run['p50_ratio'][e])
-                           for e in TIMED), ', '.join(
-                           '%s %.2f ms' % kv for kv in sorted(
-                               run['cpu_ms_per_iteration'].items()))))
+            run = measure(registries, base, conc, iters, seed + 1, clients)
+            out.setdefault(section, {})[str(conc)] = run
         for name, reg in registries.items():
             out.setdefault('files_after', {})[name] = storage_files(
                 reg.storage)
