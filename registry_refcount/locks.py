@@ -47,7 +47,7 @@ def _stripe(kind, name, stripes):
 #: Polling a busy lock: first wait, and the longest (a hot lock, such as
 #: a base image's while many children are pushed, changes hands every
 #: fraction of a millisecond: a long sleep would leave it idle).
-FIRST_WAIT, LONGEST_WAIT = 0.0002, 0.004
+FIRST_WAIT, LONGEST_WAIT = 0.0002, 0.002
 
 
 def _backoff(deadline, delay, what):
@@ -101,28 +101,50 @@ class LocalLocks(object):
 
     @contextlib.contextmanager
     def _hold(self, path, offset, what):
-        lockf, fd, mutex = self._fcntl.lockf, None, _local_mutex(path, offset)
+        fcntl = self._fcntl
+        mutex = _local_mutex(path, offset)
         deadline = time.time() + self.timeout
-        delay = FIRST_WAIT
-        while True:
-            if mutex.acquire(False):
-                fd = _shared_fd(path)
+        if not _acquire(mutex, deadline):
+            raise LockTimeout('could not lock %s in time' % what)
+        try:
+            fd = _shared_fd(path)
+            delay = FIRST_WAIT
+            while True:
                 try:
-                    lockf(fd, self._fcntl.LOCK_EX | self._fcntl.LOCK_NB, 1,
-                          offset)
+                    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
                     break
                 except (IOError, OSError) as e:
-                    mutex.release()
                     if e.errno not in (errno.EAGAIN, errno.EACCES):
                         raise
-            delay = _backoff(deadline, delay, what)
+                delay = _backoff(deadline, delay, what)
+        except BaseException:
+            mutex.release()
+            raise
         try:
             yield
         finally:
             try:
-                lockf(fd, self._fcntl.LOCK_UN, 1, offset)
+                fcntl.lockf(fd, fcntl.LOCK_UN, 1, offset)
             finally:
                 mutex.release()
+
+
+def _acquire(mutex, deadline):
+    """Take an in-process mutex by ``deadline``: waiting on it where the
+    lock can wait with a timeout (gevent's, Python 3's), so a greenlet is
+    woken the moment it is free; polling where it cannot (Python 2's)."""
+    if mutex.acquire(False):
+        return True
+    try:
+        return mutex.acquire(True, max(0.0, deadline - time.time()))
+    except TypeError:
+        delay = FIRST_WAIT
+        while not mutex.acquire(False):
+            if time.time() >= deadline:
+                return False
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, LONGEST_WAIT)
+        return True
 
 
 #: Per process: lock file path -> open descriptor, and (path, offset) ->

@@ -168,26 +168,29 @@ def needed(store, image_id):
 
 # -- references --------------------------------------------------------------
 
-def add_reference(ctx, image_id, marker, content=b''):
+def add_reference(ctx, image_id, marker, content=b'', locked=True):
     """Write a marker on a live image.  False, and nothing left written,
     if the image is gone or being deleted.
 
-    Normally under the image's lock.  When the lock cannot be had (Redis
-    down, a long cascade holding it) the marker is written first and the
-    image checked after: a deletion writes its tombstone first and checks
-    for markers after, so one of the two always sees the other.
+    Normally under the image's lock.  Without it (``locked=False``, or
+    when the lock cannot be had: Redis down, a long cascade holding it) the
+    marker is written first and the image checked after: a deletion writes
+    its tombstone first and checks for markers after, so one of the two
+    always sees the other.
     """
     store = ctx.store
-    try:
-        with ctx.locks.image(image_id):
-            if image_state(store, image_id) != 'live':
-                return False
-            records.write_marker(store, image_id, marker, content)
-            return True
-    except locks.LockTimeout as e:
-        logger.warning('refcount: %s; adding %s to %s without the lock',
-                       e, marker, image_id)
-    records.write_marker(store, image_id, marker, content)
+    fresh = marker.startswith(layout.PENDING_PREFIX)
+    if locked:
+        try:
+            with ctx.locks.image(image_id):
+                if image_state(store, image_id) != 'live':
+                    return False
+                records.write_marker(store, image_id, marker, content, fresh)
+                return True
+        except locks.LockTimeout as e:
+            logger.warning('refcount: %s; adding %s to %s without the lock',
+                           e, marker, image_id)
+    records.write_marker(store, image_id, marker, content, fresh)
     if image_state(store, image_id) == 'live':
         return True
     records.remove_marker(store, image_id, marker)
@@ -595,16 +598,18 @@ def new_intent_id():
 def write_intent(store, intent_id, **fields):
     fields['at'] = time.time()
     fields['pid'] = os.getpid()
-    records.write(store, layout.intent(intent_id), fields)
+    records.write(store, layout.intent(intent_id), fields, fresh=True)
     crash.point('after_intent')
 
 
 def add_pending(ctx, intent_id, key, image_id):
     """Keep ``image_id`` alive while a tag write naming it is in flight.
-    False if the image is gone or being deleted."""
+    False if the image is gone or being deleted.  Without the image's lock
+    (see :func:`add_reference`): on a tag write's path, where a refusal is
+    better than a wait, and a base image's lock is often busy."""
     content = json.dumps({'tag': str(key), 'at': time.time()})
     ok = add_reference(ctx, image_id, layout.pending_marker(intent_id),
-                       content)
+                       content, locked=False)
     if ok:
         crash.point('after_pending')
     return ok

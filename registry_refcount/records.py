@@ -197,23 +197,24 @@ def quarantined(store):
     return found
 
 
-def write(store, path, obj):
+def write(store, path, obj, fresh=False):
     """Write a document atomically: one PUT on object storage; on local
     storage, its bytes go into a spare file (or a new temporary one) that
-    is then renamed into place."""
-    put(store, path, encode(obj))
+    is then renamed into place.  ``fresh``: the name is new (an intent's,
+    a pending marker's), so there is no old file to keep as a spare."""
+    put(store, path, encode(obj), fresh)
 
 
-def put(store, path, data):
+def put(store, path, data, fresh=False):
     """Write raw bytes atomically (see :func:`write`)."""
     root = local_root(store)
     if root is None:
         store.put_content(path, data)
     else:
-        _put_local(root, path, data)
+        _put_local(root, path, data, fresh)
 
 
-def _put_local(root, path, data):
+def _put_local(root, path, data, fresh=False):
     target = os.path.join(root, path)
     folder = os.path.dirname(target)
     for attempt in range(5):
@@ -247,7 +248,7 @@ def _put_local(root, path, data):
         except BaseException:
             _unlink(source)
             raise
-        replaced = spares.hold(root, target)
+        replaced = None if fresh else spares.hold(root, target)
         try:
             try:
                 os.rename(source, target)
@@ -309,10 +310,10 @@ def _native(path):
 
 # -- markers ---------------------------------------------------------------
 
-def write_marker(store, image_id, marker, content=b''):
+def write_marker(store, image_id, marker, content=b'', fresh=False):
     if not isinstance(content, bytes):
         content = content.encode('utf-8')
-    put(store, layout.marker_path(image_id, marker), content)
+    put(store, layout.marker_path(image_id, marker), content, fresh)
 
 
 def marker_content(store, image_id, marker):

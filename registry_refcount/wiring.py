@@ -141,16 +141,14 @@ def _abort(message, code):
 
 def _request_tag(view_args):
     """The tag a request names, as the registry's views parse it."""
-    from docker_registry.toolkit import parse_repository_name
-    found = {}
-
-    @parse_repository_name
-    def grab(namespace, repository, tag=None):
-        found.update(namespace=namespace, repository=repository, tag=tag)
-
-    grab(view_args['repository'], **dict(
+    parse = _state.get('parse')
+    if parse is None:
+        from docker_registry.toolkit import parse_repository_name
+        parse = _state['parse'] = parse_repository_name(
+            lambda namespace, repository, tag=None: dict(
+                namespace=namespace, repository=repository, tag=tag))
+    return parse(view_args['repository'], **dict(
         (k, v) for k, v in view_args.items() if k == 'tag'))
-    return found
 
 
 def on_request_started(sender, **kwargs):
