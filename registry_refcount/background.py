@@ -6,8 +6,8 @@ pending marker, keep everything the request may need alive.  What is left
 - reconciling the tag's reference, releasing the pending marker, and the
 collection of whatever the request made unreachable - changes nothing a
 client can see, so it need not hold the response: it runs in a greenlet of
-the same worker once the response is on its way.  A tag delete that frees
-a chain then answers as fast as the registry alone does.
+the same worker shortly after the response (:data:`DELAY`).  A tag delete
+that frees a chain then answers about as fast as the registry alone does.
 
 Nothing is lost if the worker dies first: the intent is still on storage,
 and recovery finishes it after ``intent_timeout``, as it does for a worker
@@ -28,6 +28,11 @@ logger = logging.getLogger(__name__)
 
 #: Greenlets running deferred work, per worker.
 SIZE = 32
+#: Seconds the work waits before it starts.  The requests that follow
+#: (a client's next push, its tag delete) are answered first, and work
+#: that they make moot is not done twice: a tag written then deleted a
+#: moment later is reconciled once, to "no tag".
+DELAY = 0.005
 
 _pool = []   # [gevent.pool.Pool] once the worker runs gevent
 
@@ -54,7 +59,13 @@ def run(fn, *args):
     if pool is None or pool.full():
         fn(*args)
     else:
-        pool.spawn(fn, *args)
+        pool.spawn(_later, fn, args)
+
+
+def _later(fn, args):
+    import gevent
+    gevent.sleep(DELAY)
+    fn(*args)
 
 
 def drain(timeout=10):

@@ -168,7 +168,8 @@ def needed(store, image_id):
 
 # -- references --------------------------------------------------------------
 
-def add_reference(ctx, image_id, marker, content=b'', locked=True):
+def add_reference(ctx, image_id, marker, content=b'', locked=True,
+                  same_as=None):
     """Write a marker on a live image.  False, and nothing left written,
     if the image is gone or being deleted.
 
@@ -176,7 +177,8 @@ def add_reference(ctx, image_id, marker, content=b'', locked=True):
     when the lock cannot be had: Redis down, a long cascade holding it) the
     marker is written first and the image checked after: a deletion writes
     its tombstone first and checks for markers after, so one of the two
-    always sees the other.
+    always sees the other.  ``same_as``: a record whose content will do
+    for the marker's (linked to it on local storage).
     """
     store = ctx.store
     fresh = marker.startswith(layout.PENDING_PREFIX)
@@ -190,7 +192,9 @@ def add_reference(ctx, image_id, marker, content=b'', locked=True):
         except locks.LockTimeout as e:
             logger.warning('refcount: %s; adding %s to %s without the lock',
                            e, marker, image_id)
-    records.write_marker(store, image_id, marker, content, fresh)
+    if not (same_as and records.link_marker(store, image_id, marker,
+                                            same_as)):
+        records.write_marker(store, image_id, marker, content, fresh)
     if image_state(store, image_id) == 'live':
         return True
     records.remove_marker(store, image_id, marker)
@@ -606,10 +610,13 @@ def add_pending(ctx, intent_id, key, image_id):
     """Keep ``image_id`` alive while a tag write naming it is in flight.
     False if the image is gone or being deleted.  Without the image's lock
     (see :func:`add_reference`): on a tag write's path, where a refusal is
-    better than a wait, and a base image's lock is often busy."""
+    better than a wait, and a base image's lock is often busy.  On local
+    storage the marker is another name of the intent (which also holds
+    the tag and the time)."""
     content = json.dumps({'tag': str(key), 'at': time.time()})
     ok = add_reference(ctx, image_id, layout.pending_marker(intent_id),
-                       content, locked=False)
+                       content, locked=False,
+                       same_as=layout.intent(intent_id))
     if ok:
         crash.point('after_pending')
     return ok

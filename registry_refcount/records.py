@@ -229,6 +229,11 @@ def _put_local(root, path, data, fresh=False):
                     raise
                 spares.lost(root)
                 source = None
+            else:
+                if os.fstat(fd).st_nlink != 1:    # not ours alone: leave it
+                    os.close(fd)
+                    _unlink(source)
+                    continue
         if source is None:
             source = os.path.join(folder, '.tmp-%s' % uuid.uuid4().hex)
             try:
@@ -314,6 +319,27 @@ def write_marker(store, image_id, marker, content=b'', fresh=False):
     if not isinstance(content, bytes):
         content = content.encode('utf-8')
     put(store, layout.marker_path(image_id, marker), content, fresh)
+
+
+def link_marker(store, image_id, marker, source):
+    """On local storage, add a marker as another name of the record
+    ``source`` (so with its content): one ``link`` instead of a write.
+    False where that cannot be done (object storage, ``source`` gone):
+    the caller writes the marker."""
+    root = local_root(store)
+    if root is None:
+        return False
+    target = os.path.join(root, layout.marker_path(image_id, marker))
+    for attempt in (0, 1):
+        try:
+            os.link(os.path.join(root, source), target)
+            return True
+        except OSError as e:
+            if e.errno != errno.ENOENT or attempt or not os.path.exists(
+                    os.path.join(root, source)):
+                return False
+            _make_folder(root, os.path.dirname(target))
+    return False
 
 
 def marker_content(store, image_id, marker):

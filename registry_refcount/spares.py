@@ -160,7 +160,10 @@ def give(root, path):
         for attempt in (0, 1):
             try:
                 os.rename(path, spare)
-                pool.free.append(spare)
+                if os.lstat(spare).st_nlink == 1:
+                    pool.free.append(spare)
+                else:
+                    os.unlink(spare)    # another name of it lives on
                 return True
             except OSError as e:
                 if e.errno != errno.ENOENT:

@@ -165,3 +165,26 @@ def test_a_read_never_returns_another_records_bytes(store, monkeypatch):
     monkeypatch.setattr(os, 'read', racing_read)
     assert records.read_raw(store, path) is None     # not 'other/repo'
     assert b'other/repo' in records.read_raw(store, layout.intent('c' * 32))
+
+
+def test_a_pending_marker_is_another_name_of_its_intent(ctx):
+    from registry_refcount import protocols
+    store = ctx.store
+    root = _root(store)
+    store.put_content(layout.image_file(ID, 'json'), b'{}')
+    key = layout.TagKey('ns', 'repo', 'v1')
+    records.keep_spares(store)
+    protocols.write_intent(store, 'a' * 32, tag=str(key), image=ID)
+    assert protocols.add_pending(ctx, 'a' * 32, key, ID)
+    marker = os.path.join(root, layout.marker_path(
+        ID, layout.pending_marker('a' * 32)))
+    intent = os.path.join(root, layout.intent('a' * 32))
+    assert os.path.samefile(marker, intent)
+    assert protocols.marker_time(store, ID, layout.pending_marker(
+        'a' * 32)) > 0
+    protocols.finish_intent(ctx, 'a' * 32, {'tag': str(key), 'image': ID})
+    assert not os.path.exists(marker) and not os.path.exists(intent)
+    for path in _spare_files(root):           # each spare is one file
+        assert os.stat(path).st_nlink == 1
+    inodes = [os.stat(p).st_ino for p in _spare_files(root)]
+    assert len(inodes) == len(set(inodes))
