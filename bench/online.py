@@ -30,7 +30,6 @@ import hashlib
 import json
 import os
 import random
-import shutil
 import threading
 import time
 
@@ -328,12 +327,17 @@ def main(argv=None):
     quick = common.quick()
     workdir = common.workdir('online')
     registries = {}
-    for name, refcount in (('enabled', 'on'), ('absent', None)):
+    kinds = [('enabled', False), ('absent', None)]
+    if not quick:
+        kinds.append(('tracking', True))    # dry_run: nothing deleted
+    for name, dry_run in kinds:
         folder = os.path.join(workdir, name)
         os.makedirs(folder)
-        registries[name] = Registry(
-            folder, refcount=refcount_settings(folder) if refcount else None,
-            workers=args.workers)
+        settings = None
+        if dry_run is not None:
+            settings = dict(refcount_settings(folder), dry_run=dry_run)
+        registries[name] = Registry(folder, refcount=settings,
+                                    workers=args.workers)
     out = {'workers': args.workers, 'runs': {}, 'base': args.base, 'config': {
         'enabled': refcount_settings('<workdir>')}}
     try:
@@ -363,6 +367,9 @@ def main(argv=None):
         if args.clients == 'auto' and not quick and max(concurrencies) > 1:
             # for information: the earlier way, clients shared at c > 1
             plan.append((max(concurrencies), 'shared', 'information_runs'))
+        if 'tracking' in registries:
+            # for information: references tracked, nothing deleted
+            plan.append((max(concurrencies), 'own', 'dry_run_runs'))
         for seed, (conc, clients, section) in enumerate(plan):
             if args.iterations:
                 iters = args.iterations
@@ -370,9 +377,16 @@ def main(argv=None):
                 iters = 40 if quick else 240
             else:
                 iters = max(2, (160 if quick else 1280) // conc)
-            run = measure(registries, base, conc, iters, seed + 1, clients)
+            pair = ('tracking' if section == 'dry_run_runs' else 'enabled',
+                    'absent')
+            run = measure(dict(zip(('enabled', 'absent'), [
+                registries[n] for n in pair])), dict(zip(
+                    ('enabled', 'absent'), [base[n] for n in pair])),
+                conc, iters, seed + 1, clients)
             out.setdefault(section, {})[str(conc)] = run
-        for name, reg in registries.items():
+        for name, reg in sorted(registries.items()):
+            if name == 'tracking':
+                continue
             out.setdefault('files_after', {})[name] = storage_files(
                 reg.storage)
             if name == 'enabled':

@@ -295,16 +295,16 @@ def part2(data, lines, goals, plots):
         'the client.  Registry CPU = user + system time of its gunicorn '
         'master and workers (including recycled ones: the registry restarts '
         'a worker every 100 requests).\n' % data['workers'])
-    for section in ('runs', 'information_runs'):
+    for section in ('runs', 'information_runs', 'dry_run_runs'):
         for conc in sorted(data.get(section, {}), key=int):
             _online_run(lines, goals, data[section][conc], conc,
-                        section == 'runs')
+                        section)
     if 'enabled_log_errors' in data:
         lines.append('Errors in the enabled registry\'s log: %d.\n'
                      % data['enabled_log_errors'])
 
 
-def _online_run(lines, goals, run, conc, counted):
+def _online_run(lines, goals, run, conc, section):
     regs = run['registries']
     rows = []
     for e in ('image_json', 'tag_put', 'tag_delete', 'layer', 'checksum'):
@@ -313,12 +313,16 @@ def _online_run(lines, goals, run, conc, counted):
                      '%.2f×' % run['p50_ratio'][e], ms(a['p95']),
                      ms(b['p95']), '%.2f×' % run['p95_ratio'][e], a['n']])
     clients = run.get('clients', 'shared')
+    counted = section == 'runs'
+    note = {'runs': '', 'information_runs': ' - information only: a thread '
+            'waits in whichever registry is slower, which then holds more '
+            'of the clients', 'dry_run_runs': ' - information only: '
+            '"enabled" here is a third registry with `dry_run: true`, which '
+            'tracks every reference but deletes nothing (what the '
+            'collection itself costs is the difference)'}[section]
     lines.append('### concurrency %s, %s client threads%s (%d iterations '
                  'per thread per registry, %.1f s)\n' % (
-                     conc, clients, '' if counted else
-                     ' - information only: a thread waits in whichever '
-                     'registry is slower, which then holds more of the '
-                     'clients', run['iterations_per_thread'],
+                     conc, clients, note, run['iterations_per_thread'],
                      run['wall_seconds']))
     lines.append(table(['endpoint', 'p50 absent', 'p50 enabled',
                         'p50 ratio', 'p95 absent', 'p95 enabled',
