@@ -13,9 +13,10 @@ flow runs the registry's own storage work in section ``registry`` and the
 extension's (or the baseline's) in section ``ext``, so the extension's cost
 is measured on its own while the registry's own cost is shown beside it.
 
-Note: ``registry_refcount.records`` writes its JSON documents (ledger,
-intents, state) with a temporary file and a rename when it sees the file
-driver itself, outside the driver interface.  Behind this proxy it does not
+Note: ``registry_refcount.records`` writes its records (ledger, intents,
+state, markers, tombstones) into a spare or temporary file and renames it
+into place when it sees the file driver itself, outside the driver
+interface.  Behind this proxy it does not
 recognise the file driver and takes its object-storage path instead: one
 ``put_content`` per document, which this proxy counts.  The operation count
 is the same (one write per document), and it is exactly what happens on S3.

@@ -269,19 +269,35 @@ def storage_files(root):
     return count
 
 
-def measure(registries, base, conc, iters, seed, clients):
-    """One load at concurrency ``conc``: latencies, ratios, registry CPU."""
+def measure(registries, base, conc, iters, seed, clients, rounds=1):
+    """A load at concurrency ``conc``, ``rounds`` times: latencies (all
+    rounds' requests pooled), ratios, registry CPU.  Rounds, because at
+    concurrency 16 one round's ratio swings by +-0.3 on this shared
+    machine (worker recycling, the other tenants)."""
     warmup = max(2, iters // 10)
     common.log('part 2: concurrency %d (%s clients), %d iterations per '
-               'thread on each registry' % (conc, clients, iters))
+               'thread on each registry, %d round(s)'
+               % (conc, clients, iters, rounds))
     cpu_before = dict((n, cpu_seconds(r)) for n, r in registries.items())
     boots_before = dict((n, r.log().count('Booting worker'))
                         for n, r in registries.items())
-    lat, wall = run_load(registries, base, conc, iters, warmup, seed,
-                         clients)
+    lat = dict((n, dict((e, []) for e in ENDPOINTS)) for n in registries)
+    wall, per_round = 0.0, []
+    for r in range(rounds):
+        got, seconds = run_load(registries, base, conc, iters, warmup,
+                                seed * 100 + r, clients)
+        wall += seconds
+        for name in got:
+            for e in ENDPOINTS:
+                lat[name][e].extend(got[name][e])
+        one = dict((name, summarise(l)) for name, l in got.items())
+        per_round.append(dict((e, one['enabled'][e]['p50'] /
+                               one['absent'][e]['p50']) for e in ENDPOINTS))
+        common.log('  round %d, p50 ratio: %s' % (r + 1, ', '.join(
+            '%s %.2f' % (e, per_round[-1][e]) for e in ENDPOINTS)))
     cpu = dict((n, cpu_seconds(r) - cpu_before[n])
                for n, r in registries.items())
-    run = {'concurrency': conc, 'clients': clients,
+    run = {'concurrency': conc, 'clients': clients, 'rounds': rounds,
            'iterations_per_thread': iters,
            'warmup_per_thread': warmup, 'wall_seconds': wall,
            'cpu_seconds': cpu,
@@ -289,10 +305,11 @@ def measure(registries, base, conc, iters, seed, clients):
                (n, r.log().count('Booting worker') - boots_before[n])
                for n, r in registries.items()),
            'cpu_ms_per_iteration': dict(
-               (n, 1000.0 * c / ((iters + warmup) * conc))
+               (n, 1000.0 * c / ((iters + warmup) * conc * rounds))
                for n, c in cpu.items()),
            'registries': dict((name, summarise(l))
-                              for name, l in lat.items())}
+                              for name, l in lat.items()),
+           'round_p50_ratio': per_round}
     for stat in ('p50', 'p95'):
         run[stat + '_ratio'] = dict(
             (e, run['registries']['enabled'][e][stat] /
@@ -322,6 +339,9 @@ def main(argv=None):
                         'shared at concurrency 1, own above, plus the '
                         'largest concurrency with shared clients for '
                         'information')
+    parser.add_argument('--rounds', type=int, default=None,
+                        help='rounds per counted run, requests pooled '
+                        '(default: 2 at concurrency 1, 3 above; QUICK: 1)')
     parser.add_argument('--out', default='online')
     args = parser.parse_args(argv)
     quick = common.quick()
@@ -379,10 +399,12 @@ def main(argv=None):
                 iters = max(2, (160 if quick else 1280) // conc)
             pair = ('tracking' if section == 'dry_run_runs' else 'enabled',
                     'absent')
+            rounds = 1 if quick or section != 'runs' else (
+                args.rounds or (2 if conc == 1 else 3))
             run = measure(dict(zip(('enabled', 'absent'), [
                 registries[n] for n in pair])), dict(zip(
                     ('enabled', 'absent'), [base[n] for n in pair])),
-                conc, iters, seed + 1, clients)
+                conc, iters, seed + 1, clients, rounds)
             out.setdefault(section, {})[str(conc)] = run
         for name, reg in sorted(registries.items()):
             if name == 'tracking':

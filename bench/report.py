@@ -327,6 +327,13 @@ def _online_run(lines, goals, run, conc, section):
     lines.append(table(['endpoint', 'p50 absent', 'p50 enabled',
                         'p50 ratio', 'p95 absent', 'p95 enabled',
                         'p95 ratio', 'requests each'], rows) + '\n')
+    if len(run.get('round_p50_ratio', [])) > 1:
+        lines.append('Requests of %d rounds pooled; p50 ratio of each round '
+                     'alone: %s.\n' % (len(run['round_p50_ratio']), '; '.join(
+                         ', '.join('%s %.2f×' % (e.replace('_', ' '), r[e])
+                                   for e in ('image_json', 'tag_put',
+                                             'tag_delete'))
+                         for r in run['round_p50_ratio'])))
     cpu = run['cpu_ms_per_iteration']
     boots = run.get('worker_boots', {})
     lines.append('Registry CPU per iteration (5 requests): absent %.2f '
