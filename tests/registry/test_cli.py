@@ -14,6 +14,9 @@ CLI = os.path.join(BIN, 'registry-refcount')
 
 
 def run(reg, *args):
+    """The CLI on the registry's storage, once the registry's work after
+    its last responses is done."""
+    reg.settle()
     env = dict(os.environ, STORAGE_PATH=reg.storage,
                DOCKER_REGISTRY_CONFIG=reg.config, SETTINGS_FLAVOR='local')
     p = subprocess.Popen([CLI] + list(args), env=env, stdout=subprocess.PIPE,
@@ -26,6 +29,7 @@ def run(reg, *args):
 
 
 def images_on_disk(reg):
+    reg.settle()
     try:
         return set(os.listdir(reg.path('images')))
     except OSError:
@@ -99,7 +103,7 @@ def test_enable_on_existing_registry(make_registry, tmpdir):
 
 def test_verify_reports_and_repairs_corruption(registry, client):
     ids = client.push('ns/app', 'v', ['cr-1', 'cr-2'])
-    code, doc, out, err = run(registry, 'verify')
+    code, doc, out, err = run(registry, 'verify')   # (settled: see run)
     assert code == 0 and 'consistent' in out
     marker_dir = registry.path('images', ids[1], '_references')
     tag_marker = [n for n in os.listdir(marker_dir) if n.startswith('tag-')]

@@ -53,7 +53,9 @@ def present(reg):
 
 
 def settle(reg):
-    """Requests have stopped: recovery runs, then gc with grace 0."""
+    """Requests have stopped: their work after the response is let finish
+    (as long as a worker lives to do it), then recovery runs."""
+    reg.settle(timeout=5)
     store = file_store(reg.storage)
     ctx = protocols.context(store, locks.LocalLocks(
         os.path.join(str(reg.workdir), 'locks'), timeout=30), by='test')

@@ -15,6 +15,7 @@ CLI = os.path.join(BIN, 'registry-refcount')
 
 
 def run(reg, *args):
+    reg.settle()
     env = dict(os.environ, DOCKER_REGISTRY_CONFIG=reg.config,
                SETTINGS_FLAVOR=reg.flavor, **reg.env)
     p = subprocess.Popen([CLI, '--json'] + list(args), env=env,

@@ -17,8 +17,10 @@ ROUNDS = 5
 
 
 def settle(reg, redis_server):
-    """Requests have stopped: run recovery once, as the CLI would, with the
-    hosts' own storage and Redis."""
+    """Requests have stopped: let their work after the response finish,
+    then run recovery once, as the CLI would, with the hosts' own storage
+    and Redis."""
+    reg.settle()
     ctx = protocols.context(reg.store(), locks.RedisLocks(
         port=redis_server.port, timeout=30), by='test')
     return recovery.recover(ctx, intent_timeout=0)
