@@ -269,6 +269,14 @@ def storage_files(root):
     return count
 
 
+def _ratios(summaries, stat):
+    """enabled / absent per endpoint, for the endpoints both have samples
+    of (a tiny run may keep none of an endpoint within its window)."""
+    enabled, absent = summaries['enabled'], summaries['absent']
+    return dict((e, enabled[e][stat] / absent[e][stat]) for e in ENDPOINTS
+                if e in enabled and e in absent)
+
+
 def measure(registries, base, conc, iters, seed, clients, rounds=1):
     """A load at concurrency ``conc``, ``rounds`` times: latencies (all
     rounds' requests pooled), ratios, registry CPU.  Rounds, because at
@@ -290,11 +298,11 @@ def measure(registries, base, conc, iters, seed, clients, rounds=1):
         for name in got:
             for e in ENDPOINTS:
                 lat[name][e].extend(got[name][e])
-        one = dict((name, summarise(l)) for name, l in got.items())
-        per_round.append(dict((e, one['enabled'][e]['p50'] /
-                               one['absent'][e]['p50']) for e in ENDPOINTS))
+        per_round.append(_ratios(dict((name, summarise(l))
+                                      for name, l in got.items()), 'p50'))
         common.log('  round %d, p50 ratio: %s' % (r + 1, ', '.join(
-            '%s %.2f' % (e, per_round[-1][e]) for e in ENDPOINTS)))
+            '%s %.2f' % (e, per_round[-1][e]) for e in ENDPOINTS
+            if e in per_round[-1])))
     cpu = dict((n, cpu_seconds(r) - cpu_before[n])
                for n, r in registries.items())
     run = {'concurrency': conc, 'clients': clients, 'rounds': rounds,
@@ -311,12 +319,11 @@ def measure(registries, base, conc, iters, seed, clients, rounds=1):
                               for name, l in lat.items()),
            'round_p50_ratio': per_round}
     for stat in ('p50', 'p95'):
-        run[stat + '_ratio'] = dict(
-            (e, run['registries']['enabled'][e][stat] /
-             run['registries']['absent'][e][stat]) for e in ENDPOINTS)
+        run[stat + '_ratio'] = _ratios(run['registries'], stat)
     common.log('  p50 ratio enabled/absent: %s; registry CPU per iteration '
                '%s' % (', '.join('%s %.2f' % (e, run['p50_ratio'][e])
-                                 for e in ENDPOINTS), ', '.join(
+                                 for e in ENDPOINTS
+                                 if e in run['p50_ratio']), ', '.join(
                    '%s %.2f ms' % kv for kv in sorted(
                        run['cpu_ms_per_iteration'].items()))))
     return run

@@ -308,6 +308,8 @@ def _online_run(lines, goals, run, conc, section):
     regs = run['registries']
     rows = []
     for e in ('image_json', 'tag_put', 'tag_delete', 'layer', 'checksum'):
+        if e not in run['p50_ratio']:
+            continue                # no request of it in the window
         a, b = regs['absent'][e], regs['enabled'][e]
         rows.append([e.replace('_', ' '), ms(a['p50']), ms(b['p50']),
                      '%.2f×' % run['p50_ratio'][e], ms(a['p95']),
@@ -332,7 +334,7 @@ def _online_run(lines, goals, run, conc, section):
                      'alone: %s.\n' % (len(run['round_p50_ratio']), '; '.join(
                          ', '.join('%s %.2f×' % (e.replace('_', ' '), r[e])
                                    for e in ('image_json', 'tag_put',
-                                             'tag_delete'))
+                                             'tag_delete') if e in r)
                          for r in run['round_p50_ratio'])))
     cpu = run['cpu_ms_per_iteration']
     boots = run.get('worker_boots', {})
@@ -347,7 +349,7 @@ def _online_run(lines, goals, run, conc, section):
                      boots.get('absent', '?'), boots.get('enabled', '?')))
     if counted:
         for e in ('image_json', 'tag_put', 'tag_delete'):
-            r = run['p50_ratio'][e]
+            r = run['p50_ratio'].get(e, float('nan'))
             goals.append(('2. p50 overhead, %s, concurrency %s'
                           % (e.replace('_', ' '), conc), '%.2f×' % r,
                           r <= P50_GOAL, '≤ 1.25×'))

@@ -427,15 +427,7 @@ def _prune(root, path):
 
 def _make_folder(root, folder):
     if not spares.place_folder(root, folder):
-        _makedirs(folder)
-
-
-def _makedirs(folder):
-    try:
-        os.makedirs(folder)
-    except OSError as e:
-        if e.errno != errno.EEXIST:
-            raise
+        spares.makedirs(folder)
 
 
 def _unlink(path):

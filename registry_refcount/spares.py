@@ -172,7 +172,7 @@ def give(root, path):
                     return False            # no such file
                 if attempt:
                     break
-                _makedirs(pool.folder)
+                makedirs(pool.folder)
                 pool.made = True
     try:
         os.unlink(path)
@@ -227,7 +227,7 @@ def refill(root, count):
         except OSError as e:
             if e.errno != errno.ENOENT or pool.made:
                 raise
-            _makedirs(pool.folder)
+            makedirs(pool.folder)
             pool.made = True
 
 
@@ -276,7 +276,8 @@ def _gone(name, folder, now):
     return age > (UNADOPTED if _dead_here(name) else STALE)
 
 
-def _makedirs(folder):
+def makedirs(folder):
+    """A folder and its parents; one that exists already is fine."""
     try:
         os.makedirs(folder)
     except OSError as e:

@@ -116,13 +116,19 @@ def test_recovery_cleans_the_spares_nobody_adopted(store):
     assert spares.clean(root) == 1
 
 
-def test_a_rewritten_record_keeps_its_old_file_as_a_spare(store):
-    root = _root(store)
+def _a_ledger_entry(store):
+    """A ledger entry, written once the spare folder exists."""
     records.write_marker(store, ID, 'pending-%032x' % 1)
     records.remove_marker(store, ID, 'pending-%032x' % 1)   # folder made
     key = layout.TagKey('ns', 'repo', 'v1')
     records.write(store, layout.ledger(key), {'image': ID})
-    old = os.stat(os.path.join(root, layout.ledger(key))).st_ino
+    return key, os.path.join(_root(store), layout.ledger(key))
+
+
+def test_a_rewritten_record_keeps_its_old_file_as_a_spare(store):
+    root = _root(store)
+    key, target = _a_ledger_entry(store)
+    old = os.stat(target).st_ino
     records.write(store, layout.ledger(key), {'image': 'd' * 64})
     assert records.read(store, layout.ledger(key))['image'] == 'd' * 64
     kept = dict((os.stat(p).st_ino, p) for p in _spare_files(root))
@@ -131,11 +137,7 @@ def test_a_rewritten_record_keeps_its_old_file_as_a_spare(store):
 
 def test_a_spare_still_linked_elsewhere_is_never_reused(store):
     root = _root(store)
-    records.write_marker(store, ID, 'pending-%032x' % 1)
-    records.remove_marker(store, ID, 'pending-%032x' % 1)   # folder made
-    key = layout.TagKey('ns', 'repo', 'v1')
-    records.write(store, layout.ledger(key), {'image': ID})
-    target = os.path.join(root, layout.ledger(key))
+    key, target = _a_ledger_entry(store)
     os.link(target, target + '.other')      # linked by someone else too
     records.write(store, layout.ledger(key), {'image': 'd' * 64})
     for path in _spare_files(root):
@@ -148,7 +150,6 @@ def test_a_spare_still_linked_elsewhere_is_never_reused(store):
 def test_a_read_never_returns_another_records_bytes(store, monkeypatch):
     """A reader holding a file that is removed, reused as a spare and
     rewritten meanwhile reads again by name."""
-    root = _root(store)
     path = layout.intent('b' * 32)
     records.write(store, path, {'tag': 'ns/repo:v1'})
     real_read = os.read
