@@ -49,15 +49,18 @@ _pools = {}
 class _Pool(object):
     def __init__(self, root):
         self.base = os.path.join(root, layout.SPARES)
+        self.token = uuid.uuid4().hex[:8]
         self.folder = os.path.join(self.base, '%s-%d-%s' % (
-            _HOST, os.getpid(), uuid.uuid4().hex[:8]))
+            _HOST, os.getpid(), self.token))
         self.free = []
         self.folders = []
         self.names = itertools.count()
         self.made = self._adopt()
 
     def name(self, kind='s'):
-        return os.path.join(self.folder, '%s%d' % (kind, next(self.names)))
+        """A new name in the folder: never one an adopted spare has."""
+        return os.path.join(self.folder, '%s%d-%s' % (
+            kind, next(self.names), self.token))
 
     def _adopt(self):
         """Take over the folder of a process of this host that is gone."""

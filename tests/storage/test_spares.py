@@ -85,11 +85,24 @@ def test_a_new_process_adopts_the_spares_of_one_that_exited(store):
     assert len(os.listdir(os.path.join(base, dead))) == 3
     pid = os.fork()
     if pid == 0:
+        ok = False                   # an exception exits 1 as well
         try:
             records.write_marker(store, ID, 'pending-%032x' % 7, b'{}')
             (mine,) = os.listdir(base)
-            ok = (mine.split('-')[1] == str(os.getpid()) and
-                  len(os.listdir(os.path.join(base, mine))) == 2)
+            adopted = (mine.split('-')[1] == str(os.getpid()) and
+                       len(os.listdir(os.path.join(base, mine))) == 2)
+            # new spares never take an adopted one's name
+            records.keep_spares(store, 8)
+            for i in range(10, 20):
+                records.write_marker(store, ID, 'pending-%032x' % i)
+            for i in range(10, 20):
+                records.remove_marker(store, ID, 'pending-%032x' % i)
+            pool = spares._pool(_root(store))
+            folder = os.path.join(base, mine)
+            files = [n for n in os.listdir(folder)
+                     if os.path.isfile(os.path.join(folder, n))]
+            ok = adopted and len(set(pool.free)) == len(pool.free) == len(
+                files) >= 10
         finally:
             os._exit(0 if ok else 1)
     assert os.waitpid(pid, 0)[1] == 0
