@@ -88,7 +88,10 @@ MIN_OPS = 20 if STRESS else 0
 # No ``target`` phase: nothing here calls target(), and hypothesis 4.x
 # (the one on 2.7) can spend many minutes in its pareto optimisation of
 # these long examples.
+# Outside ``make stress`` the examples are derandomized: ``make test`` (and
+# CI) runs the same sequences every time, and ``make stress`` explores.
 BUDGET = settings(max_examples=EXAMPLES, deadline=None,
+                  derandomize=not STRESS,
                   phases=[p for p in Phase if p.name != 'target'],
                   suppress_health_check=[HealthCheck.too_slow,
                                          HealthCheck.data_too_large])
@@ -823,6 +826,38 @@ FOUND = {
 @pytest.mark.parametrize('name', sorted(FOUND))
 def test_found_sequence(name):
     run(FOUND[name])
+
+
+#: Found by a random run on 2026-11-29 (CI of this session) and open: it
+#: fails the same way on 8ee3fde, before this session's changes.  A push
+#: crashed after registering on its parent leaves a child marker with no
+#: json (a "ghost"); after the later crashes, a gc and a push here, storage
+#: no longer has the ghost the model expects.  S1, S2 and the other checks
+#: hold; what differs is a registration that the model says should still
+#: be waiting for verify --repair.  Not yet known whether the model or
+#: the protocol is wrong.
+OPEN = [
+    [('push', None), ('tag', 1, ('last', 0))],
+    [('push', None), ('tag', 2, ('last', 0))],
+    [('push', None), ('push', ('last', 0)), ('tag', 0, ('last', 0))],
+    [('push', ('live', 2)), ('push', ('last', 0)), ('tag', 0, ('last', 0)),
+     ('crash', 'after_json_removed', ('untag', 0)),
+     ('push', ('limbo', 0))],
+    ('push', None),
+    ('tag', 2, ('live', 0)),
+    [('push', None), ('push', ('last', 0)), ('push', ('last', 0)),
+     ('push', ('last', 0)), ('tag', 0, ('last', 0)),
+     ('crash', 'after_tombstone', ('untag', 0)),
+     ('push', ('limbo', 0))],
+    ('crash', 'after_child_marker', ('push', ('live', 16))),
+    ('gc',),
+    ('push', ('live', 15))]
+
+
+@pytest.mark.xfail(strict=True, reason='open: a ghost registration the '
+                   'model expects is gone (see OPEN)')
+def test_open_sequence_ghost_after_gc():
+    run(OPEN)
 
 
 # -- bad input: what storage says is wrong; nothing is deleted on its word,
