@@ -218,22 +218,7 @@ def _put_local(root, path, data, fresh=False):
     target = os.path.join(root, path)
     folder = os.path.dirname(target)
     for attempt in range(5):
-        source = spares.take(root)
-        if source is not None:
-            try:
-                # no O_TRUNC: ext4 flushes a file truncated to zero on
-                # close (auto_da_alloc); it is cut to length below
-                fd = os.open(source, os.O_WRONLY)
-            except OSError as e:
-                if e.errno != errno.ENOENT:
-                    raise
-                spares.lost(root)
-                source = None
-            else:
-                if os.fstat(fd).st_nlink != 1:    # not ours alone: leave it
-                    os.close(fd)
-                    _unlink(source)
-                    continue
+        source, fd = _open_spare(root)
         if source is None:
             source = os.path.join(folder, '.tmp-%s' % uuid.uuid4().hex)
             try:
@@ -262,6 +247,7 @@ def _put_local(root, path, data, fresh=False):
                     raise
                 if not os.path.exists(source):
                     spares.lost(root)     # the spare went: start again
+                    spares.release(root, replaced, False)
                     continue
                 _make_folder(root, folder)
                 os.rename(source, target)
@@ -271,6 +257,28 @@ def _put_local(root, path, data, fresh=False):
             raise
         spares.release(root, replaced, True)
         return
+
+
+def _open_spare(root):
+    """``(path, descriptor)`` of a spare that this process alone holds,
+    open for writing, or ``(None, None)`` when there is none."""
+    while True:
+        source = spares.take(root)
+        if source is None:
+            return None, None
+        try:
+            # no O_TRUNC: ext4 flushes a file truncated to zero on close
+            # (auto_da_alloc); the caller cuts it to length
+            fd = os.open(source, os.O_WRONLY)
+        except OSError as e:
+            if e.errno != errno.ENOENT:
+                raise
+            spares.lost(root)               # the folder was cleaned
+            return None, None
+        if os.fstat(fd).st_nlink == 1:
+            return source, fd
+        os.close(fd)                        # not ours alone: leave it
+        _unlink(source)
 
 
 def keep_spares(store, count=8):

@@ -160,6 +160,24 @@ def test_a_spare_still_linked_elsewhere_is_never_reused(store):
         assert ID in f.read()
 
 
+def test_a_write_goes_through_however_many_spares_are_linked_elsewhere(
+        store):
+    root = _root(store)
+    for i in range(8):
+        records.write_marker(store, ID, 'pending-%032x' % i)
+    for i in range(8):
+        records.remove_marker(store, ID, 'pending-%032x' % i)
+    assert len(_spare_files(root)) == 8
+    for n, path in enumerate(_spare_files(root)):      # all taken by others
+        os.link(path, os.path.join(root, 'other-%d' % n))
+    records.write(store, layout.intent('a' * 32), {'tag': 'ns/repo:v1'})
+    assert records.read(store, layout.intent('a' * 32))['tag'] == \
+        'ns/repo:v1'
+    for n in range(8):
+        with open(os.path.join(root, 'other-%d' % n), 'rb') as f:
+            assert b'ns/repo' not in f.read()
+
+
 def test_a_read_never_returns_another_records_bytes(store, monkeypatch):
     """A reader holding a file that is removed, reused as a spare and
     rewritten meanwhile reads again by name."""
