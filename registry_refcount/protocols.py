@@ -152,9 +152,9 @@ def read_ancestry(store, image_id):
 
 def image_state(store, image_id):
     """``live``, ``deleting`` (tombstone) or ``gone`` (no json)."""
-    if store.exists(layout.tombstone(image_id)):
+    if records.exists(store, layout.tombstone(image_id)):
         return 'deleting'
-    if store.exists(layout.image_file(image_id, 'json')):
+    if records.exists(store, layout.image_file(image_id, 'json')):
         return 'live'
     return 'gone'
 
@@ -246,9 +246,9 @@ def _maybe_tear_down(ctx, image_id, reason, partial=False):
     store = ctx.store
     if needed(store, image_id):
         return KEPT
-    if store.exists(layout.tombstone(image_id)):
+    if records.exists(store, layout.tombstone(image_id)):
         return KEPT          # another deletion (or recovery) owns it
-    if not store.exists(layout.image_file(image_id, 'json')):
+    if not records.exists(store, layout.image_file(image_id, 'json')):
         if not (partial and next(iter(records.listing(
                 store, layout.image_dir(image_id))), None)):
             return KEPT      # never stored, or already gone: gc's business
@@ -278,8 +278,12 @@ def _tear_down(ctx, image_id, parent, reason):
     doc = {'image': image_id, 'parent': parent, 'reason': reason,
            'at': time.time(), 'by': ctx.by}
     records.write(store, layout.journal(image_id), doc)
-    records.put(store, layout.tombstone(image_id),
-                json.dumps(doc).encode('utf-8'))
+    # the tombstone holds the same document: on local storage it is
+    # another name of the journal entry
+    if not records.link(store, layout.journal(image_id),
+                        layout.tombstone(image_id)):
+        records.put(store, layout.tombstone(image_id),
+                    json.dumps(doc).encode('utf-8'))
     crash.point('after_tombstone')
     if needed(store, image_id):    # a marker written without our lock
         _finalize(ctx, image_id)
@@ -333,7 +337,7 @@ def finish_deletion(ctx, image_id):
     image then).  The image may have been pushed again meanwhile, so it is
     not touched; only the journal entry goes."""
     store = ctx.store
-    if not store.exists(layout.tombstone(image_id)):
+    if not records.exists(store, layout.tombstone(image_id)):
         records.remove(store, layout.journal(image_id))
         return True
     try:
@@ -352,7 +356,7 @@ def finish_deletion(ctx, image_id):
                      image_id, parent)
         return False
     with ctx.locks.image(image_id):
-        if store.exists(layout.image_file(image_id, 'json')):
+        if records.exists(store, layout.image_file(image_id, 'json')):
             if needed(store, image_id):
                 logger.warning('refcount: cancelling deletion of %s: it is '
                                'referenced again', image_id)
@@ -453,9 +457,9 @@ def drop_stale_marker(ctx, image_id, marker, min_age, key=None, now=None,
         return True
     with ctx.locks.image(image_id):
         if kind == 'pending':
-            if store.exists(layout.intent(value)):
+            if records.exists(store, layout.intent(value)):
                 return False
-        elif store.exists(layout.image_file(value, 'json')):
+        elif records.exists(store, layout.image_file(value, 'json')):
             try:
                 if parent_of(store, value) == image_id:
                     return False
@@ -506,11 +510,12 @@ def reconcile_tag(ctx, key):
 
     Under the tag's lock: read the truth and the ledger; if they differ,
     first write to the ledger where the marker goes and every image it must
-    leave, then add the marker to the new image, remove it from the others
-    (which may start a cascade), and write the final ledger.  A crash
-    anywhere leaves a ledger that names every image that may carry the
-    marker, so running this again - whatever the tag file says by then -
-    finishes the job.  Returns the image the tag names (or None).
+    leave (unless it names them all already: a tag deleted), then add the
+    marker to the new image, remove it from the others (which may start a
+    cascade), and write the final ledger.  A crash anywhere leaves a ledger
+    that names every image that may carry the marker, so running this
+    again - whatever the tag file says by then - finishes the job.
+    Returns the image the tag names (or None).
     """
     store = ctx.store
     with ctx.locks.tag(key):
@@ -523,13 +528,18 @@ def reconcile_tag(ctx, key):
             image, others = None, []
         else:
             image, others = entry
-            if image == truth and not others and (truth is None or (
-                    store.exists(layout.marker_path(truth, key.marker)))):
+            if image == truth and not others and (
+                    truth is None or records.exists(
+                        store, layout.marker_path(truth, key.marker))):
                 return truth
         drop = sorted(set([image] + others) - set([truth, None]))
-        if (image, others) != (truth, drop):
+        if (image, others) != (truth, drop) and not (
+                drop and truth in [None, image] + others):
             # where the marker goes and which images it must leave, before
-            # it moves (with nothing to leave, this is the final ledger)
+            # it moves (with nothing to leave, this is the final ledger).
+            # Not needed when the ledger already names every image that
+            # may carry the marker, the new one included (a tag deleted):
+            # the final write below follows the removals.
             records.write(store, layout.ledger(key), dict(
                 {'image': truth, 'tag': str(key)},
                 **({'others': drop} if drop else {})))
@@ -562,7 +572,7 @@ def rewrite_ledger(ctx, key):
         if truth is None:
             records.remove(store, layout.ledger(key))
             return
-        if not store.exists(layout.marker_path(truth, key.marker)):
+        if not records.exists(store, layout.marker_path(truth, key.marker)):
             add_reference(ctx, truth, key.marker, str(key))
         records.write(store, layout.ledger(key),
                       {'image': truth, 'tag': str(key)})

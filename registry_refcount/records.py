@@ -66,6 +66,16 @@ def local_root(store):
     return None
 
 
+def exists(store, path):
+    """Is there a file at ``path``?  On local storage without the driver
+    (its ``exists`` is the same ``os.path.exists``, a few calls deeper):
+    the protocols ask this many times a request."""
+    root = local_root(store)
+    if root is None:
+        return store.exists(path)
+    return os.path.exists(os.path.join(root, path))
+
+
 def encode(obj):
     doc = dict(obj)
     doc['v'] = FORMAT
@@ -330,14 +340,20 @@ def write_marker(store, image_id, marker, content=b'', fresh=False):
 
 
 def link_marker(store, image_id, marker, source):
-    """On local storage, add a marker as another name of the record
-    ``source`` (so with its content): one ``link`` instead of a write.
-    False where that cannot be done (object storage, ``source`` gone):
-    the caller writes the marker."""
+    """Add a marker as another name of the record ``source`` (see
+    :func:`link`)."""
+    return link(store, source, layout.marker_path(image_id, marker))
+
+
+def link(store, source, path):
+    """On local storage, write the record ``path`` as another name of the
+    record ``source`` (so with its content): one ``link`` instead of a
+    write.  False where that cannot be done (object storage, ``source``
+    gone, ``path`` already there): the caller writes it."""
     root = local_root(store)
     if root is None:
         return False
-    target = os.path.join(root, layout.marker_path(image_id, marker))
+    target = os.path.join(root, path)
     for attempt in (0, 1):
         try:
             os.link(os.path.join(root, source), target)
