@@ -662,14 +662,14 @@ def parse_intent(doc):
     return {'at': at, 'tag': tag, 'repository': repository, 'image': image}
 
 
-def finish_intent(ctx, intent_id, doc, reconcile=True):
-    """Complete the work an intent records: reconcile its tags (unless the
-    request's signals already did), release its pending marker, then drop
-    the intent.  :class:`BadInput` if the intent is malformed."""
+def finish_intent(ctx, intent_id, doc):
+    """Complete the work an intent records: reconcile its tags, release its
+    pending marker, then drop the intent (after a tag request's response,
+    and in recovery).  :class:`BadInput` if the intent is malformed."""
     intent = parse_intent(doc)
-    if reconcile and intent['repository']:
+    if intent['repository']:
         reconcile_repository(ctx, *intent['repository'])
-    if reconcile and intent['tag']:
+    if intent['tag']:
         reconcile_tag(ctx, intent['tag'])
     if intent['image']:
         release_pending(ctx, intent_id, intent['image'],

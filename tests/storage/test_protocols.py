@@ -247,8 +247,7 @@ def test_pending_marker_protects_the_tag_write_window(ctx, store):
     delete_tag(ctx, old)                       # another worker, meanwhile
     assert present(store) == set(ids)          # kept by the pending marker
     store.put_content(layout.tag_file(new), ids[-1].encode())
-    protocols.reconcile_tag(ctx, new)          # tag_created
-    protocols.finish_intent(ctx, intent_id, doc, reconcile=False)
+    protocols.finish_intent(ctx, intent_id, doc)   # after the response
     assert present(store) == set(ids)
     consistent(store)
     # and without a pending marker the same interleaving loses the image:
@@ -331,8 +330,7 @@ def test_crash_before_ledger_then_the_tag_is_written_again(ctx, store,
         delete_repository(ctx, 'lib', 'web')
     monkeypatch.undo()
     store.put_content(layout.tag_file(key), x[0].encode())    # the view
-    protocols.reconcile_tag(ctx, key)
-    protocols.finish_intent(ctx, intent_id, doc, reconcile=False)
+    protocols.finish_intent(ctx, intent_id, doc)   # after the response
     recovery.recover(ctx, intent_timeout=0)
     assert present(store) == set(x)
     consistent(store)

@@ -84,14 +84,14 @@ def begin_tag(ctx, key, image):
 
 
 def end_tag(ctx, key, image, intent_id, doc):
-    """The rest of the tag PUT: the view, ``tag_created``, the teardown."""
+    """The rest of the tag PUT: the view, then (``tag_created`` leaves the
+    tag to the intent) the work after the response."""
     store = ctx.store
     if not store.exists(layout.image_file(image, 'json')):
         protocols.finish_intent(ctx, intent_id, doc)
         raise Refused('Image not found')
     store.put_content(layout.tag_file(key), image.encode())
-    protocols.reconcile_tag(ctx, key)
-    protocols.finish_intent(ctx, intent_id, doc, reconcile=False)
+    protocols.finish_intent(ctx, intent_id, doc)
 
 
 def delete_tag(ctx, key):
@@ -104,11 +104,13 @@ def delete_tag(ctx, key):
     except exceptions.FileNotFoundError:
         protocols.finish_intent(ctx, intent_id, doc)
         raise Refused('Tag not found')
-    protocols.reconcile_tag(ctx, key)
-    protocols.finish_intent(ctx, intent_id, doc, reconcile=False)
+    protocols.finish_intent(ctx, intent_id, doc)   # after the response
 
 
 def delete_repository(ctx, namespace, repository):
+    """Each tag's ``tag_deleted`` reconciles it at once (the intent names
+    the repository, not the tag); the repository's reconcile is left to
+    the work after the response."""
     store = ctx.store
     intent_id = protocols.new_intent_id()
     doc = {'repository': '%s/%s' % (namespace, repository)}
@@ -121,8 +123,7 @@ def delete_repository(ctx, namespace, repository):
         store.remove(layout.repository_dir(namespace, repository))
     except exceptions.FileNotFoundError:
         pass
-    protocols.reconcile_repository(ctx, namespace, repository)
-    protocols.finish_intent(ctx, intent_id, doc, reconcile=False)
+    protocols.finish_intent(ctx, intent_id, doc)
 
 
 def present(store):
