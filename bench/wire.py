@@ -11,27 +11,21 @@ from __future__ import absolute_import, unicode_literals
 
 import collections
 import re
-import socket
 import threading
+
+from tests.services import TcpProxy
 
 _HEAD_END = b'\r\n\r\n'
 _LENGTH = re.compile(br'\r\ncontent-length:\s*(\d+)', re.I)
 
 
-class Relay(object):
-    def __init__(self, target_port, target_host='127.0.0.1'):
-        self.target = (target_host, target_port)
+class Relay(TcpProxy):
+    """The tests' TCP proxy, counting what it relays."""
+
+    def __init__(self, target_port):
         self._lock = threading.Lock()
         self.reset()
-        self._server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._server.bind(('127.0.0.1', 0))
-        self._server.listen(64)
-        self.port = self._server.getsockname()[1]
-        self._closed = False
-        t = threading.Thread(target=self._accept)
-        t.daemon = True
-        t.start()
+        TcpProxy.__init__(self, target_port)
 
     def reset(self):
         with self._lock:
@@ -46,56 +40,18 @@ class Relay(object):
                     'requests': sum(self.requests.values()),
                     'by_method': dict(self.requests)}
 
-    def close(self):
-        self._closed = True
-        try:
-            self._server.close()
-        except socket.error:
-            pass
-
-    def _accept(self):
-        while not self._closed:
-            try:
-                client, _ = self._server.accept()
-            except socket.error:
-                return
-            try:
-                upstream = socket.create_connection(self.target)
-            except socket.error:
-                client.close()
-                continue
-            for s in (client, upstream):   # no Nagle delays added by us
-                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            for src, dst, up in ((client, upstream, True),
-                                 (upstream, client, False)):
-                t = threading.Thread(target=self._pump, args=(src, dst, up))
-                t.daemon = True
-                t.start()
-
-    def _pump(self, src, dst, up):
+    def _watcher(self, up):
         parser = _RequestParser(self._count_request) if up else None
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                with self._lock:
-                    if up:
-                        self.sent += len(data)
-                    else:
-                        self.received += len(data)
-                if parser is not None:
-                    parser.feed(data)
-                dst.sendall(data)
-        except socket.error:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except socket.error:
-                    pass
-                s.close()
+
+        def watch(data):
+            with self._lock:
+                if up:
+                    self.sent += len(data)
+                else:
+                    self.received += len(data)
+            if parser is not None:
+                parser.feed(data)
+        return watch
 
     def _count_request(self, method):
         with self._lock:
