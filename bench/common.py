@@ -130,17 +130,18 @@ def save(name, data):
 
 def rss_kib():
     """Current resident set size of this process (KiB)."""
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith('VmRSS:'):
-                return int(line.split()[1])
-    return None
+    return _status_kib('VmRSS:')
 
 
 def peak_rss_kib():
+    """Peak resident set size of this process so far (KiB)."""
+    return _status_kib('VmHWM:')
+
+
+def _status_kib(field):
     with open('/proc/self/status') as f:
         for line in f:
-            if line.startswith('VmHWM:'):
+            if line.startswith(field):
                 return int(line.split()[1])
     return None
 

@@ -7,6 +7,7 @@ the PNG plots (Python 3 with matplotlib: ``.venv3``).
 from __future__ import absolute_import, division, print_function
 
 import argparse
+import functools
 import io
 import json
 import os
@@ -70,13 +71,25 @@ def table(head, rows):
     return '\n'.join(out)
 
 
+def section(title):
+    """A part of the report: its heading, then its body - or ``_not run_``
+    when the part's results are missing."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def part(data, lines, goals, plots):
+            lines.append('## %s\n' % title)
+            if not data:
+                lines.append('_not run_\n')
+                return None
+            return fn(data, lines, goals, plots)
+        return part
+    return wrap
+
+
 # -- part 1 ------------------------------------------------------------------
 
+@section('1. Cost of one push and one delete vs registry size')
 def part1(data, lines, goals, plots):
-    lines.append('## 1. Cost of one push and one delete vs registry size\n')
-    if not data:
-        lines.append('_not run_\n')
-        return
     lines.append(
         'N tags, each on its own image, on one shared base image.  "push" '
         '= image json (parent = base), layer, checksum, then the tag PUT; '
@@ -275,11 +288,8 @@ def plot_part1(backend, res, sizes):
 
 # -- part 2 ------------------------------------------------------------------
 
+@section('2. Online overhead in the real registry')
 def part2(data, lines, goals, plots):
-    lines.append('## 2. Online overhead in the real registry\n')
-    if not data:
-        lines.append('_not run_\n')
-        return
     lines.append(
         'Two real docker-registry 0.9.1 servers at once (gunicorn, %d gevent '
         'workers each, file storage): extension enabled (config_sample.yml\'s '
@@ -357,11 +367,8 @@ def _online_run(lines, goals, run, conc, section):
 
 # -- part 3 ------------------------------------------------------------------
 
+@section('3. gc sweep against the storage limit')
 def part3(data, lines, goals, plots):
-    lines.append('## 3. gc sweep against the storage limit\n')
-    if not data:
-        lines.append('_not run_\n')
-        return
     if data.get('skipped'):
         lines.append('_skipped: %s_\n' % data['skipped'])
         return
