@@ -23,6 +23,8 @@ fi
 
 COMMAND=${BENCH_COMMAND:-$COMMAND}
 
+# the commit measured, named before this run rewrites its own result files
+export BENCH_COMMIT=${BENCH_COMMIT:-$(git describe --always --dirty 2>/dev/null)}
 mkdir -p bench/results
 rm -f bench/results/storage_cost.json bench/results/online.json bench/results/gc.json bench/results/run.json
 start=$(date +%s)

@@ -334,3 +334,54 @@ def test_crash_before_ledger_then_the_tag_is_written_again(ctx, store,
     recovery.recover(ctx, intent_timeout=0)
     assert present(store) == set(x)
     consistent(store)
+
+
+def test_a_deleted_tag_keeps_its_ledger_until_the_marker_is_off(
+        ctx, store, monkeypatch):
+    """A tag delete does not rewrite the ledger before it takes the marker
+    off: the ledger already names the image.  A crash in between leaves a
+    ledger that still names it, and the intent's recovery finishes."""
+    x = chain(ctx, ['x'])
+    key = T('ns', 'a', 'v')
+    put_tag(ctx, key, x[0])
+    writes = []
+    real_write = records.write
+    monkeypatch.setattr(records, 'write', lambda s, path, *a, **k: (
+        writes.append(path), real_write(s, path, *a, **k)))
+    die_at(monkeypatch, 'before_ledger')
+    with pytest.raises(Died):
+        delete_tag(ctx, key)
+    monkeypatch.undo()
+    assert layout.ledger(key) not in writes
+    assert protocols.read_ledger(store, key) == x[0]
+    assert present(store) == set()            # the image went
+    recovery.recover(ctx, intent_timeout=0)
+    assert records.read(store, layout.ledger(key)) is None
+    consistent(store)
+
+
+def test_a_tombstone_is_another_name_of_the_journal_entry(ctx, store,
+                                                         monkeypatch):
+    """On local storage a deletion links its tombstone to its journal
+    entry (one document, one write); finishing the deletion removes both
+    and keeps no spare that another name still links."""
+    import os
+    from registry_refcount import spares
+    x = chain(ctx, ['x'])
+    key = T('ns', 'a', 'v')
+    put_tag(ctx, key, x[0])
+    die_at(monkeypatch, 'after_tombstone')
+    with pytest.raises(Died):
+        delete_tag(ctx, key)
+    monkeypatch.undo()
+    root = records.local_root(store)
+    tomb = os.stat(os.path.join(root, layout.tombstone(x[0])))
+    journal = os.stat(os.path.join(root, layout.journal(x[0])))
+    assert tomb.st_ino == journal.st_ino and tomb.st_nlink == 2
+    assert json.loads(records.read_raw(
+        store, layout.tombstone(x[0])).decode('utf-8'))['image'] == x[0]
+    recovery.recover(ctx, intent_timeout=0)
+    assert present(store) == set()
+    pool = spares._pool(root)
+    assert all(os.lstat(p).st_nlink == 1 for p in pool.free)
+    consistent(store)
