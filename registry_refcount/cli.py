@@ -99,7 +99,8 @@ def cmd_status(ctx, settings, args, progress):
     referenced = sum(1 for i in rep.images
                      if next(iter(records.markers(store, i)), None))
     sizes = dict(zip(rep.images, truth.pool_map(
-        lambda i: protocols.layer_size(store, i), list(rep.images), args.jobs)))
+        lambda i: protocols.layer_size(store, i), list(rep.images),
+        args.jobs)))
     doc = {
         'initialised': protocols.is_initialised(store),
         'images': len(rep.images),
@@ -227,21 +228,19 @@ def _clean_index_images(store, deleted):
     if not deleted:
         return 0
     updated = 0
-    for ns in records.listing(store, layout.REPOSITORIES):
-        for repo in records.listing(store, '%s/%s' % (layout.REPOSITORIES,
-                                                     ns)):
-            path = '%s/_index_images' % layout.repository_dir(ns, repo)
-            try:
-                data = json.loads(layout.text(store.get_content(path)))
-            except Exception:
-                continue
-            if not isinstance(data, list):
-                continue
-            kept = [e for e in data if not (isinstance(e, dict) and
-                                            e.get('id') in deleted)]
-            if len(kept) != len(data):
-                store.put_content(path, json.dumps(kept).encode('utf-8'))
-                updated += 1
+    for ns, repo in records.repositories(store, layout.REPOSITORIES):
+        path = '%s/_index_images' % layout.repository_dir(ns, repo)
+        try:
+            data = json.loads(layout.text(store.get_content(path)))
+        except Exception:
+            continue
+        if not isinstance(data, list):
+            continue
+        kept = [e for e in data if not (isinstance(e, dict) and
+                                        e.get('id') in deleted)]
+        if len(kept) != len(data):
+            store.put_content(path, json.dumps(kept).encode('utf-8'))
+            updated += 1
     return updated
 
 

@@ -163,13 +163,12 @@ def _check_records(store, rep, jobs, progress=truth.no_progress):
 def ledger_entries(store):
     """``{key: (image, others) or UNKNOWN}`` for every ledger entry."""
     entries = {}
-    for ns in records.listing(store, layout.LEDGER):
-        for repo in records.listing(store, '%s/%s' % (layout.LEDGER, ns)):
-            try:
-                for key in protocols.ledger_tags(store, ns, repo):
-                    entries[key] = protocols.ledger_entry(store, key)
-            except layout.InvalidName:
-                continue
+    for ns, repo in records.repositories(store, layout.LEDGER):
+        try:
+            for key in protocols.ledger_tags(store, ns, repo):
+                entries[key] = protocols.ledger_entry(store, key)
+        except layout.InvalidName:
+            continue
     return entries
 
 

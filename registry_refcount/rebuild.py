@@ -46,10 +46,8 @@ def rebuild(ctx, jobs=8, progress=truth.no_progress):
         done = _checkpoint(store, done, 'children')
     if 'tags' not in done:
         keys = set(tags)
-        for ns in records.listing(store, layout.LEDGER):
-            for repo in records.listing(store, '%s/%s' % (layout.LEDGER,
-                                                         ns)):
-                keys.update(protocols.ledger_tags(store, ns, repo))
+        for ns, repo in records.repositories(store, layout.LEDGER):
+            keys.update(protocols.ledger_tags(store, ns, repo))
         tick = progress('reconcile', len(keys))
         for key in sorted(keys):
             try:

@@ -325,6 +325,14 @@ def listing(store, path):
         return
 
 
+def repositories(store, top):
+    """``(namespace, repository)`` of every repository folder under
+    ``top``: the registry's ``repositories/`` or the ledger's folder."""
+    for namespace in listing(store, top):
+        for repository in listing(store, '%s/%s' % (top, namespace)):
+            yield namespace, repository
+
+
 def _native(path):
     if str is bytes and not isinstance(path, bytes):
         return path.encode('utf-8')

@@ -36,7 +36,6 @@ logger = logging.getLogger(__name__)
 def sweep(ctx, grace_period, dry_run=False, jobs=8, now=None,
           progress=truth.no_progress):
     """Run one sweep; returns a report dict (JSON-serialisable)."""
-    store = ctx.store
     now = time.time() if now is None else now
     report = {'dry_run': bool(dry_run), 'grace_period': grace_period,
               'tags': 0, 'images': 0, 'reachable': 0, 'candidates': 0,

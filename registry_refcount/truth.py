@@ -93,14 +93,12 @@ def no_progress(stage, total=None):
 
 def iter_tags(store):
     """Every tag key that has a tag file (a generator)."""
-    for ns in records.listing(store, layout.REPOSITORIES):
-        for repo in records.listing(store, '%s/%s' % (layout.REPOSITORIES,
-                                                     ns)):
-            try:
-                for key in protocols.repository_tags(store, ns, repo):
-                    yield key
-            except layout.InvalidName as e:
-                logger.error('refcount: skipping tag: %s', e)
+    for ns, repo in records.repositories(store, layout.REPOSITORIES):
+        try:
+            for key in protocols.repository_tags(store, ns, repo):
+                yield key
+        except layout.InvalidName as e:
+            logger.error('refcount: skipping tag: %s', e)
 
 
 def list_tags(store):

@@ -1,7 +1,6 @@
 from __future__ import absolute_import
 
 import contextlib
-import os
 
 import pytest
 

@@ -360,8 +360,8 @@ def test_a_deleted_tag_keeps_its_ledger_until_the_marker_is_off(
     consistent(store)
 
 
-def test_a_tombstone_is_another_name_of_the_journal_entry(ctx, store,
-                                                         monkeypatch):
+def test_a_tombstone_is_another_name_of_the_journal_entry(
+        ctx, store, monkeypatch):
     """On local storage a deletion links its tombstone to its journal
     entry (one document, one write); finishing the deletion removes both
     and keeps no spare that another name still links."""
