@@ -349,13 +349,20 @@ def main(argv=None):
     parser.add_argument('--rounds', type=int, default=None,
                         help='rounds per counted run, requests pooled '
                         '(default: 2 at concurrency 1, 3 above; QUICK: 1)')
+    parser.add_argument('--control', action='store_true',
+                        help='an A/A run: the "enabled" registry without '
+                        'the extension too, for the method\'s noise floor '
+                        '(session 3: pooled ratios 0.92-1.08 at '
+                        'concurrency 16, single rounds 0.82-1.21)')
     parser.add_argument('--out', default='online')
     args = parser.parse_args(argv)
     quick = common.quick()
     workdir = common.workdir('online')
     registries = {}
     kinds = [('enabled', False), ('absent', None)]
-    if not quick:
+    if args.control:
+        kinds = [('enabled', None), ('absent', None)]
+    elif not quick:
         kinds.append(('tracking', True))    # dry_run: nothing deleted
     for name, dry_run in kinds:
         folder = os.path.join(workdir, name)
@@ -365,12 +372,15 @@ def main(argv=None):
             settings = dict(refcount_settings(folder), dry_run=dry_run)
         registries[name] = Registry(folder, refcount=settings,
                                     workers=args.workers)
-    out = {'workers': args.workers, 'runs': {}, 'base': args.base, 'config': {
-        'enabled': refcount_settings('<workdir>')}}
+    out = {'workers': args.workers, 'runs': {}, 'base': args.base,
+           'control': args.control, 'config': {
+               'enabled': None if args.control else refcount_settings(
+                   '<workdir>')}}
     try:
         for reg in registries.values():
             reg.start()
-        wait_for_log(registries['enabled'], 'refcount: enabled')
+        if not args.control:
+            wait_for_log(registries['enabled'], 'refcount: enabled')
         # the base image, tagged (so that deleting the last child keeps it)
         base = {}
         from tests.registry.harness import make_layer
