@@ -104,8 +104,7 @@ class LocalLocks(object):
         fcntl = self._fcntl
         mutex = _local_mutex(path, offset)
         deadline = time.time() + self.timeout
-        if not _acquire(mutex, deadline):
-            raise LockTimeout('could not lock %s in time' % what)
+        _acquire(mutex, deadline, what)
         try:
             fd = _shared_fd(path)
             delay = FIRST_WAIT
@@ -129,22 +128,22 @@ class LocalLocks(object):
                 mutex.release()
 
 
-def _acquire(mutex, deadline):
-    """Take an in-process mutex by ``deadline``: waiting on it where the
-    lock can wait with a timeout (gevent's, Python 3's), so a greenlet is
-    woken the moment it is free; polling where it cannot (Python 2's)."""
+def _acquire(mutex, deadline, what):
+    """Take an in-process mutex by ``deadline`` (else :class:`LockTimeout`):
+    waiting on it where the lock can wait with a timeout (gevent's, Python
+    3's), so a greenlet is woken the moment it is free; polling where it
+    cannot (Python 2's)."""
     if mutex.acquire(False):
-        return True
+        return
     try:
-        return mutex.acquire(True, max(0.0, deadline - time.time()))
+        got = mutex.acquire(True, max(0.0, deadline - time.time()))
     except TypeError:
         delay = FIRST_WAIT
         while not mutex.acquire(False):
-            if time.time() >= deadline:
-                return False
-            time.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, LONGEST_WAIT)
-        return True
+            delay = _backoff(deadline, delay, what)
+        return
+    if not got:
+        raise LockTimeout('could not lock %s in time' % what)
 
 
 #: Per process: lock file path -> open descriptor, and (path, offset) ->

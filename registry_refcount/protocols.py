@@ -192,8 +192,8 @@ def add_reference(ctx, image_id, marker, content=b'', locked=True,
         except locks.LockTimeout as e:
             logger.warning('refcount: %s; adding %s to %s without the lock',
                            e, marker, image_id)
-    if not (same_as and records.link_marker(store, image_id, marker,
-                                            same_as)):
+    if not (same_as and records.link(
+            store, same_as, layout.marker_path(image_id, marker))):
         records.write_marker(store, image_id, marker, content, fresh)
     if image_state(store, image_id) == 'live':
         return True

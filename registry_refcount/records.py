@@ -347,12 +347,6 @@ def write_marker(store, image_id, marker, content=b'', fresh=False):
     put(store, layout.marker_path(image_id, marker), content, fresh)
 
 
-def link_marker(store, image_id, marker, source):
-    """Add a marker as another name of the record ``source`` (see
-    :func:`link`)."""
-    return link(store, source, layout.marker_path(image_id, marker))
-
-
 def link(store, source, path):
     """On local storage, write the record ``path`` as another name of the
     record ``source`` (so with its content): one ``link`` instead of a

@@ -301,7 +301,7 @@ def on_before_put_image_json(sender, image_json=None, **kwargs):
     if not layout.valid_id(image_id):
         return None           # the registry's route already refused it
     try:
-        if ctx.store.exists(layout.tombstone(image_id)):
+        if records.exists(ctx.store, layout.tombstone(image_id)):
             return ('Image %s is being deleted; retry the push shortly'
                     % image_id)
         if not parent:
