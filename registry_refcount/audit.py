@@ -43,8 +43,7 @@ def deleted(image_id, reason, size, dry_run=False, by='online'):
     if _file:
         line = json.dumps({'time': time.time(), 'image': image_id,
                            'reason': reason, 'bytes': size,
-                           'dry_run': bool(dry_run), 'by': by},
-                          sort_keys=True) + '\n'
+                           'dry_run': bool(dry_run), 'by': by}) + '\n'
         try:
             _append(line.encode('utf-8'))
         except (IOError, OSError) as e:

@@ -62,10 +62,22 @@ def valid_id(value):
 
 
 def check_id(value, what='image id'):
-    """Return ``value`` as text if it is a valid image id, else raise."""
+    """Return ``value`` as text if it is a valid image id, else raise.
+    (Every path of an image's files asks: the ids seen lately are
+    remembered.)"""
+    try:
+        return _checked[value]
+    except (KeyError, TypeError):
+        pass
     if not valid_id(value):
         raise InvalidName('invalid %s: %r' % (what, value))
-    return text(value)
+    if len(_checked) >= 1024:
+        _checked.clear()
+    result = _checked[value] = text(value)
+    return result
+
+
+_checked = {}
 
 
 def quote(value):

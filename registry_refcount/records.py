@@ -60,10 +60,19 @@ def quarantine(path, reason):
 
 
 def local_root(store):
-    """The root folder of the registry's file driver, or None."""
+    """The root folder of the registry's file driver, or None.  (Asked
+    dozens of times a request: remembered in the driver object's own
+    ``__dict__``, never through a wrapper's attribute forwarding.)"""
+    own = getattr(store, '__dict__', {})
+    try:
+        return own['_refcount_root']
+    except KeyError:
+        pass
+    root = None
     if type(store).__module__.endswith('drivers.file'):
-        return getattr(store, '_root_path', None)
-    return None
+        root = getattr(store, '_root_path', None)
+    own['_refcount_root'] = root
+    return root
 
 
 def exists(store, path):
@@ -77,9 +86,11 @@ def exists(store, path):
 
 
 def encode(obj):
+    """(Not ``sort_keys``: on Python 2.7 it turns off the C encoder, and a
+    document is read by its keys.)"""
     doc = dict(obj)
     doc['v'] = FORMAT
-    return json.dumps(doc, sort_keys=True).encode('utf-8')
+    return json.dumps(doc).encode('utf-8')
 
 
 def decode(path, data):
@@ -390,9 +401,8 @@ def referenced(store, image_id):
     earlier extension?  One cheap operation whatever the number of
     markers (a base image may carry thousands):
 
-    * local storage: ``rmdir`` of ``_references/`` - it fails on a folder
-      that holds a marker (and on a per-tag-list *file*), and an empty one
-      is not worth keeping (a marker write recreates it);
+    * local storage: a listing of ``_references/`` (one ``getdents`` of
+      its first block; a per-tag-list *file* there counts too);
     * the S3 drivers: a listing of at most one key;
     * any other driver: its listing, stopped at the first entry.
 
@@ -401,9 +411,9 @@ def referenced(store, image_id):
     path = layout.references_dir(image_id)
     if root is not None:
         try:
-            os.rmdir(os.path.join(root, path))
+            return bool(os.listdir(os.path.join(root, path)))
         except OSError as e:
-            if e.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+            if e.errno == errno.ENOTDIR:
                 return True
             if e.errno != errno.ENOENT:
                 raise
@@ -419,6 +429,20 @@ def referenced(store, image_id):
     for _ in markers(store, image_id):
         return True
     return legacy_references(store, image_id) is not None
+
+
+def retire_references(store, image_id):
+    """A deletion, once it found no marker: on local storage the image's
+    empty ``_references/`` becomes a spare folder for the next image's
+    markers - a rename, where ``rmdir`` frees the folder's block (about
+    0.1 ms blocked on the hosts in bench/NOTES.md) and the next image
+    would make one again.  (A marker written without the lock meanwhile
+    goes with it: its writer sees the tombstone and gives up, and the
+    folder is checked again before it is reused.)"""
+    root = local_root(store)
+    if root is not None:
+        spares.keep_folder(root, os.path.join(
+            root, layout.references_dir(image_id)))
 
 
 def legacy_references(store, image_id):

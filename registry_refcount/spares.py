@@ -160,23 +160,16 @@ def give(root, path):
     pool = _pool(root)
     if len(pool.free) < LIMIT:
         spare = pool.name()
-        for attempt in (0, 1):
-            try:
-                os.rename(path, spare)
-                if os.lstat(spare).st_nlink == 1:
-                    pool.free.append(spare)
-                else:
-                    os.unlink(spare)    # another name of it lives on
-                return True
-            except OSError as e:
-                if e.errno != errno.ENOENT:
-                    break                   # EXDEV, EISDIR...: unlink
-                if pool.made and os.path.isdir(pool.folder):
-                    return False            # no such file
-                if attempt:
-                    break
-                makedirs(pool.folder)
-                pool.made = True
+        try:
+            if not _move_in(pool, path, spare):
+                return False                # no such file
+            if os.lstat(spare).st_nlink == 1:
+                pool.free.append(spare)
+            else:
+                os.unlink(spare)            # another name of it lives on
+            return True
+        except OSError:
+            pass                            # EXDEV, EISDIR...: unlink
     try:
         os.unlink(path)
         return True
@@ -186,36 +179,73 @@ def give(root, path):
         raise
 
 
+def _move_in(pool, path, spare):
+    """Rename ``path`` to ``spare``, in the pool's folder (made again if
+    it went).  False if there is no ``path``."""
+    for attempt in (0, 1):
+        try:
+            os.rename(path, spare)
+            return True
+        except OSError as e:
+            if e.errno != errno.ENOENT:
+                raise
+            if attempt or (pool.made and os.path.isdir(pool.folder)):
+                return False
+            makedirs(pool.folder)
+            pool.made = True
+
+
 def place_folder(root, folder):
     """Make the missing folder ``folder`` (an image's ``_references/``,
     most often) by renaming a spare empty folder into place.  False if
     there is none or its parent is missing too: the caller makes it."""
     pool = _pool(root)
-    try:
+    while pool.folders:
         spare = pool.folders.pop()
-    except IndexError:
-        return False
-    try:
-        os.rename(spare, folder)
-        return True
-    except OSError as e:
-        if e.errno in (errno.EEXIST, errno.ENOTEMPTY):
-            pool.folders.append(spare)      # made meanwhile: fine
+        try:
+            if os.listdir(spare):     # see records.retire_references
+                shutil.rmtree(spare, ignore_errors=True)
+                continue
+            os.rename(spare, folder)
             return True
-        if os.path.isdir(spare):
-            pool.folders.append(spare)
-        else:
-            lost(root)
-        return False
+        except OSError as e:
+            if e.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                pool.folders.append(spare)      # made meanwhile: fine
+                return True
+            if os.path.isdir(spare):
+                pool.folders.append(spare)
+            else:
+                lost(root)
+            return False
+    return False
+
+
+def keep_folder(root, folder):
+    """Remove an image's marker folder, found empty: keep it as a spare
+    folder when there is room, else ``rmdir``.  Absent is fine."""
+    pool = _pool(root)
+    if len(pool.folders) < LIMIT // 2:
+        spare = pool.name('d')
+        try:
+            if _move_in(pool, folder, spare):
+                pool.folders.append(spare)
+            return
+        except OSError:
+            pass
+    try:
+        os.rmdir(folder)
+    except OSError as e:
+        if e.errno not in (errno.ENOENT, errno.ENOTEMPTY, errno.EEXIST):
+            raise
 
 
 def refill(root, count):
     """Make spare files until the pool holds ``count``, and half as many
     spare folders (work done after a response, so that requests find
     them).  A tag write and delete remove one record fewer than they write
-    (a rewritten ledger entry replaces its old file), and a deletion's
-    ``_references/`` goes with ``rmdir``: without this the pool would run
-    dry."""
+    (a rewritten ledger entry replaces its old file), and an image that
+    stays keeps its ``_references/`` (a deleted one gives it back,
+    :func:`keep_folder`): without this the pool would run dry."""
     pool = _pool(root)
     while len(pool.free) < count or len(pool.folders) < count // 2:
         spare = pool.name('s' if len(pool.free) < count else 'd')

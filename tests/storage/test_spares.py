@@ -2,6 +2,7 @@
 
 from __future__ import absolute_import, unicode_literals
 
+import json
 import os
 import shutil
 
@@ -220,3 +221,52 @@ def test_a_pending_marker_is_another_name_of_its_intent(ctx):
         assert os.stat(path).st_nlink == 1
     inodes = [os.stat(p).st_ino for p in _spare_files(root)]
     assert len(inodes) == len(set(inodes))
+
+
+def _image(store, image_id, parent=None):
+    doc = {'id': image_id}
+    ancestry = [image_id]
+    if parent:
+        doc['parent'] = parent
+        ancestry.append(parent)
+    store.put_content(layout.image_file(image_id, 'json'),
+                      json.dumps(doc).encode('utf-8'))
+    store.put_content(layout.image_file(image_id, 'ancestry'),
+                      json.dumps(ancestry).encode('utf-8'))
+
+
+def test_a_deleted_images_references_become_the_next_images(ctx):
+    """No rmdir and no mkdir: the folder moves from the deleted image to
+    the next one through the pool."""
+    from registry_refcount import protocols
+    store = ctx.store
+    root = _root(store)
+    protocols.set_initialised(store)
+    _image(store, ID)
+    key = layout.TagKey('ns', 'repo', 'v1')
+    assert protocols.add_reference(ctx, ID, key.marker, str(key))
+    folder = os.path.join(root, layout.references_dir(ID))
+    inode = os.stat(folder).st_ino
+    protocols.remove_reference(ctx, ID, key.marker, 'test')
+    assert not os.path.exists(os.path.join(root, layout.image_dir(ID)))
+    other = 'd' * 64
+    _image(store, other)
+    assert protocols.add_reference(ctx, other, key.marker, str(key))
+    assert os.stat(os.path.join(
+        root, layout.references_dir(other))).st_ino == inode
+    assert list(records.markers(store, other)) == [key.marker]
+
+
+def test_a_spare_folder_is_reused_only_empty(store):
+    """A marker written without the lock may land in a folder a deletion
+    just gave up (its writer then gives up too): it never comes back on
+    another image."""
+    root = _root(store)
+    records.write_marker(store, ID, 'pending-%032x' % 1, b'{}')
+    records.retire_references(store, ID)
+    assert not os.path.exists(os.path.join(root, layout.references_dir(ID)))
+    other = 'd' * 64
+    os.makedirs(os.path.join(root, layout.image_dir(other)))
+    records.write_marker(store, other, 'child-' + 'e' * 64, b'{}')
+    assert list(records.markers(store, other)) == ['child-' + 'e' * 64]
+    assert _spare_files(root) == []
