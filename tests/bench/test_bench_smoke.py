@@ -116,3 +116,12 @@ def test_online_script():
     out = online.main(['--concurrency', '1,2', '--iterations', '2'])
     assert set(out['runs']) == {'1', '2'}
     assert out['enabled_log_errors'] == 0
+
+
+def test_inprocess_measures_both_modes_and_each_checkout():
+    from bench import inprocess
+    summary = inprocess.main(['--pairs', '1', '--iterations', '5',
+                              '--code', common.ROOT])
+    assert set(summary) == set(['off', 'on', 'other'])
+    for figures in summary.values():
+        assert figures['cpu_ms'] > 0

@@ -1,0 +1,159 @@
+"""The extension's CPU per iteration, in process: a low-noise companion
+to part 2.
+
+Part 2 at concurrency 16 measures latency on a saturated, shared machine,
+where one pooled run moves by about +-0.08 for nothing (bench/NOTES.md).
+A change that saves a tenth of the extension's work does not show there.
+This measures the work itself: the registry's Flask app, in this process
+(no HTTP, no gunicorn, so the work after the response runs at once),
+on the file driver, iterations of
+
+    push (json, layer, checksum) on a tagged base, tag PUT, tag DELETE
+
+and the user and system CPU per iteration from ``getrusage``.  Each mode
+runs in a fresh process; the modes alternate ``--pairs`` times, and the
+medians are reported.  ``--code DIR`` runs the "on" mode from another
+checkout as well (an A/B of two versions: ``git worktree add DIR REV``).
+
+    python -m bench.inprocess --pairs 4      (Python 2.7: .venv27)
+"""
+
+from __future__ import absolute_import, division, print_function
+
+import argparse
+import hashlib
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+from . import common
+
+
+def child(mode, iterations, workdir, code):
+    """One measurement, in this process (the registry's app is imported
+    here, with the extension of ``code`` enabled, or absent)."""
+    sys.path.insert(0, code)
+    from tests.registry.harness import make_config, image_id, make_layer
+    config = make_config(os.path.join(workdir, 'config.yml'), {
+        'enabled': True, 'lock_dir': os.path.join(workdir, 'locks')}
+        if mode == 'on' else None)
+    os.environ.update(DOCKER_REGISTRY_CONFIG=config, SETTINGS_FLAVOR='local',
+                      STORAGE_PATH=os.path.join(workdir, 'storage'),
+                      LOGLEVEL='error')
+    from docker_registry import wsgi
+    client = wsgi.application.test_client()
+    layer = make_layer('inprocess')
+
+    def push(image, parent):
+        doc = json.dumps(dict({'id': image}, **(
+            {'parent': parent} if parent else {})))
+        checksum = 'sha256:' + hashlib.sha256(
+            doc.encode() + b'\n' + layer).hexdigest()
+        for path, kwargs in (('json', {'data': doc}),
+                             ('layer', {'data': layer}),
+                             ('checksum', {'headers': {
+                                 'X-Docker-Checksum-Payload': checksum}})):
+            status = client.put('/v1/images/%s/%s' % (image, path),
+                                **kwargs).status_code
+            assert status == 200, (path, status)
+
+    def loop(n, offset):
+        before, started = resource.getrusage(resource.RUSAGE_SELF), \
+            time.time()
+        for i in range(n):
+            image = image_id('inprocess-%d' % (offset + i))
+            push(image, base)
+            tag = '/v1/repositories/bench/app/tags/t%d' % i
+            assert client.put(tag, data=json.dumps(image)).status_code == 200
+            assert client.delete(tag).status_code == 200
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        return {'user_ms': (after.ru_utime - before.ru_utime) * 1000 / n,
+                'system_ms': (after.ru_stime - before.ru_stime) * 1000 / n,
+                'wall_ms': (time.time() - started) * 1000 / n}
+
+    base = image_id('inprocess-base')
+    push(base, None)
+    client.put('/v1/repositories/bench/base/tags/latest',
+               data=json.dumps(base))
+    loop(max(10, iterations // 10), 10 ** 6)          # warm up
+    result = loop(iterations, 0)
+    import registry_refcount
+    result['code'] = os.path.dirname(os.path.dirname(os.path.abspath(
+        registry_refcount.__file__)))
+    print(json.dumps(result))
+
+
+def run(label, mode, iterations, code):
+    workdir = common.workdir('inprocess')
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, '-m', 'bench.inprocess', '--child', mode,
+             '--iterations', str(iterations), '--workdir', workdir,
+             '--code', code], cwd=common.ROOT, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE)
+        out, err = proc.communicate()
+    finally:
+        common.cleanup(workdir)
+    if proc.returncode:
+        raise RuntimeError('%s failed:\n%s' % (label, err.decode(
+            'utf-8', 'replace')[-3000:]))
+    result = json.loads(out.decode('utf-8').strip().splitlines()[-1])
+    if os.path.realpath(result['code']) != os.path.realpath(code):
+        raise RuntimeError('%s ran the extension of %s, not %s'
+                           % (label, result['code'], code))
+    result['cpu_ms'] = result['user_ms'] + result['system_ms']
+    common.log('  %-5s user %.2f  system %.2f  cpu %.2f ms per iteration'
+               % (label, result['user_ms'], result['system_ms'],
+                  result['cpu_ms']))
+    return result
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--pairs', type=int, default=3)
+    parser.add_argument('--iterations', type=int, default=600)
+    parser.add_argument('--code', default=None,
+                        help='another checkout: its extension is run too, '
+                        'as "other"')
+    parser.add_argument('--out', default='inprocess')
+    parser.add_argument('--child', choices=('on', 'off'),
+                        help=argparse.SUPPRESS)
+    parser.add_argument('--workdir', help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        return child(args.child, args.iterations, args.workdir, args.code)
+    plan = [('off', 'off', common.ROOT), ('on', 'on', common.ROOT)]
+    if args.code:
+        plan.append(('other', 'on', os.path.abspath(args.code)))
+    samples = dict((label, []) for label, _, _ in plan)
+    for pair in range(args.pairs):
+        common.log('in process, round %d of %d' % (pair + 1, args.pairs))
+        for label, mode, code in plan:
+            samples[label].append(run(label, mode, args.iterations, code))
+    summary = {}
+    for label, runs in samples.items():
+        summary[label] = dict((k, common.median([r[k] for r in runs]))
+                              for k in ('user_ms', 'system_ms', 'cpu_ms'))
+    off = summary['off']
+    for label in sorted(summary):
+        if label == 'off':
+            continue
+        s = summary[label]
+        common.log('%s: the extension adds %.2f ms CPU per iteration '
+                   '(%.2f user), %.2fx the registry alone' % (
+                       label, s['cpu_ms'] - off['cpu_ms'],
+                       s['user_ms'] - off['user_ms'],
+                       s['cpu_ms'] / off['cpu_ms']))
+    path = common.save(args.out, {'iterations': args.iterations,
+                                  'pairs': args.pairs, 'runs': samples,
+                                  'median': summary,
+                                  'other_code': args.code})
+    common.log('written to %s' % path)
+    return summary
+
+
+if __name__ == '__main__':
+    main()
