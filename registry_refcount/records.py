@@ -401,8 +401,11 @@ def referenced(store, image_id):
     earlier extension?  One cheap operation whatever the number of
     markers (a base image may carry thousands):
 
-    * local storage: a listing of ``_references/`` (one ``getdents`` of
-      its first block; a per-tag-list *file* there counts too);
+    * local storage: a folder of one block at most (a few dozen names) is
+      listed; a larger one gets ``rmdir``, which fails at once on a folder
+      that holds a marker (listing it would read every name), and removes
+      an empty one (a marker write makes it again).  A per-tag-list
+      *file* there counts as a marker;
     * the S3 drivers: a listing of at most one key;
     * any other driver: its listing, stopped at the first entry.
 
@@ -410,10 +413,14 @@ def referenced(store, image_id):
     root = local_root(store)
     path = layout.references_dir(image_id)
     if root is not None:
+        folder = os.path.join(root, path)
         try:
-            return bool(os.listdir(os.path.join(root, path)))
+            st = os.stat(folder)
+            if st.st_size <= max(st.st_blksize, 4096):
+                return bool(os.listdir(folder))
+            os.rmdir(folder)
         except OSError as e:
-            if e.errno == errno.ENOTDIR:
+            if e.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
                 return True
             if e.errno != errno.ENOENT:
                 raise
