@@ -34,7 +34,10 @@ SIZE = 32
 #: moment later is reconciled once, to "no tag".
 DELAY = 0.005
 
-_pool = []   # [gevent.pool.Pool] once the worker runs gevent
+#: ``[pool, gevent]`` once the worker runs gevent.  (Kept, not imported
+#: per task: under gevent an import statement takes the patched import
+#: lock.)
+_pool = []
 
 
 def _gevent_pool():
@@ -47,7 +50,7 @@ def _gevent_pool():
         import gevent.pool
     except ImportError:
         return None
-    _pool.append(gevent.pool.Pool(SIZE))
+    _pool[:] = [gevent.pool.Pool(SIZE), gevent]
     atexit.register(drain)
     return _pool[0]
 
@@ -63,8 +66,7 @@ def run(fn, *args):
 
 
 def _later(fn, args):
-    import gevent
-    gevent.sleep(DELAY)
+    _pool[1].sleep(DELAY)
     fn(*args)
 
 

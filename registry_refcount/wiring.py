@@ -32,6 +32,10 @@ from . import settings as settings_mod
 logger = logging.getLogger(__name__)
 
 _state = {}   # 'ctx', 'settings' once booted
+#: The flask module, once the receivers are connected.  (Not imported in
+#: each receiver: under gevent an import statement takes the patched
+#: import lock, and every request of the registry passes here twice.)
+flask = None
 
 
 def boot(registry_config=None, store=None):
@@ -97,6 +101,7 @@ def _default_audit_log(store):
 
 
 def _connect():
+    global flask
     import flask
     from docker_registry.lib import signals
     flask.request_started.connect(on_request_started)
@@ -134,7 +139,6 @@ def _start_recovery(settings):
 # -- receivers -------------------------------------------------------------
 
 def _abort(message, code):
-    import flask
     from docker_registry import toolkit
     flask.abort(toolkit.api_error(message, code))
 
@@ -154,7 +158,6 @@ def _request_tag(view_args):
 def on_request_started(sender, **kwargs):
     """Before a tag write or delete: record the intent; for a write, also
     keep the named image alive until the tag is written."""
-    import flask
     request = flask.request
     endpoint = request.endpoint
     if endpoint not in ('put_tag', '_delete_tag', 'delete_repository'):
@@ -248,7 +251,6 @@ def _run(what, fn, *args):
 def _covered(tag=None, repository=None):
     """Is this tag (or repository) the one the request's intent names?
     Then its reconcile runs after the response, with the intent."""
-    import flask
     state = getattr(flask.g, 'refcount', None)
     return bool(state) and (state.get('tag') == tag if tag else
                             state.get('repository') == repository)
@@ -324,7 +326,6 @@ def on_request_tearing_down(sender, **kwargs):
     """After the request: reconcile what it named, release the pending
     marker, drop the intent - after the response (:mod:`.background`).
     Anything that fails stays recorded in the intent for recovery."""
-    import flask
     state = getattr(flask.g, 'refcount', None)
     if not state:
         return
