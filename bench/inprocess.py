@@ -6,7 +6,8 @@ where one pooled run moves by about +-0.08 for nothing (bench/NOTES.md).
 A change that saves a tenth of the extension's work does not show there.
 This measures the work itself: the registry's Flask app, in this process
 (no HTTP, no gunicorn, so the work after the response runs at once),
-on the file driver, iterations of
+on the file driver, part 2's iterations
+(:func:`bench.online.one_iteration`):
 
     push (json, layer, checksum) on a tagged base, tag PUT, tag DELETE
 
@@ -21,7 +22,6 @@ checkout as well (an A/B of two versions: ``git worktree add DIR REV``).
 from __future__ import absolute_import, division, print_function
 
 import argparse
-import hashlib
 import json
 import os
 import resource
@@ -30,13 +30,31 @@ import sys
 import time
 
 from . import common
+from . import online
+
+
+class TestConn(object):
+    """The Flask test client behind :class:`bench.online.Conn`'s
+    interface, so that an iteration is part 2's own
+    (:func:`bench.online.one_iteration`)."""
+
+    port = 0
+
+    def __init__(self, client):
+        self.client = client
+
+    def request(self, method, path, body=None, headers=None):
+        started = time.time()
+        response = self.client.open(path, method=method, data=body,
+                                    headers=headers or {})
+        return response.status_code, response.data, time.time() - started
 
 
 def child(mode, iterations, workdir, code):
     """One measurement, in this process (the registry's app is imported
     here, with the extension of ``code`` enabled, or absent)."""
     sys.path.insert(0, code)
-    from tests.registry.harness import make_config, image_id, make_layer
+    from tests.registry.harness import make_config, make_layer
     config = make_config(os.path.join(workdir, 'config.yml'), {
         'enabled': True, 'lock_dir': os.path.join(workdir, 'locks')}
         if mode == 'on' else None)
@@ -44,42 +62,26 @@ def child(mode, iterations, workdir, code):
                       STORAGE_PATH=os.path.join(workdir, 'storage'),
                       LOGLEVEL='error')
     from docker_registry import wsgi
-    client = wsgi.application.test_client()
-    layer = make_layer('inprocess')
+    conn = TestConn(wsgi.application.test_client())
+    layer = make_layer('inprocess', size=2048)
 
-    def push(image, parent):
-        doc = json.dumps(dict({'id': image}, **(
-            {'parent': parent} if parent else {})))
-        checksum = 'sha256:' + hashlib.sha256(
-            doc.encode() + b'\n' + layer).hexdigest()
-        for path, kwargs in (('json', {'data': doc}),
-                             ('layer', {'data': layer}),
-                             ('checksum', {'headers': {
-                                 'X-Docker-Checksum-Payload': checksum}})):
-            status = client.put('/v1/images/%s/%s' % (image, path),
-                                **kwargs).status_code
-            assert status == 200, (path, status)
-
-    def loop(n, offset):
+    def loop(n):
+        lat = dict((e, []) for e in online.ENDPOINTS)
         before, started = resource.getrusage(resource.RUSAGE_SELF), \
             time.time()
         for i in range(n):
-            image = image_id('inprocess-%d' % (offset + i))
-            push(image, base)
-            tag = '/v1/repositories/bench/app/tags/t%d' % i
-            assert client.put(tag, data=json.dumps(image)).status_code == 200
-            assert client.delete(tag).status_code == 200
+            online.one_iteration(conn, base, layer, 0, i, lat)
         after = resource.getrusage(resource.RUSAGE_SELF)
         return {'user_ms': (after.ru_utime - before.ru_utime) * 1000 / n,
                 'system_ms': (after.ru_stime - before.ru_stime) * 1000 / n,
                 'wall_ms': (time.time() - started) * 1000 / n}
 
-    base = image_id('inprocess-base')
-    push(base, None)
-    client.put('/v1/repositories/bench/base/tags/latest',
-               data=json.dumps(base))
-    loop(max(10, iterations // 10), 10 ** 6)          # warm up
-    result = loop(iterations, 0)
+    base = online.new_id('inprocess-base')
+    online.push_image(conn, base, None, make_layer('base', 4096))
+    conn.request('PUT', '/v1/repositories/bench/base/tags/latest',
+                 json.dumps(base))
+    loop(max(10, iterations // 10))          # warm up
+    result = loop(iterations)
     import registry_refcount
     result['code'] = os.path.dirname(os.path.dirname(os.path.abspath(
         registry_refcount.__file__)))
