@@ -15,6 +15,12 @@ and the user and system CPU per iteration from ``getrusage``.  Each mode
 runs in a fresh process; the modes alternate ``--pairs`` times, and the
 medians are reported.  ``--code DIR`` runs the "on" mode from another
 checkout as well (an A/B of two versions: ``git worktree add DIR REV``).
+``--bare`` adds a reference mode without the extension: a receiver of
+``tag_deleted`` that only removes the untagged image's files and folder -
+the least any collection that frees the space on a tag delete must do
+(no references, no locks, no crash safety; right only for this load,
+where nothing else needs the image).  What the extension adds beyond it
+is the price of doing that safely.
 
     python -m bench.inprocess --pairs 4      (Python 2.7: .venv27)
 """
@@ -62,6 +68,8 @@ def child(mode, iterations, workdir, code):
                       STORAGE_PATH=os.path.join(workdir, 'storage'),
                       LOGLEVEL='error')
     from docker_registry import wsgi
+    if mode == 'bare':
+        _connect_bare(os.environ['STORAGE_PATH'])
     conn = TestConn(wsgi.application.test_client())
     layer = make_layer('inprocess', size=2048)
 
@@ -82,10 +90,23 @@ def child(mode, iterations, workdir, code):
                  json.dumps(base))
     loop(max(10, iterations // 10))          # warm up
     result = loop(iterations)
+    result['images_left'] = len(os.listdir(os.path.join(
+        os.environ['STORAGE_PATH'], 'images')))
     import registry_refcount
     result['code'] = os.path.dirname(os.path.dirname(os.path.abspath(
         registry_refcount.__file__)))
     print(json.dumps(result))
+
+
+def _connect_bare(storage):
+    from docker_registry.lib import signals
+
+    def on_tag_deleted(sender, image=None, **kwargs):
+        folder = os.path.join(storage, 'images', image)
+        for name in os.listdir(folder):
+            os.unlink(os.path.join(folder, name))
+        os.rmdir(folder)
+    signals.tag_deleted.connect(on_tag_deleted, weak=False)
 
 
 def run(label, mode, iterations, code):
@@ -120,14 +141,18 @@ def main(argv=None):
     parser.add_argument('--code', default=None,
                         help='another checkout: its extension is run too, '
                         'as "other"')
+    parser.add_argument('--bare', action='store_true',
+                        help='also run the "bare" reference mode (see above)')
     parser.add_argument('--out', default='inprocess')
-    parser.add_argument('--child', choices=('on', 'off'),
+    parser.add_argument('--child', choices=('on', 'off', 'bare'),
                         help=argparse.SUPPRESS)
     parser.add_argument('--workdir', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         return child(args.child, args.iterations, args.workdir, args.code)
     plan = [('off', 'off', common.ROOT), ('on', 'on', common.ROOT)]
+    if args.bare:
+        plan.insert(1, ('bare', 'bare', common.ROOT))
     if args.code:
         plan.append(('other', 'on', os.path.abspath(args.code)))
     samples = dict((label, []) for label, _, _ in plan)
@@ -138,14 +163,15 @@ def main(argv=None):
     summary = {}
     for label, runs in samples.items():
         summary[label] = dict((k, common.median([r[k] for r in runs]))
-                              for k in ('user_ms', 'system_ms', 'cpu_ms'))
+                              for k in ('user_ms', 'system_ms', 'cpu_ms',
+                                        'images_left'))
     off = summary['off']
     for label in sorted(summary):
         if label == 'off':
             continue
         s = summary[label]
-        common.log('%s: the extension adds %.2f ms CPU per iteration '
-                   '(%.2f user), %.2fx the registry alone' % (
+        common.log('%s: adds %.2f ms CPU per iteration (%.2f user), %.2fx '
+                   'the registry alone' % (
                        label, s['cpu_ms'] - off['cpu_ms'],
                        s['user_ms'] - off['user_ms'],
                        s['cpu_ms'] / off['cpu_ms']))

@@ -121,7 +121,12 @@ def test_online_script():
 def test_inprocess_measures_both_modes_and_each_checkout():
     from bench import inprocess
     summary = inprocess.main(['--pairs', '1', '--iterations', '5',
-                              '--code', common.ROOT])
-    assert set(summary) == set(['off', 'on', 'other'])
+                              '--code', common.ROOT, '--bare'])
+    assert set(summary) == set(['off', 'on', 'other', 'bare'])
     for figures in summary.values():
         assert figures['cpu_ms'] > 0
+    # the base image stays; each iteration's image goes, except without
+    # a collection (10 + 5 of them: warm-up and measured iterations)
+    assert summary['off']['images_left'] == 1 + 10 + 5
+    for label in ('on', 'other', 'bare'):
+        assert summary[label]['images_left'] == 1, label
