@@ -99,6 +99,8 @@ def child(mode, iterations, workdir, code):
 
 
 def _connect_bare(storage):
+    """The "bare" mode's receiver (module docstring): the image a tag
+    named, removed file by file, nothing checked."""
     from docker_registry.lib import signals
 
     def on_tag_deleted(sender, image=None, **kwargs):
