@@ -34,15 +34,17 @@ SIZE = 32
 #: moment later is reconciled once, to "no tag".
 DELAY = 0.005
 
-#: ``[pool, gevent]`` once the worker runs gevent.  (Kept, not imported
-#: per task: under gevent an import statement takes the patched import
-#: lock.)
-_pool = []
+#: The worker's pool of greenlets, once it runs gevent, and gevent's
+#: ``sleep`` (kept, not imported per task: under gevent an import
+#: statement takes the patched import lock).
+_pool = None
+_sleep = None
 
 
 def _gevent_pool():
-    if _pool:
-        return _pool[0]
+    global _pool, _sleep
+    if _pool is not None:
+        return _pool
     try:
         from gevent import monkey
         if not monkey.is_module_patched('socket'):
@@ -50,9 +52,9 @@ def _gevent_pool():
         import gevent.pool
     except ImportError:
         return None
-    _pool[:] = [gevent.pool.Pool(SIZE), gevent]
+    _pool, _sleep = gevent.pool.Pool(SIZE), gevent.sleep
     atexit.register(drain)
-    return _pool[0]
+    return _pool
 
 
 def run(fn, *args):
@@ -66,14 +68,14 @@ def run(fn, *args):
 
 
 def _later(fn, args):
-    _pool[1].sleep(DELAY)
+    _sleep(DELAY)
     fn(*args)
 
 
 def drain(timeout=10):
     """Let deferred work finish (a worker about to exit); what does not
     finish in time is left to recovery."""
-    if _pool and len(_pool[0]):
+    if _pool is not None and len(_pool):
         logger.info('refcount: finishing %d deferred tasks before exit',
-                    len(_pool[0]))
-        _pool[0].join(timeout=timeout)
+                    len(_pool))
+        _pool.join(timeout=timeout)
