@@ -193,7 +193,8 @@ def on_request_started(sender, **kwargs):
         if endpoint == 'put_tag':
             _abort('Registry storage is not available, retry later', 503)
         return
-    flask.g.refcount = dict(intent, id=intent_id)
+    flask.g.refcount = dict(intent, id=intent_id, names=(
+        names['namespace'], names['repository'], names.get('tag')))
     if endpoint != 'put_tag':
         return
     try:
@@ -267,6 +268,9 @@ def on_tag_deleted(sender, namespace=None, repository=None, tag=None,
 
 
 def _on_tag(namespace, repository, tag):
+    state = getattr(flask.g, 'refcount', None)
+    if state and state['names'] == (namespace, repository, tag):
+        return        # the request's own tag: reconciled after the response
     ctx = _state['ctx']
     try:
         key = layout.TagKey.from_request(namespace, repository, tag)
