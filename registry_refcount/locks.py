@@ -95,23 +95,35 @@ class LocalLocks(object):
         return self._lock('named', name)
 
     def _lock(self, kind, name):
-        return self._hold(os.path.join(self.lock_dir, '%s.locks' % kind),
-                          _stripe(kind, name, self.stripes),
-                          '%s %s' % (kind, name))
+        return _Held(self, os.path.join(self.lock_dir, '%s.locks' % kind),
+                     _stripe(kind, name, self.stripes), kind, name)
 
-    @contextlib.contextmanager
-    def _hold(self, path, offset, what):
-        fcntl = self._fcntl
-        mutex = _local_mutex(path, offset)
-        deadline = time.time() + self.timeout
+
+class _Held(object):
+    """One local lock, held for a ``with`` block.  (A class rather than a
+    generator-based context manager: several locks are taken for every
+    tag request.)"""
+
+    __slots__ = ('locks', 'path', 'offset', 'kind', 'name', 'fd', 'mutex')
+
+    def __init__(self, locks, path, offset, kind, name):
+        self.locks, self.path, self.offset = locks, path, offset
+        self.kind, self.name = kind, name
+
+    def __enter__(self):
+        fcntl = self.locks._fcntl
+        what = '%s %s' % (self.kind, self.name)
+        mutex = self.mutex = _local_mutex(self.path, self.offset)
+        deadline = time.time() + self.locks.timeout
         _acquire(mutex, deadline, what)
         try:
-            fd = _shared_fd(path)
+            fd = self.fd = _shared_fd(self.path)
             delay = FIRST_WAIT
             while True:
                 try:
-                    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
-                    break
+                    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1,
+                                self.offset)
+                    return
                 except (IOError, OSError) as e:
                     if e.errno not in (errno.EAGAIN, errno.EACCES):
                         raise
@@ -119,13 +131,13 @@ class LocalLocks(object):
         except BaseException:
             mutex.release()
             raise
+
+    def __exit__(self, *exc):
         try:
-            yield
+            self.locks._fcntl.lockf(self.fd, self.locks._fcntl.LOCK_UN, 1,
+                                    self.offset)
         finally:
-            try:
-                fcntl.lockf(fd, fcntl.LOCK_UN, 1, offset)
-            finally:
-                mutex.release()
+            self.mutex.release()
 
 
 def _acquire(mutex, deadline, what):
