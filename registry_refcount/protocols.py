@@ -104,7 +104,7 @@ def set_initialised(store):
 
 def read_tag(store, key):
     """The image id a tag file names, None if there is no tag file."""
-    value = records.get_if_exists(store, layout.tag_file(key))
+    value = records.read_file(store, layout.tag_file(key), probe=True)
     if value is None:
         return None
     value = layout.text(value).strip()
@@ -118,9 +118,11 @@ def parent_of(store, image_id):
     """The parent id of an image (None for a root), from its json, or from
     its ancestry when the json cannot be read.  :class:`BadInput` when
     neither says, or either names an invalid id."""
+    data = records.read_file(store, layout.image_file(image_id, 'json'))
     try:
-        data = json.loads(layout.text(
-            store.get_content(layout.image_file(image_id, 'json'))))
+        if data is None:
+            raise ValueError('no json')
+        data = json.loads(layout.text(data))
         if not isinstance(data, dict):
             raise ValueError('not an object')
         parent = data.get('parent') or None
@@ -128,7 +130,7 @@ def parent_of(store, image_id):
             raise BadInput('image %s names an invalid parent %r'
                            % (image_id, parent))
         return parent and layout.text(parent)
-    except (exceptions.FileNotFoundError, ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError):
         pass
     ancestry = read_ancestry(store, image_id)
     return ancestry[1] if len(ancestry) > 1 else None
@@ -137,11 +139,11 @@ def parent_of(store, image_id):
 def read_ancestry(store, image_id):
     """``[id, parent, ..., root]``, validated; :class:`BadInput` if missing
     or malformed."""
-    try:
-        data = json.loads(layout.text(
-            store.get_content(layout.image_file(image_id, 'ancestry'))))
-    except exceptions.FileNotFoundError:
+    data = records.read_file(store, layout.image_file(image_id, 'ancestry'))
+    if data is None:
         raise BadInput('image %s has no ancestry' % image_id)
+    try:
+        data = json.loads(layout.text(data))
     except (ValueError, UnicodeDecodeError):
         raise BadInput('image %s has an unreadable ancestry' % image_id)
     if (not isinstance(data, list) or not data or data[0] != image_id
@@ -181,20 +183,22 @@ def add_reference(ctx, image_id, marker, content=b'', locked=True,
     for the marker's (linked to it on local storage).
     """
     store = ctx.store
-    fresh = marker.startswith(layout.PENDING_PREFIX)
+    # Written ``fresh``: a marker is nearly always a new name (a rewrite of
+    # one that is there - a retried push, a crash - costs only its file).
     if locked:
         try:
             with ctx.locks.image(image_id):
                 if image_state(store, image_id) != 'live':
                     return False
-                records.write_marker(store, image_id, marker, content, fresh)
+                records.write_marker(store, image_id, marker, content,
+                                     fresh=True)
                 return True
         except locks.LockTimeout as e:
             logger.warning('refcount: %s; adding %s to %s without the lock',
                            e, marker, image_id)
     if not (same_as and records.link(
             store, same_as, layout.marker_path(image_id, marker))):
-        records.write_marker(store, image_id, marker, content, fresh)
+        records.write_marker(store, image_id, marker, content, fresh=True)
     if image_state(store, image_id) == 'live':
         return True
     records.remove_marker(store, image_id, marker)
@@ -277,7 +281,7 @@ def _tear_down(ctx, image_id, parent, reason):
     store = ctx.store
     doc = {'image': image_id, 'parent': parent, 'reason': reason,
            'at': time.time(), 'by': ctx.by}
-    records.write(store, layout.journal(image_id), doc)
+    records.write(store, layout.journal(image_id), doc, fresh=True)
     # the tombstone holds the same document: on local storage it is
     # another name of the journal entry
     if not records.link(store, layout.journal(image_id),
@@ -543,7 +547,8 @@ def reconcile_tag(ctx, key):
             # the final write below follows the removals.
             records.write(store, layout.ledger(key), dict(
                 {'image': truth, 'tag': str(key)},
-                **({'others': drop} if drop else {})))
+                **({'others': drop} if drop else {})),
+                fresh=entry == (None, []))     # read absent, under the lock
         if truth is not None:
             if not add_reference(ctx, truth, key.marker, str(key)):
                 logger.error('refcount: tag %s names image %s, which is '

@@ -136,6 +136,42 @@ def read_raw(store, path):
     return _read_local(os.path.join(root, path))
 
 
+def read_file(store, path, probe=False):
+    """Bytes of one of the registry's files (a tag file, an image's json
+    or ancestry), or None when absent.  On local storage: one ``open`` and
+    its reads (the file driver's ``get_content`` adds an ``exists`` and a
+    buffered file object, twice the system calls; a tag file is read
+    after every tag request).  Elsewhere through the driver: ``probe``
+    where absence is common (see :func:`get_if_exists`)."""
+    root = local_root(store)
+    if root is None:
+        if probe:
+            return get_if_exists(store, path)
+        try:
+            return store.get_content(path)
+        except exceptions.FileNotFoundError:
+            return None
+    try:
+        fd = os.open(os.path.join(root, path), os.O_RDONLY)
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ENOTDIR):
+            return None
+        raise
+    try:
+        return _read_all(fd)
+    finally:
+        os.close(fd)
+
+
+def _read_all(fd):
+    chunks = []
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b''.join(chunks)
+        chunks.append(chunk)
+
+
 def _read_local(target):
     """Read a file that may be replaced or removed meanwhile - and then
     reused as a spare (:mod:`.spares`), so that what was read may belong to
@@ -150,12 +186,7 @@ def _read_local(target):
             raise
         try:
             held = os.fstat(fd)
-            chunks = []
-            while True:
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    break
-                chunks.append(chunk)
+            data = _read_all(fd)
         finally:
             os.close(fd)
         try:
@@ -164,7 +195,7 @@ def _read_local(target):
             now = None
         if now is not None and (now.st_ino, now.st_dev) == (
                 held.st_ino, held.st_dev):
-            return b''.join(chunks)
+            return data
     raise IOError(errno.EAGAIN, 'record keeps changing', target)
 
 
@@ -222,7 +253,9 @@ def write(store, path, obj, fresh=False):
     """Write a document atomically: one PUT on object storage; on local
     storage, its bytes go into a spare file (or a new temporary one) that
     is then renamed into place.  ``fresh``: the name is new (an intent's,
-    a pending marker's), so there is no old file to keep as a spare."""
+    a marker's, a journal entry's, a ledger entry found absent), so no old
+    file is kept as a spare (a wrong guess costs only that file: the
+    rename replaces it all the same)."""
     put(store, path, encode(obj), fresh)
 
 
