@@ -290,7 +290,7 @@ def measure(registries, base, conc, iters, seed, clients, rounds=1):
     boots_before = dict((n, r.log().count('Booting worker'))
                         for n, r in registries.items())
     lat = dict((n, dict((e, []) for e in ENDPOINTS)) for n in registries)
-    wall, per_round = 0.0, []
+    wall, per_round, per_round_ms = 0.0, [], []
     for r in range(rounds):
         got, seconds = run_load(registries, base, conc, iters, warmup,
                                 seed * 100 + r, clients)
@@ -298,11 +298,20 @@ def measure(registries, base, conc, iters, seed, clients, rounds=1):
         for name in got:
             for e in ENDPOINTS:
                 lat[name][e].extend(got[name][e])
-        per_round.append(_ratios(dict((name, summarise(l))
-                                      for name, l in got.items()), 'p50'))
-        common.log('  round %d, p50 ratio: %s' % (r + 1, ', '.join(
-            '%s %.2f' % (e, per_round[-1][e]) for e in ENDPOINTS
-            if e in per_round[-1])))
+        summaries = dict((name, summarise(l)) for name, l in got.items())
+        per_round.append(_ratios(summaries, 'p50'))
+        # each side's own p50 too: a ratio that jumps in one round may be
+        # either registry moving
+        per_round_ms.append(dict(
+            (name, dict((e, 1000.0 * v['p50']) for e, v in s.items()))
+            for name, s in summaries.items()))
+        common.log('  round %d, p50 ratio: %s; p50 absent/enabled: %s' % (
+            r + 1, ', '.join('%s %.2f' % (e, per_round[-1][e])
+                             for e in ENDPOINTS if e in per_round[-1]),
+            ', '.join('%s %.2f/%.2f ms' % (
+                e, per_round_ms[-1]['absent'][e],
+                per_round_ms[-1]['enabled'][e])
+                for e in TIMED if e in per_round[-1])))
     cpu = dict((n, cpu_seconds(r) - cpu_before[n])
                for n, r in registries.items())
     run = {'concurrency': conc, 'clients': clients, 'rounds': rounds,
@@ -317,7 +326,8 @@ def measure(registries, base, conc, iters, seed, clients, rounds=1):
                for n, c in cpu.items()),
            'registries': dict((name, summarise(l))
                               for name, l in lat.items()),
-           'round_p50_ratio': per_round}
+           'round_p50_ratio': per_round,
+           'round_p50_ms': per_round_ms}
     for stat in ('p50', 'p95'):
         run[stat + '_ratio'] = _ratios(run['registries'], stat)
     common.log('  p50 ratio enabled/absent: %s; registry CPU per iteration '
