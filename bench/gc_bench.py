@@ -8,7 +8,9 @@ a fresh Python 2.7 process (the CLI's runtime):
 
 * **limit**: list the tags and the images, read every tag file and every
   image's ``ancestry`` with ``truth.pool_map`` at the same parallelism as
-  the sweep (``jobs``), nothing else - the I/O any mark phase must do;
+  the sweep (``jobs``), nothing else - the I/O any mark phase must do -
+  and each file the way the sweep reads it (``records.read_file``: one
+  ``open`` on local storage, the driver behind the counting proxy);
 * **sweep**: ``registry_refcount.sweep.sweep(ctx, grace_period=86400)``,
   the real thing (not a dry run): the unreachable images are recorded as
   candidates, none is old enough to delete - the daily steady state;
@@ -62,12 +64,12 @@ def child(args):
     out = {}
     if args.child == 'limit':
         keys = truth.list_tags(store)
-        truth.pool_map(lambda k: len(store.get_content(layout.tag_file(k))),
-                       keys, args.jobs)
+        truth.pool_map(lambda k: len(records.read_file(
+            store, layout.tag_file(k))), keys, args.jobs)
         ids = [i for i in records.listing(store, layout.IMAGES)
                if layout.valid_id(i)]
-        truth.pool_map(lambda i: len(store.get_content(
-            layout.image_file(i, 'ancestry'))), ids, args.jobs)
+        truth.pool_map(lambda i: len(records.read_file(
+            store, layout.image_file(i, 'ancestry'))), ids, args.jobs)
         out.update(tags=len(keys), images=len(ids))
     else:
         lock_provider = locks.LocalLocks(args.locks, timeout=30)

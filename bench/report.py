@@ -340,12 +340,22 @@ def _online_run(lines, goals, run, conc, section):
                         'p50 ratio', 'p95 absent', 'p95 enabled',
                         'p95 ratio', 'requests each'], rows) + '\n')
     if len(run.get('round_p50_ratio', [])) > 1:
+        timed = ('image_json', 'tag_put', 'tag_delete')
+        round_ms = (run.get('round_p50_ms') or
+                    [None] * len(run['round_p50_ratio']))
         lines.append('Requests of %d rounds pooled; p50 ratio of each round '
-                     'alone: %s.\n' % (len(run['round_p50_ratio']), '; '.join(
-                         ', '.join('%s %.2f×' % (e.replace('_', ' '), r[e])
-                                   for e in ('image_json', 'tag_put',
-                                             'tag_delete') if e in r)
-                         for r in run['round_p50_ratio'])))
+                     'alone%s: %s.\n' % (
+                         len(run['round_p50_ratio']),
+                         ' (its p50s, absent → enabled)' if round_ms[0]
+                         else '',
+                         '; '.join(', '.join(
+                             '%s %.2f×%s' % (e.replace('_', ' '), r[e], (
+                                 ' (%.2f → %.2f ms)' % (
+                                     m['absent'][e], m['enabled'][e])
+                                 if m else ''))
+                             for e in timed if e in r)
+                             for r, m in zip(run['round_p50_ratio'],
+                                             round_ms))))
     cpu = run['cpu_ms_per_iteration']
     boots = run.get('worker_boots', {})
     lines.append('Registry CPU per iteration (5 requests): absent %.2f '
