@@ -103,8 +103,13 @@ def set_initialised(store):
 # -- reading the truth ------------------------------------------------------
 
 def read_tag(store, key):
-    """The image id a tag file names, None if there is no tag file."""
-    value = records.read_file(store, layout.tag_file(key), probe=True)
+    """The image id a tag file names, None if there is no tag file.
+    :class:`BadInput` if it names no valid id, or is there but cannot be
+    read (a folder, a permission error): never taken for an absent tag."""
+    try:
+        value = records.read_file(store, layout.tag_file(key), probe=True)
+    except EnvironmentError as e:
+        raise BadInput('tag %s cannot be read: %s' % (key.display, e))
     if value is None:
         return None
     value = layout.text(value).strip()
@@ -118,7 +123,10 @@ def parent_of(store, image_id):
     """The parent id of an image (None for a root), from its json, or from
     its ancestry when the json cannot be read.  :class:`BadInput` when
     neither says, or either names an invalid id."""
-    data = records.read_file(store, layout.image_file(image_id, 'json'))
+    try:
+        data = records.read_file(store, layout.image_file(image_id, 'json'))
+    except EnvironmentError:
+        data = None             # cannot be read: the ancestry may say
     try:
         if data is None:
             raise ValueError('no json')
@@ -139,7 +147,12 @@ def parent_of(store, image_id):
 def read_ancestry(store, image_id):
     """``[id, parent, ..., root]``, validated; :class:`BadInput` if missing
     or malformed."""
-    data = records.read_file(store, layout.image_file(image_id, 'ancestry'))
+    try:
+        data = records.read_file(store, layout.image_file(image_id,
+                                                          'ancestry'))
+    except EnvironmentError as e:
+        raise BadInput('image %s has an unreadable ancestry: %s'
+                       % (image_id, e))
     if data is None:
         raise BadInput('image %s has no ancestry' % image_id)
     try:

@@ -3,6 +3,7 @@
 from __future__ import absolute_import, unicode_literals
 
 import json
+import os
 
 import pytest
 
@@ -11,6 +12,7 @@ from registry_refcount import layout
 from registry_refcount import protocols
 from registry_refcount import records
 from registry_refcount import recovery
+from registry_refcount import sweep
 
 from .world import (Refused, delete_repository, delete_tag, image_id,
                     present, push, put_tag)
@@ -168,6 +170,24 @@ def test_invalid_ids_never_delete(ctx, store):
         protocols.parent_of(store, ids[0])
     with pytest.raises(layout.InvalidName):
         layout.image_dir('../repositories')
+
+
+def test_an_unreadable_tag_file_never_deletes(ctx, store):
+    """A tag file that is there but cannot be read (here a folder: EISDIR;
+    a permission error alike) is not an absent tag: no reconcile, no
+    sweep drops what it names."""
+    ids = chain(ctx, 'ab')
+    key = T('ns', 'a', 'v')
+    put_tag(ctx, key, ids[-1])
+    path = os.path.join(store._root_path, layout.tag_file(key))
+    os.remove(path)
+    os.mkdir(path)
+    with pytest.raises(protocols.BadInput):
+        protocols.reconcile_tag(ctx, key)
+    assert present(store) == set(ids)
+    rep = sweep.sweep(ctx, grace_period=0, jobs=1)
+    assert rep['errors'] and rep['deleted'] == []
+    assert present(store) == set(ids)
 
 
 def test_missing_ancestry_and_json_never_delete(ctx, store):
