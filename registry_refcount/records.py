@@ -359,9 +359,24 @@ def remove(store, path):
 def listing(store, path):
     """Names directly under ``path`` (a generator; empty when absent).
 
-    The path goes to the driver as a native string: on Python 2 the file
-    driver's ``os.listdir`` then returns byte strings, a third of the
-    memory of unicode ones for a listing of every image."""
+    On local storage straight from ``os.listdir``: the file driver's
+    listing says "not there" for *any* error, and a folder that cannot be
+    read (a permission error) is not an empty one - taken for one, it
+    would hide tags from gc's mark.  Only a missing folder is empty here;
+    other errors raise.  The path is a native string: on Python 2
+    ``os.listdir`` then returns byte strings, a third of the memory of
+    unicode ones while a listing of every image is held."""
+    root = local_root(store)
+    if root is not None:
+        try:
+            names = os.listdir(os.path.join(_native(root), _native(path)))
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.ENOTDIR):
+                return
+            raise
+        for name in names:
+            yield layout.text(name)
+        return
     try:
         for entry in store.list_directory(_native(path)):
             yield layout.basename(entry)

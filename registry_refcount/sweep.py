@@ -128,9 +128,20 @@ def _mark(ctx, pool, progress, report, dry_run):
     chain is read only for a top not already marked (its ancestors then
     are too), and folded into the set as soon as it is read: a batch's
     chains together, as lists of full ids, would weigh ~1.5 MB.  Tag
-    references that differ from the truth are repaired."""
-    store = ctx.store
+    references that differ from the truth are repaired.  A tag folder that
+    cannot be listed is an error (the sweep then deletes nothing), never
+    an empty folder."""
     reachable = set()
+    try:
+        _mark_tags(ctx, pool, progress, report, dry_run, reachable)
+    except EnvironmentError as e:
+        report['errors'].append('the mark could not read the tags: %s' % e)
+    return reachable
+
+
+def _mark_tags(ctx, pool, progress, report, dry_run, reachable):
+    """The mark proper (see :func:`_mark`), into ``reachable``."""
+    store = ctx.store
     tick = progress('tags')
     for batch in truth.batches(truth.iter_tags(store), BATCH):
         found = truth.pool_map(lambda key: _tag(store, key), batch,
@@ -152,7 +163,6 @@ def _mark(ctx, pool, progress, report, dry_run):
                 reachable.update(truth.compact(i) for i in chain)
             else:
                 report['errors'].append(chain)
-    return reachable
 
 
 def _tag(store, key):

@@ -2,6 +2,7 @@
 
 from __future__ import absolute_import, unicode_literals
 
+import errno
 import json
 import os
 
@@ -186,6 +187,29 @@ def test_an_unreadable_tag_file_never_deletes(ctx, store):
         protocols.reconcile_tag(ctx, key)
     assert present(store) == set(ids)
     rep = sweep.sweep(ctx, grace_period=0, jobs=1)
+    assert rep['errors'] and rep['deleted'] == []
+    assert present(store) == set(ids)
+
+
+def test_an_unreadable_repository_folder_is_not_an_empty_one(
+        ctx, store, monkeypatch):
+    """The file driver's listing turns every error into "not there": an
+    unreadable repository folder (EACCES, injected: the tests run as
+    root) would hide its tags from gc's mark, and the chains they name
+    would be swept."""
+    ids = chain(ctx, 'ab')
+    put_tag(ctx, T('ns', 'a', 'v'), ids[-1])
+    folder = os.path.abspath(os.path.join(
+        store._root_path, layout.repository_dir('ns', 'a')))
+    real = os.listdir
+
+    def listdir(path):
+        if os.path.abspath(layout.text(path)) == layout.text(folder):
+            raise OSError(errno.EACCES, 'Permission denied', path)
+        return real(path)
+    monkeypatch.setattr(os, 'listdir', listdir)
+    rep = sweep.sweep(ctx, grace_period=0, jobs=1)
+    monkeypatch.undo()
     assert rep['errors'] and rep['deleted'] == []
     assert present(store) == set(ids)
 
