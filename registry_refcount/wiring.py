@@ -249,11 +249,12 @@ def _run(what, fn, *args):
     return False
 
 
-def _covered(tag=None, repository=None):
-    """Is this tag (or repository) the one the request's intent names?
-    Then its reconcile runs after the response, with the intent."""
+def _covered(names=None, repository=None):
+    """Is this tag (its names as the view parsed them, before any key is
+    built) or repository the one the request's intent names?  Then its
+    reconcile runs after the response, with the intent."""
     state = getattr(flask.g, 'refcount', None)
-    return bool(state) and (state.get('tag') == tag if tag else
+    return bool(state) and (state['names'] == names if names else
                             state.get('repository') == repository)
 
 
@@ -268,17 +269,15 @@ def on_tag_deleted(sender, namespace=None, repository=None, tag=None,
 
 
 def _on_tag(namespace, repository, tag):
-    state = getattr(flask.g, 'refcount', None)
-    if state and state['names'] == (namespace, repository, tag):
-        return        # the request's own tag: reconciled after the response
+    if _covered(names=(namespace, repository, tag)):
+        return
     ctx = _state['ctx']
     try:
         key = layout.TagKey.from_request(namespace, repository, tag)
     except layout.InvalidName as e:
         logger.error('refcount: ignoring tag signal: %s', e)
         return
-    if not _covered(tag=str(key)):
-        _run('reconcile %s' % key.display, protocols.reconcile_tag, ctx, key)
+    _run('reconcile %s' % key.display, protocols.reconcile_tag, ctx, key)
 
 
 def on_repository_deleted(sender, namespace=None, repository=None,
