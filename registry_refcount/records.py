@@ -151,16 +151,24 @@ def read_file(store, path, probe=False):
             return store.get_content(path)
         except exceptions.FileNotFoundError:
             return None
-    try:
-        fd = os.open(os.path.join(root, path), os.O_RDONLY)
-    except OSError as e:
-        if e.errno in (errno.ENOENT, errno.ENOTDIR):
-            return None
-        raise
+    fd = _open_if_there(os.path.join(root, path))
+    if fd is None:
+        return None
     try:
         return _read_all(fd)
     finally:
         os.close(fd)
+
+
+def _open_if_there(path):
+    """A descriptor open for reading, or None if nothing is at ``path``
+    (any other error raises: a file that cannot be read is not absent)."""
+    try:
+        return os.open(path, os.O_RDONLY)
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ENOTDIR):
+            return None
+        raise
 
 
 def _read_all(fd):
@@ -178,12 +186,9 @@ def _read_local(target):
     another record: read again unless the name still holds the very file
     that was read."""
     for attempt in range(10):
-        try:
-            fd = os.open(target, os.O_RDONLY)
-        except OSError as e:
-            if e.errno in (errno.ENOENT, errno.ENOTDIR):
-                return None
-            raise
+        fd = _open_if_there(target)
+        if fd is None:
+            return None
         try:
             held = os.fstat(fd)
             data = _read_all(fd)
