@@ -12,6 +12,8 @@ import io
 import json
 import os
 
+from .online import TIMED
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, 'results')
 TOLERANCE = 0.10      # part 1: constant within +-10 %
@@ -340,7 +342,6 @@ def _online_run(lines, goals, run, conc, section):
                         'p50 ratio', 'p95 absent', 'p95 enabled',
                         'p95 ratio', 'requests each'], rows) + '\n')
     if len(run.get('round_p50_ratio', [])) > 1:
-        timed = ('image_json', 'tag_put', 'tag_delete')
         round_ms = (run.get('round_p50_ms') or
                     [None] * len(run['round_p50_ratio']))
         lines.append('Requests of %d rounds pooled; p50 ratio of each round '
@@ -353,7 +354,7 @@ def _online_run(lines, goals, run, conc, section):
                                  ' (%.2f → %.2f ms)' % (
                                      m['absent'][e], m['enabled'][e])
                                  if m else ''))
-                             for e in timed if e in r)
+                             for e in TIMED if e in r)
                              for r, m in zip(run['round_p50_ratio'],
                                              round_ms))))
     cpu = run['cpu_ms_per_iteration']
@@ -368,7 +369,7 @@ def _online_run(lines, goals, run, conc, section):
                      if cpu['absent'] > 0 else float('nan'),
                      boots.get('absent', '?'), boots.get('enabled', '?')))
     if counted:
-        for e in ('image_json', 'tag_put', 'tag_delete'):
+        for e in TIMED:
             r = run['p50_ratio'].get(e, float('nan'))
             goals.append(('2. p50 overhead, %s, concurrency %s'
                           % (e.replace('_', ' '), conc), '%.2f×' % r,
