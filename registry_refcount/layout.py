@@ -36,6 +36,9 @@ SPARES = PREFIX + '/spares'
 
 REFERENCES = '_references'
 TOMBSTONE = '_deleting'
+# The registry's own mark of a push not finished: written before the json,
+# removed once the layer's checksum is in.
+IN_PROGRESS = '_inprogress'
 
 TAG_PREFIX = 'tag-'
 CHILD_PREFIX = 'child-'

@@ -58,6 +58,9 @@ class BadInput(Exception):
 
 KEPT = object()      # a tear-down that did not happen
 UNKNOWN = object()   # a ledger entry that cannot be read
+NOT_STORED = object()  # an image whose json never came (stored_parent)
+_ABSENT = object()       # no json (_json_parent)
+_UNREADABLE = object()   # a json that cannot be read (_json_parent)
 
 
 # -- state -----------------------------------------------------------------
@@ -121,25 +124,54 @@ def read_tag(store, key):
 
 def parent_of(store, image_id):
     """The parent id of an image (None for a root), from its json, or from
-    its ancestry when the json cannot be read.  :class:`BadInput` when
-    neither says, or either names an invalid id."""
+    its ancestry when the json is missing or cannot be read.
+    :class:`BadInput` when neither says, or either names an invalid id."""
+    parent = _json_parent(store, image_id)
+    if parent is _ABSENT or parent is _UNREADABLE:
+        return _ancestry_parent(store, image_id)
+    return parent
+
+
+def stored_parent(store, image_id):
+    """The parent an image's stored json names (None for a root), or
+    :data:`NOT_STORED` while its json never came: no json yet, or one a
+    crash tore while the registry wrote it.  The registry writes its
+    ``_inprogress`` mark before the json and drops it only once the push
+    is complete, so an unreadable json beside that mark is a push that
+    never finished (the registry refuses the image and takes its json
+    again); without the mark it is a finished image damaged, whose parent
+    the ancestry must say (:class:`BadInput` if it cannot)."""
+    parent = _json_parent(store, image_id)
+    if parent is _ABSENT or (parent is _UNREADABLE and records.exists(
+            store, layout.image_file(image_id, layout.IN_PROGRESS))):
+        return NOT_STORED
+    if parent is _UNREADABLE:
+        return _ancestry_parent(store, image_id)
+    return parent
+
+
+def _json_parent(store, image_id):
+    """The parent the json names, or :data:`_ABSENT` / :data:`_UNREADABLE`."""
     try:
         data = records.read_file(store, layout.image_file(image_id, 'json'))
     except EnvironmentError:
-        data = None             # cannot be read: the ancestry may say
+        return _UNREADABLE
+    if data is None:
+        return _ABSENT
     try:
-        if data is None:
-            raise ValueError('no json')
         data = json.loads(layout.text(data))
-        if not isinstance(data, dict):
-            raise ValueError('not an object')
-        parent = data.get('parent') or None
-        if parent is not None and not layout.valid_id(parent):
-            raise BadInput('image %s names an invalid parent %r'
-                           % (image_id, parent))
-        return parent and layout.text(parent)
     except (ValueError, UnicodeDecodeError):
-        pass
+        return _UNREADABLE
+    if not isinstance(data, dict):
+        return _UNREADABLE
+    parent = data.get('parent') or None
+    if parent is not None and not layout.valid_id(parent):
+        raise BadInput('image %s names an invalid parent %r'
+                       % (image_id, parent))
+    return parent and layout.text(parent)
+
+
+def _ancestry_parent(store, image_id):
     ancestry = read_ancestry(store, image_id)
     return ancestry[1] if len(ancestry) > 1 else None
 
@@ -265,7 +297,12 @@ def _maybe_tear_down(ctx, image_id, reason, partial=False):
         return KEPT
     if records.exists(store, layout.tombstone(image_id)):
         return KEPT          # another deletion (or recovery) owns it
-    if not records.exists(store, layout.image_file(image_id, 'json')):
+    try:
+        parent = stored_parent(store, image_id)
+    except BadInput as e:
+        logger.error('refcount: not deleting %s: %s', image_id, e)
+        return KEPT
+    if parent is NOT_STORED:
         if not (partial and next(iter(records.listing(
                 store, layout.image_dir(image_id))), None)):
             return KEPT      # never stored, or already gone: gc's business
@@ -281,11 +318,6 @@ def _maybe_tear_down(ctx, image_id, reason, partial=False):
             '' if ctx.dry_run else ' (registry not initialised: run '
             '`registry-refcount rebuild`)'), layer_size(store, image_id),
             dry_run=True, by=ctx.by)
-        return KEPT
-    try:
-        parent = parent_of(store, image_id)
-    except BadInput as e:
-        logger.error('refcount: not deleting %s: %s', image_id, e)
         return KEPT
     return _tear_down(ctx, image_id, parent, reason)
 
@@ -446,8 +478,9 @@ def drop_stale_marker(ctx, image_id, marker, min_age, key=None, now=None,
     the locks, so a referrer that appeared since the caller looked is kept:
     a tag marker whose tag names another image (``key`` when its content
     is torn), a pending marker without an intent, a child marker whose
-    child names another parent, or never got its json and is older than
-    ``min_age``.  Returns True if removed.  Never deletes the image.
+    child names another parent, or never got its json (see
+    :func:`stored_parent`) and is older than ``min_age``.  Returns True if
+    removed.  Never deletes the image.
 
     A torn tag marker of a tag nobody can name goes only if the caller saw
     no tag file and no ledger entry with its digest (``unclaimed``) and it
@@ -477,14 +510,16 @@ def drop_stale_marker(ctx, image_id, marker, min_age, key=None, now=None,
         if kind == 'pending':
             if records.exists(store, layout.intent(value)):
                 return False
-        elif records.exists(store, layout.image_file(value, 'json')):
+        else:
             try:
-                if parent_of(store, value) == image_id:
-                    return False
+                parent = stored_parent(store, value)
             except BadInput:
+                return False      # cannot tell: keep it
+            if parent is NOT_STORED:
+                if now - marker_time(store, image_id, marker) < min_age:
+                    return False  # a push whose json may still come
+            elif parent == image_id:
                 return False
-        elif now - marker_time(store, image_id, marker) < min_age:
-            return False          # a push whose json may still come
         records.remove_marker(store, image_id, marker)
     return True
 

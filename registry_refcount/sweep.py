@@ -233,20 +233,21 @@ def _judge(store, info, doomed, now, grace_period):
                 stale.append((marker, None))
         elif value in doomed:
             pass                     # goes with the child's deletion
-        elif store.exists(layout.image_file(value, 'json')):
+        else:
             try:
-                parent = protocols.parent_of(store, value)
+                parent = protocols.stored_parent(store, value)
             except protocols.BadInput:
-                parent = info['id']
-            if parent == info['id']:
+                parent = info['id']  # cannot tell: keep it
+            if parent is protocols.NOT_STORED:
+                if (now - protocols.marker_time(store, info['id'], marker)
+                        >= grace_period):
+                    stale.append((marker, None))   # its json never came
+                else:
+                    live.append(marker)
+            elif parent == info['id']:
                 live.append(marker)  # a child that is not being swept
             else:
                 stale.append((marker, None))
-        elif (now - protocols.marker_time(store, info['id'], marker)
-              >= grace_period):
-            stale.append((marker, None))   # its json never came
-        else:
-            live.append(marker)
     return stale, live
 
 

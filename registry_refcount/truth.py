@@ -10,11 +10,8 @@ grows with the number of images only (one small tuple each).
 from __future__ import absolute_import, unicode_literals
 
 import contextlib
-import json
 import logging
 import sys
-
-from docker_registry.core import exceptions
 
 from . import layout
 from . import protocols
@@ -147,9 +144,12 @@ def list_images(store):
 
 
 class Image(object):
-    """What the walk keeps of one image."""
+    """What the walk keeps of one image.  ``has_json``: its json was
+    stored (see :func:`protocols.stored_parent`); ``parent`` is then the
+    one it names (None for a root), unless ``parent_unknown``: neither
+    the json nor the ancestry can say (``problem`` tells why)."""
     __slots__ = ('id', 'parent', 'ancestry', 'has_json', 'deleting',
-                 'problem')
+                 'problem', 'parent_unknown')
 
     def __init__(self, image_id):
         self.id = image_id
@@ -158,6 +158,7 @@ class Image(object):
         self.has_json = False
         self.deleting = False
         self.problem = None
+        self.parent_unknown = False
 
 
 def read_image(store, image_id):
@@ -165,19 +166,13 @@ def read_image(store, image_id):
     img = Image(image_id)
     img.deleting = store.exists(layout.tombstone(image_id))
     try:
-        data = json.loads(layout.text(store.get_content(
-            layout.image_file(image_id, 'json'))))
-        img.has_json = True
-        parent = data.get('parent') if isinstance(data, dict) else None
-        if parent and not layout.valid_id(parent):
-            img.problem = 'invalid parent %r' % (parent,)
-        else:
-            img.parent = parent and layout.text(parent) or None
-    except exceptions.FileNotFoundError:
-        return img
-    except (ValueError, UnicodeDecodeError):
-        img.has_json = True
-        img.problem = 'unreadable json'
+        parent = protocols.stored_parent(store, image_id)
+    except protocols.BadInput as e:
+        img.has_json, img.parent_unknown, img.problem = True, True, str(e)
+    else:
+        if parent is protocols.NOT_STORED:
+            return img
+        img.has_json, img.parent = True, parent
     try:
         img.ancestry = protocols.read_ancestry(store, image_id)
     except protocols.BadInput as e:
@@ -224,7 +219,8 @@ def _parent_chain(images, top):
     chain, seen = [], set()
     current = top
     while current is not None:
-        if current in seen or current not in images:
+        if (current in seen or current not in images or
+                images[current].parent_unknown):
             return None
         seen.add(current)
         chain.append(current)
