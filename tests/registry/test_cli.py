@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from .conftest import refcount_settings
-from .harness import BIN, Client, make_config
+from .harness import BIN, Client, image_id, make_config
 
 CLI = os.path.join(BIN, 'registry-refcount')
 
@@ -123,6 +123,37 @@ def test_verify_reports_and_repairs_corruption(registry, client):
     code, doc, out, err = run(registry, 'verify')
     assert code == 0
     assert images_on_disk(registry) == set(ids)
+
+
+def test_push_torn_inside_the_registrys_json_write(registry, client):
+    """A worker killed inside docker-registry's json write (``_inprogress``
+    written, the json opened and not yet written, no ancestry) leaves an
+    empty json.  verify reports only registrations whose json never came;
+    the push done again completes; an abandoned one is deleted by gc and
+    its registration dropped by verify's repair."""
+    base = client.push('ns/base', 'v', ['tj-base'])
+    children = [image_id(n) for n in ('tj-retried', 'tj-abandoned')]
+    for child in children:
+        r = client._req('PUT', '/v1/images/%s/json' % child, data=json.dumps(
+            {'id': child, 'parent': base[-1]}))
+        assert r.status_code == 200, r.text
+        open(registry.path('images', child, 'json'), 'w').close()
+        os.remove(registry.path('images', child, 'ancestry'))
+    code, doc, out, err = run(registry, '--json', 'verify')
+    assert code == 1 and doc['s1'] == []
+    assert sorted((d['kind'], d['marker'], d['dangling'])
+                  for d in doc['r1']) == sorted(
+        ('stale_marker', 'child-' + c, True) for c in children)
+    retried = client.push('ns/app', 'v', ['tj-retried'], base[-1])
+    assert client.pullable('ns/app', 'v') is None
+    code, doc, out, err = run(registry, '--json', 'gc')
+    assert code == 0, out
+    assert [d['image'] for d in doc['deleted']] == [children[1]]
+    code, doc, out, err = run(registry, 'verify', '--repair')
+    assert code == 0, out
+    assert images_on_disk(registry) == set(base + retried)
+    code, doc, out, err = run(registry, 'verify')
+    assert code == 0, out
 
 
 def test_rebuild_converts_per_tag_list_records(make_registry):
