@@ -510,18 +510,26 @@ def drop_stale_marker(ctx, image_id, marker, min_age, key=None, now=None,
         if kind == 'pending':
             if records.exists(store, layout.intent(value)):
                 return False
-        else:
-            try:
-                parent = stored_parent(store, value)
-            except BadInput:
-                return False      # cannot tell: keep it
-            if parent is NOT_STORED:
-                if now - marker_time(store, image_id, marker) < min_age:
-                    return False  # a push whose json may still come
-            elif parent == image_id:
-                return False
+        elif not child_marker_stale(store, image_id, value, min_age, now):
+            return False
         records.remove_marker(store, image_id, marker)
     return True
+
+
+def child_marker_stale(store, image_id, child, min_age, now):
+    """Does the truth not support ``image_id``'s marker of ``child``: the
+    child names another parent, or its json never came (see
+    :func:`stored_parent`) and the marker is at least ``min_age`` old (a
+    younger one is a push whose json may still come)?  What cannot be
+    told counts as supported."""
+    try:
+        parent = stored_parent(store, child)
+    except BadInput:
+        return False
+    if parent is NOT_STORED:
+        return now - marker_time(store, image_id,
+                                 layout.child_marker(child)) >= min_age
+    return parent != image_id
 
 
 # -- tags --------------------------------------------------------------------

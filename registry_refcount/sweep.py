@@ -233,21 +233,11 @@ def _judge(store, info, doomed, now, grace_period):
                 stale.append((marker, None))
         elif value in doomed:
             pass                     # goes with the child's deletion
+        elif protocols.child_marker_stale(store, info['id'], value,
+                                          grace_period, now):
+            stale.append((marker, None))
         else:
-            try:
-                parent = protocols.stored_parent(store, value)
-            except protocols.BadInput:
-                parent = info['id']  # cannot tell: keep it
-            if parent is protocols.NOT_STORED:
-                if (now - protocols.marker_time(store, info['id'], marker)
-                        >= grace_period):
-                    stale.append((marker, None))   # its json never came
-                else:
-                    live.append(marker)
-            elif parent == info['id']:
-                live.append(marker)  # a child that is not being swept
-            else:
-                stale.append((marker, None))
+            live.append(marker)      # a child that is not being swept
     return stale, live
 
 
