@@ -142,10 +142,12 @@ def stored_parent(store, image_id):
     again); without the mark it is a finished image damaged, whose parent
     the ancestry must say (:class:`BadInput` if it cannot)."""
     parent = _json_parent(store, image_id)
-    if parent is _ABSENT or (parent is _UNREADABLE and records.exists(
-            store, layout.image_file(image_id, layout.IN_PROGRESS))):
+    if parent is _ABSENT:
         return NOT_STORED
     if parent is _UNREADABLE:
+        if records.exists(store, layout.image_file(image_id,
+                                                   layout.IN_PROGRESS)):
+            return NOT_STORED
         return _ancestry_parent(store, image_id)
     return parent
 
