@@ -8,21 +8,31 @@ STORAGE_PATH ?= $(CURDIR)/var/registry
 GUNICORN_WORKERS ?= 4
 SETTINGS_FLAVOR ?= local
 PYTEST_ARGS ?=
+ARGS ?= status
 
-.PHONY: setup run test test27 test3 stress bench clean
+.PHONY: setup run refcount test test27 test3 stress bench clean
 
 setup:
 	@bash scripts/setup.sh
 
-run: setup
-	@mkdir -p "$(STORAGE_PATH)"
-	@echo "registry-refcount: serving docker-registry 0.9.1 with the extension on http://$(REGISTRY_HOST):$(REGISTRY_PORT)/ (flavor $(SETTINGS_FLAVOR), storage $(STORAGE_PATH), $(GUNICORN_WORKERS) workers)"
-	@export PATH="$(CURDIR)/$(VENV27)/bin:$$PATH" \
+# The environment `make run` serves with, and `make refcount` works in.
+RUN_ENV = export PATH="$(CURDIR)/$(VENV27)/bin:$$PATH" \
 	  DOCKER_REGISTRY_CONFIG="$(CURDIR)/config_sample.yml" \
 	  SETTINGS_FLAVOR="$(SETTINGS_FLAVOR)" \
 	  REGISTRY_HOST="$(REGISTRY_HOST)" REGISTRY_PORT="$(REGISTRY_PORT)" \
-	  STORAGE_PATH="$(STORAGE_PATH)" GUNICORN_WORKERS="$(GUNICORN_WORKERS)"; \
-	  exec $(VENV27)/bin/docker-registry
+	  STORAGE_PATH="$(STORAGE_PATH)" GUNICORN_WORKERS="$(GUNICORN_WORKERS)"
+
+run: setup
+	@mkdir -p "$(STORAGE_PATH)"
+	@echo "registry-refcount: serving docker-registry 0.9.1 with the extension on http://$(REGISTRY_HOST):$(REGISTRY_PORT)/ (flavor $(SETTINGS_FLAVOR), storage $(STORAGE_PATH), $(GUNICORN_WORKERS) workers)"
+	@$(RUN_ENV); exec $(VENV27)/bin/docker-registry
+
+# The operator's command on the registry `make run` serves (same config,
+# flavor and storage), e.g. `make refcount ARGS="gc --dry-run"`; setup's
+# messages go to stderr, so `ARGS="--json status"` prints JSON alone.
+refcount:
+	@bash scripts/setup.sh >&2
+	@$(RUN_ENV); exec $(VENV27)/bin/registry-refcount $(ARGS)
 
 test: setup
 	@bash scripts/test.sh $(PYTEST_ARGS)

@@ -47,8 +47,10 @@ def make_config(path, refcount=None, flavor='local', extra=None):
 
 class Registry(object):
     def __init__(self, workdir, refcount=None, workers=2, flavor='local',
-                 env=None, extra=None, storage=None):
+                 env=None, extra=None, storage=None, command=None):
         self.workdir = workdir
+        #: what serves it: the registry's own script, or e.g. `make run`
+        self.command = command or [os.path.join(BIN, 'docker-registry')]
         self.storage = storage or os.path.join(workdir, 'storage')
         self.port = free_port()
         self.url = 'http://127.0.0.1:%d' % self.port
@@ -80,7 +82,7 @@ class Registry(object):
         environ.update(env or {})
         log = open(self.log_path, 'a')
         self.proc = subprocess.Popen(
-            [os.path.join(BIN, 'docker-registry')], env=environ,
+            self.command, env=environ,
             stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
             preexec_fn=os.setsid)
         log.close()
