@@ -102,6 +102,7 @@ def cmd_status(ctx, settings, args, progress):
         lambda i: protocols.layer_size(store, i), list(rep.images),
         args.jobs)))
     doc = {
+        'storage': _where(store),
         'initialised': protocols.is_initialised(store),
         'images': len(rep.images),
         'tags': len(rep.tags),
@@ -117,6 +118,7 @@ def cmd_status(ctx, settings, args, progress):
         'consistent': rep.consistent,
     }
     lines = ['registry-refcount status',
+             '  storage:              %s' % doc['storage'],
              '  initialised:          %s' % ('yes' if doc['initialised']
                                              else 'NO (run rebuild)'),
              '  images:               %d' % doc['images'],
@@ -315,6 +317,21 @@ def main(argv=None):
     else:
         print('\n'.join(lines))
     return code
+
+
+def _where(store):
+    """Which storage the command works on, as the operator would name it
+    (a status of the wrong folder or bucket says so at once)."""
+    root = records.local_root(store)
+    if root is not None:
+        return os.path.abspath(root)
+    config = getattr(store, '_config', None)
+    bucket = getattr(config, 'boto_bucket', None) or getattr(
+        config, 's3_bucket', None)
+    path = getattr(store, '_root_path', '') or ''
+    if bucket:
+        return 's3://%s/%s' % (bucket, path.lstrip('/'))
+    return '%s %s' % (type(store).__module__, path)
 
 
 def _audit_default(store):

@@ -68,6 +68,9 @@ def test_enable_on_existing_registry(make_registry, tmpdir):
     assert code == 1 and doc['error'] == 'not initialised'
     code, doc, out, err = run(reg, '--json', 'status')
     assert code == 0 and doc['initialised'] is False
+    assert doc['storage'] == os.path.abspath(reg.storage)
+    code, _, out, err = run(reg, 'status')
+    assert '  storage:              %s\n' % os.path.abspath(reg.storage) in out
 
     code, doc, out, err = run(reg, '--json', 'rebuild')
     assert code == 0, (out, err)

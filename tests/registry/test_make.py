@@ -52,4 +52,5 @@ def test_make_run_frees_space_and_make_refcount_sees_it(tmpdir):
     status = json.loads(make('refcount', 'ARGS=--json status',
                              STORAGE_PATH=storage, **env))
     assert status['initialised'] is True, status
+    assert status['storage'] == storage, status
     assert status['images'] == 1, status

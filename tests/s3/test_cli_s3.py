@@ -42,6 +42,8 @@ def test_gc_and_verify_on_s3(registry, client):
     assert registry.images() == set(base + kept)
     code, doc, err = run(registry, 'status')
     assert code == 0 and doc['initialised'] is True, doc
+    assert doc['storage'] == 's3://%s/%s' % (
+        registry.env['AWS_BUCKET'], registry.env['STORAGE_PATH'].lstrip('/'))
     assert doc['images'] == 2 and doc['orphan_candidates'] == 0
     rep = assert_invariants(registry, client)
     assert rep.unreachable == []
