@@ -357,23 +357,35 @@ def _online_run(lines, goals, run, conc, section):
                              for e in TIMED if e in r)
                              for r, m in zip(run['round_p50_ratio'],
                                              round_ms))))
-    cpu = run['cpu_ms_per_iteration']
     boots = run.get('worker_boots', {})
-    lines.append('Registry CPU per iteration (5 requests): absent %.2f '
-                 'ms, enabled %.2f ms (%.2f×); gunicorn workers booted '
-                 'during the run (the registry recycles a worker every '
-                 '100 requests; each boot costs CPU): absent %s, '
-                 'enabled %s.\n' % (
-                     cpu['absent'], cpu['enabled'],
-                     cpu['enabled'] / cpu['absent']
-                     if cpu['absent'] > 0 else float('nan'),
-                     boots.get('absent', '?'), boots.get('enabled', '?')))
+    lines.append('Registry CPU per iteration (5 requests)%s; gunicorn '
+                 'workers booted during the run (the registry recycles a '
+                 'worker every 100 requests; each boot costs CPU): absent '
+                 '%s, enabled %s.\n' % (
+                     _cpu_figures(run), boots.get('absent', '?'),
+                     boots.get('enabled', '?')))
     if counted:
         for e in TIMED:
             r = run['p50_ratio'].get(e, float('nan'))
             goals.append(('2. p50 overhead, %s, concurrency %s'
                           % (e.replace('_', ' '), conc), '%.2f×' % r,
                           r <= P50_GOAL, '≤ 1.25×'))
+
+
+def _cpu_figures(run):
+    """absent → enabled CPU per iteration: while both ran (the window the
+    latencies come from), where recorded, and over the whole run."""
+    def pair(cpu):
+        return 'absent %.2f ms, enabled %.2f ms (%.2f×)' % (
+            cpu['absent'], cpu['enabled'], cpu['enabled'] / cpu['absent']
+            if cpu['absent'] > 0 else float('nan'))
+    whole = pair(run['cpu_ms_per_iteration'])
+    if 'window_cpu_ms_per_iteration' not in run:
+        return ': ' + whole
+    return (' while both registries were under load (the stretch the '
+            'latencies come from): %s; over the whole run (with clients of '
+            'its own, the slower registry ends alone on the machine): %s'
+            % (pair(run['window_cpu_ms_per_iteration']), whole))
 
 
 # -- part 3 ------------------------------------------------------------------

@@ -116,6 +116,15 @@ def test_online_script():
     out = online.main(['--concurrency', '1,2', '--iterations', '2'])
     assert set(out['runs']) == {'1', '2'}
     assert out['enabled_log_errors'] == 0
+    for conc, run in out['runs'].items():
+        # the window ends when the first client thread is done: by then
+        # that thread alone finished its warm-up and counted iterations
+        total = (run['iterations_per_thread'] + run['warmup_per_thread']) \
+            * int(conc) * run['rounds']
+        for name, window in run['window'].items():
+            assert 1 <= window['iterations'] <= total, (conc, name)
+        assert max(w['iterations'] for w in run['window'].values()) >= (
+            run['iterations_per_thread'] + run['warmup_per_thread'])
 
 
 def test_inprocess_measures_both_modes_and_each_checkout():
