@@ -382,6 +382,8 @@ def _cpu_figures(run):
     whole = pair(run['cpu_ms_per_iteration'])
     if 'window_cpu_ms_per_iteration' not in run:
         return ': ' + whole
+    if run.get('clients') == 'shared':    # one thread set: one stretch
+        return ': ' + pair(run['window_cpu_ms_per_iteration'])
     return (' while both registries were under load (the stretch the '
             'latencies come from): %s; over the whole run (with clients of '
             'its own, the slower registry ends alone on the machine): %s'
