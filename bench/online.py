@@ -236,9 +236,8 @@ def run_load(registries, base, concurrency, iterations, warmup, seed,
     cutoff = min(finished.values())
     kept = dict((name, samples.until(cutoff))
                 for name, samples in lat.items())
-    (t0, cpu0), (t1, cpu1) = window['start'], window['end']
+    (_, cpu0), (t1, cpu1) = window['start'], window['end']
     return kept, wall, {
-        'seconds': t1 - t0,
         'cpu_seconds': dict((n, cpu1[n] - cpu0[n]) for n in registries),
         'iterations': dict((n, sum(1 for t in ended[n] if t <= t1))
                            for n in registries)}
