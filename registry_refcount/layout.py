@@ -84,13 +84,27 @@ _checked = {}
 
 
 def quote(value):
-    """The registry's path quoting (``docker_registry.core.driver.check``)."""
-    value = text(value)
-    if value == '..':
-        return '%2E%2E'
-    if value == '.':
-        return '%2E'
-    return text(quote_plus(value.encode('utf-8')))
+    """The registry's path quoting (``docker_registry.core.driver.check``).
+    (Every tag request quotes its names: the names seen lately are
+    remembered.)"""
+    try:
+        return _quoted[value]
+    except (KeyError, TypeError):
+        pass
+    name = text(value)
+    if name == '..':
+        result = '%2E%2E'
+    elif name == '.':
+        result = '%2E'
+    else:
+        result = text(quote_plus(name.encode('utf-8')))
+    if len(_quoted) >= 1024:
+        _quoted.clear()
+    _quoted[value] = result
+    return result
+
+
+_quoted = {}
 
 
 class TagKey(tuple):
@@ -103,7 +117,7 @@ class TagKey(tuple):
     __slots__ = ()
 
     def __new__(cls, namespace, repository, tag):
-        parts = tuple(text(p) for p in (namespace, repository, tag))
+        parts = (text(namespace), text(repository), text(tag))
         for p in parts:
             if not p or '/' in p or ':' in p or p in ('.', '..'):
                 raise InvalidName('invalid tag part: %r' % (p,))
@@ -151,7 +165,7 @@ def image_dir(image_id):
 def image_file(image_id, name):
     if not name or '/' in name or name in ('.', '..'):
         raise InvalidName('invalid file name in image folder: %r' % (name,))
-    return '%s/%s' % (image_dir(image_id), name)
+    return '%s/%s/%s' % (IMAGES, check_id(image_id), name)
 
 
 def repository_dir(namespace, repository):

@@ -77,6 +77,8 @@ class LocalLocks(object):
         self.lock_dir = lock_dir
         self.timeout = timeout
         self.stripes = stripes
+        self._files = dict((kind, os.path.join(lock_dir, '%s.locks' % kind))
+                           for kind in ('image', 'tag', 'named'))
         if not os.path.isdir(lock_dir):
             try:
                 os.makedirs(lock_dir)
@@ -95,7 +97,7 @@ class LocalLocks(object):
         return self._lock('named', name)
 
     def _lock(self, kind, name):
-        return _Held(self, os.path.join(self.lock_dir, '%s.locks' % kind),
+        return _Held(self, self._files[kind],
                      _stripe(kind, name, self.stripes), kind, name)
 
 
@@ -113,11 +115,12 @@ class _Held(object):
     def __enter__(self):
         fcntl = self.locks._fcntl
         what = '%s %s' % (self.kind, self.name)
-        mutex = self.mutex = _local_mutex(self.path, self.offset)
+        tables = _process_tables()
+        mutex = self.mutex = _local_mutex(tables, self.path, self.offset)
         deadline = time.time() + self.locks.timeout
         _acquire(mutex, deadline, what)
         try:
-            fd = self.fd = _shared_fd(self.path)
+            fd = self.fd = _shared_fd(tables, self.path)
             delay = FIRST_WAIT
             while True:
                 try:
@@ -173,8 +176,8 @@ def _process_tables():
     return _files
 
 
-def _shared_fd(path):
-    fds = _process_tables()['fds']
+def _shared_fd(tables, path):
+    fds = tables['fds']
     fd = fds.get(path)
     if fd is None:
         with _files_guard:
@@ -191,8 +194,8 @@ def _shared_fd(path):
 MUTEXES = 4096
 
 
-def _local_mutex(path, offset):
-    mutexes = _process_tables()['mutexes']
+def _local_mutex(tables, path, offset):
+    mutexes = tables['mutexes']
     key = (path, offset % MUTEXES)
     mutex = mutexes.get(key)
     if mutex is None:

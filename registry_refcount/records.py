@@ -63,14 +63,18 @@ def local_root(store):
     """The root folder of the registry's file driver, or None.  (Asked
     dozens of times a request: remembered in the driver object's own
     ``__dict__``, never through a wrapper's attribute forwarding.)"""
-    own = getattr(store, '__dict__', {})
     try:
-        return own['_refcount_root']
-    except KeyError:
-        pass
+        return store.__dict__['_refcount_root']
+    except (AttributeError, KeyError):
+        own = getattr(store, '__dict__', {})
     root = None
     if type(store).__module__.endswith('drivers.file'):
         root = getattr(store, '_root_path', None)
+        if root is not None:
+            # without a trailing '/': paths are built as '%s/%s' % (root,
+            # path), not with os.path.join (several calls deep, dozens of
+            # times a request)
+            root = root.rstrip('/') or '/'
     own['_refcount_root'] = root
     return root
 
@@ -82,7 +86,7 @@ def exists(store, path):
     root = local_root(store)
     if root is None:
         return store.exists(path)
-    return os.path.exists(os.path.join(root, path))
+    return os.path.exists('%s/%s' % (root, path))
 
 
 def encode(obj):
@@ -133,7 +137,7 @@ def read_raw(store, path):
     root = local_root(store)
     if root is None:
         return get_if_exists(store, path)
-    return _read_local(os.path.join(root, path))
+    return _read_local('%s/%s' % (root, path))
 
 
 def read_file(store, path, probe=False):
@@ -151,7 +155,7 @@ def read_file(store, path, probe=False):
             return store.get_content(path)
         except exceptions.FileNotFoundError:
             return None
-    fd = _open_if_there(os.path.join(root, path))
+    fd = _open_if_there('%s/%s' % (root, path))
     if fd is None:
         return None
     try:
@@ -274,8 +278,8 @@ def put(store, path, data, fresh=False):
 
 
 def _put_local(root, path, data, fresh=False):
-    target = os.path.join(root, path)
-    folder = os.path.dirname(target)
+    target = '%s/%s' % (root, path)
+    folder = target.rsplit('/', 1)[0]
     for attempt in range(5):
         source, fd = _open_spare(root)
         if source is None:
@@ -358,7 +362,7 @@ def remove(store, path):
         except exceptions.FileNotFoundError:
             pass
     else:
-        spares.give(root, os.path.join(root, path))
+        spares.give(root, '%s/%s' % (root, path))
 
 
 def listing(store, path):
@@ -419,10 +423,10 @@ def link(store, source, path):
     root = local_root(store)
     if root is None:
         return False
-    target = os.path.join(root, path)
+    target = '%s/%s' % (root, path)
     for attempt in (0, 1):
         try:
-            os.link(os.path.join(root, source), target)
+            os.link('%s/%s' % (root, source), target)
             return True
         except OSError as e:
             if e.errno != errno.ENOENT or attempt or not os.path.exists(
@@ -466,7 +470,7 @@ def referenced(store, image_id):
     root = local_root(store)
     path = layout.references_dir(image_id)
     if root is not None:
-        folder = os.path.join(root, path)
+        folder = '%s/%s' % (root, path)
         try:
             st = os.stat(folder)
             if st.st_size <= max(st.st_blksize, 4096):
@@ -501,7 +505,7 @@ def retire_references(store, image_id):
     folder is checked again before it is reused.)"""
     root = local_root(store)
     if root is not None:
-        spares.keep_folder(root, os.path.join(
+        spares.keep_folder(root, '%s/%s' % (
             root, layout.references_dir(image_id)))
 
 

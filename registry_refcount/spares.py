@@ -59,8 +59,8 @@ class _Pool(object):
 
     def name(self, kind='s'):
         """A new name in the folder: never one an adopted spare has."""
-        return os.path.join(self.folder, '%s%d-%s' % (
-            kind, next(self.names), self.token))
+        return '%s/%s%d-%s' % (self.folder, kind, next(self.names),
+                               self.token)
 
     def _adopt(self):
         """Take over the folder of a process of this host that is gone."""

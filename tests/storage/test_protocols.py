@@ -10,6 +10,7 @@ import pytest
 
 from registry_refcount import invariants
 from registry_refcount import layout
+from registry_refcount import locks
 from registry_refcount import protocols
 from registry_refcount import records
 from registry_refcount import recovery
@@ -145,6 +146,23 @@ def test_existing_registry_is_not_initialised(tmpdir):
     assert protocols.is_initialised(s) is False
     s2 = file_driver.Storage(path=str(tmpdir.join('empty')))
     assert protocols.initialise(s2) is True
+
+
+def test_storage_path_with_a_trailing_slash(tmpdir):
+    """The records' paths are built from the driver's root by hand (not
+    os.path.join): a root written with a trailing '/' in the config must
+    give the same files."""
+    from docker_registry.drivers import file as file_driver
+    s = file_driver.Storage(path=str(tmpdir.join('storage')) + '//')
+    protocols.initialise(s)
+    assert records.local_root(s) == str(tmpdir.join('storage'))
+    c = protocols.context(s, locks.LocalLocks(str(tmpdir.join('locks'))))
+    ids = chain(c, 'ab')
+    put_tag(c, T('ns', 'a', 'v'), ids[-1])
+    assert records.exists(s, layout.marker_path(
+        ids[-1], T('ns', 'a', 'v').marker))
+    delete_tag(c, T('ns', 'a', 'v'))
+    assert present(s) == set()
 
 
 def test_dry_run_deletes_nothing(ctx, store):
