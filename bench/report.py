@@ -390,6 +390,33 @@ def _cpu_figures(run):
             % (pair(run['window_cpu_ms_per_iteration']), whole))
 
 
+def counted(data, lines):
+    """Part 2's iteration counted in process (bench/instructions.py)."""
+    if not data:
+        return
+    off, on = data['modes']['off'], data['modes']['on']
+    figures = []
+    if 'instructions' in on:
+        figures.append('%.2f M user-space instructions on the registry\'s '
+                       '%.2f M (%.3f×; callgrind)' % (
+                           on['added']['instructions'] / 1e6,
+                           off['instructions'] / 1e6,
+                           on['added']['instructions_ratio']))
+    if 'syscalls' in on:
+        figures.append('%.0f system calls on the registry\'s %.0f (strace)'
+                       % (on['added']['syscalls'], off['syscalls']))
+    lines.append('### The same iteration, counted in process\n')
+    lines.append(
+        'Counts do not move with the machine\'s load, so they show changes '
+        'too small for the timings above (`python -m bench.instructions`: '
+        'the registry\'s Flask app in one process, part 2\'s iterations on '
+        'the file driver, no HTTP; two run lengths differenced, so start-up '
+        'cancels out).  Per iteration the extension adds %s.%s\n' % (
+            ' and '.join(figures) or 'nothing counted',
+            (' Not counted: %s (tool not found).' % ', '.join(
+                data['not_counted'])) if data.get('not_counted') else ''))
+
+
 # -- part 3 ------------------------------------------------------------------
 
 @section('3. gc sweep against the storage limit')
@@ -513,6 +540,7 @@ def main():
     goals, plots, body = [], [], []
     part1(p1, body, goals, plots)
     part2(p2, body, goals, plots)
+    counted(load('instructions'), body)
     part3(p3, body, goals, plots)
     lines.append('## Goals\n')
     lines.append(table(['goal', 'measured', 'target', 'verdict'],

@@ -26,13 +26,17 @@ COMMAND=${BENCH_COMMAND:-$COMMAND}
 # the commit measured, named before this run rewrites its own result files
 export BENCH_COMMIT=${BENCH_COMMIT:-$(git describe --always --dirty 2>/dev/null)}
 mkdir -p bench/results
-rm -f bench/results/storage_cost.json bench/results/online.json bench/results/gc.json bench/results/run.json
+rm -f bench/results/storage_cost.json bench/results/online.json bench/results/instructions.json bench/results/gc.json bench/results/run.json
 start=$(date +%s)
 status=0
 echo "== bench 1/3: cost per push and delete vs registry size"
 .venv27/bin/python -m bench.storage_cost $STORAGE_ARGS || status=1
 echo "== bench 2/3: online overhead in the real registry"
 .venv27/bin/python -m bench.online || status=1
+if [ -z "${QUICK:-}" ] || [ "${QUICK}" = 0 ]; then
+    echo "== bench 2/3, counted: the same iteration's instructions and system calls"
+    .venv27/bin/python -m bench.instructions || status=1
+fi
 echo "== bench 3/3: gc sweep vs the storage limit"
 .venv27/bin/python -m bench.gc_bench || status=1
 end=$(date +%s)

@@ -139,3 +139,20 @@ def test_inprocess_measures_both_modes_and_each_checkout():
     assert summary['off']['images_left'] == 1 + 10 + 5
     for label in ('on', 'other', 'bare'):
         assert summary[label]['images_left'] == 1, label
+
+
+def test_instructions_counts_what_the_extension_adds():
+    """Counts, not timings: the same code counted twice gives the same
+    instructions to a fraction of a percent (system calls to a few: where
+    a spare-file refill falls varies), and the extension adds work."""
+    from bench import instructions
+    result = instructions.main(['--lengths', '5,15', '--code', common.ROOT])
+    modes = result['modes']
+    for kind in ('instructions', 'syscalls'):
+        if kind in result['not_counted']:
+            continue
+        assert modes['off'][kind] > 0
+        assert modes['on']['added'][kind] > 0, kind
+        on, other = modes['on'][kind], modes['other'][kind]
+        tolerance = 0.01 if kind == 'instructions' else 0.05
+        assert abs(on - other) <= tolerance * on, (kind, on, other)
