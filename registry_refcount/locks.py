@@ -77,7 +77,7 @@ class LocalLocks(object):
         self.lock_dir = lock_dir
         self.timeout = timeout
         self.stripes = stripes
-        self._files = dict((kind, os.path.join(lock_dir, '%s.locks' % kind))
+        self._paths = dict((kind, os.path.join(lock_dir, '%s.locks' % kind))
                            for kind in ('image', 'tag', 'named'))
         if not os.path.isdir(lock_dir):
             try:
@@ -97,7 +97,7 @@ class LocalLocks(object):
         return self._lock('named', name)
 
     def _lock(self, kind, name):
-        return _Held(self, self._files[kind],
+        return _Held(self, self._paths[kind],
                      _stripe(kind, name, self.stripes), kind, name)
 
 
