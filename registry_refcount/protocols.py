@@ -117,7 +117,9 @@ def read_tag(store, key):
         return None
     value = layout.text(value).strip()
     if not layout.valid_id(value):
-        raise BadInput('tag %s names an invalid image id %r'
+        raise BadInput('tag %s names an invalid image id %r (a torn or '
+                       'edited tag file: nothing is deleted on its word; '
+                       'push the tag again, or delete it)'
                        % (key.display, value[:80]))
     return value
 

@@ -179,8 +179,9 @@ def test_invalid_ids_never_delete(ctx, store):
     put_tag(ctx, key, ids[-1])
     # someone writes a path trick into the tag file behind our back
     store.put_content(layout.tag_file(key), b'../repositories/ns/a')
-    with pytest.raises(protocols.BadInput):
+    with pytest.raises(protocols.BadInput) as raised:
         protocols.reconcile_tag(ctx, key)
+    assert 'push the tag again, or delete it' in str(raised.value)
     assert present(store) == set(ids)
     # a parent field naming something invalid: no deletion
     store.put_content(layout.image_file(ids[0], 'json'),
