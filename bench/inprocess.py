@@ -56,6 +56,18 @@ class TestConn(object):
         return response.status_code, response.data, time.time() - started
 
 
+def warmup(iterations):
+    """Iterations a child runs before it measures ``iterations``."""
+    return max(10, iterations // 10)
+
+
+def child_command(mode, iterations, workdir, code):
+    """The command line of one measurement in a fresh process."""
+    return [sys.executable, '-m', 'bench.inprocess', '--child', mode,
+            '--iterations', str(iterations), '--workdir', workdir,
+            '--code', code]
+
+
 def child(mode, iterations, workdir, code):
     """One measurement, in this process (the registry's app is imported
     here, with the extension of ``code`` enabled, or absent)."""
@@ -88,7 +100,7 @@ def child(mode, iterations, workdir, code):
     online.push_image(conn, base, None, make_layer('base', 4096))
     conn.request('PUT', '/v1/repositories/bench/base/tags/latest',
                  json.dumps(base))
-    loop(max(10, iterations // 10))          # warm up
+    loop(warmup(iterations))
     result = loop(iterations)
     result['images_left'] = len(os.listdir(os.path.join(
         os.environ['STORAGE_PATH'], 'images')))
@@ -115,10 +127,8 @@ def run(label, mode, iterations, code):
     workdir = common.workdir('inprocess')
     try:
         proc = subprocess.Popen(
-            [sys.executable, '-m', 'bench.inprocess', '--child', mode,
-             '--iterations', str(iterations), '--workdir', workdir,
-             '--code', code], cwd=common.ROOT, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE)
+            child_command(mode, iterations, workdir, code),
+            cwd=common.ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         out, err = proc.communicate()
     finally:
         common.cleanup(workdir)

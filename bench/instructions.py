@@ -31,11 +31,12 @@ import argparse
 import os
 import re
 import subprocess
-import sys
 import tempfile
 import threading
+from distutils.spawn import find_executable
 
 from . import common
+from . import inprocess
 
 #: The two run lengths (iterations after the warm-up; see inprocess.child).
 SHORT, LONG = 50, 150
@@ -43,20 +44,7 @@ SHORT, LONG = 50, 150
 
 def _iterations(n):
     """Iterations a child runs for ``--iterations n`` (its warm-up too)."""
-    return n + max(10, n // 10)
-
-
-def _which(tool):
-    for folder in os.environ.get('PATH', '').split(os.pathsep):
-        path = os.path.join(folder, tool)
-        if os.access(path, os.X_OK):
-            return path
-    return None
-
-
-def _child_command(mode, n, workdir, code):
-    return [sys.executable, '-m', 'bench.inprocess', '--child', mode,
-            '--iterations', str(n), '--workdir', workdir, '--code', code]
+    return n + inprocess.warmup(n)
 
 
 def _run(wrapper, mode, n, code):
@@ -67,7 +55,8 @@ def _run(wrapper, mode, n, code):
     try:
         with open(os.devnull, 'w') as devnull:
             proc = subprocess.Popen(
-                wrapper(out) + _child_command(mode, n, workdir, code),
+                wrapper(out) + inprocess.child_command(mode, n, workdir,
+                                                       code),
                 cwd=code, stdout=devnull, stderr=subprocess.PIPE)
             _, err = proc.communicate()
         if proc.returncode:
@@ -140,7 +129,8 @@ def main(argv=None):
     plan = [('off', 'off', common.ROOT), ('on', 'on', common.ROOT)]
     if args.code:
         plan.append(('other', 'on', os.path.abspath(args.code)))
-    tools = {'instructions': _which('valgrind'), 'syscalls': _which('strace')}
+    tools = {'instructions': find_executable('valgrind'),
+             'syscalls': find_executable('strace')}
     result = {'iterations': list(lengths), 'other_code': args.code,
               'not_counted': sorted(k for k, v in tools.items() if not v),
               'modes': {}}
