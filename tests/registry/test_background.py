@@ -48,3 +48,46 @@ def test_a_worker_exiting_finishes_its_deferred_work():
         from registry_refcount import background
         background.run(lambda: sys.stdout.write('finished\\n'))
     ''') == ['finished']
+
+
+def test_a_call_that_waits_in_the_kernel_leaves_the_hub_serving():
+    """off_hub: in a gevent worker the call runs in a native thread while
+    the caller's greenlet waits for its result; other greenlets go on."""
+    assert _run('''
+        from gevent import monkey; monkey.patch_all()
+        import gevent
+        from registry_refcount import background
+        background._gevent_pool()
+        blocking_sleep = monkey.get_original('time', 'sleep')
+        native_ident = monkey.get_original('thread', 'get_ident')
+        ticks = []
+
+        def ticker():
+            while True:
+                ticks.append(1)
+                gevent.sleep(0.01)
+
+        def call():
+            blocking_sleep(0.3)
+            return native_ident()
+
+        main = native_ident()
+        t = gevent.spawn(ticker)
+        gevent.sleep(0)
+        ident = background.off_hub(call)
+        t.kill()
+        print(ident != main)
+        print(len(ticks) >= 10)
+        try:
+            background.off_hub(int, 'x')
+        except ValueError:
+            print('raised')
+    ''') == ['True', 'True', 'raised']
+
+
+def test_without_gevent_off_hub_is_a_plain_call():
+    assert _run('''
+        import thread
+        from registry_refcount import background
+        print(background.off_hub(thread.get_ident) == thread.get_ident())
+    ''') == ['True']
