@@ -374,12 +374,9 @@ def _prune_folder(store, image_id):
     then: a new push of the same id may have begun in it)."""
     root = records.local_root(store)
     if root is not None:
-        folder = os.path.join(root, layout.image_dir(image_id))
-        for sub in (os.path.join(folder, layout.REFERENCES), folder):
-            try:
-                os.rmdir(sub)
-            except OSError:
-                pass
+        records.remove_empty_folders('%s/%s' % (
+            root, layout.references_dir(image_id)),
+            '%s/%s' % (root, layout.image_dir(image_id)))
 
 
 def finish_deletion(ctx, image_id):

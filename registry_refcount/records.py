@@ -29,6 +29,7 @@ import uuid
 
 from docker_registry.core import exceptions
 
+from . import background
 from . import layout
 from . import spares
 
@@ -537,6 +538,22 @@ def _prune(root, path):
             os.rmdir(os.path.join(root, *parts[:end]))
         except OSError:
             return
+
+
+def remove_empty_folders(*folders):
+    """``rmdir`` each of ``folders`` in turn, those that are empty (the
+    check and the removal are one step: a folder something was written
+    into meanwhile stays).  Off the gevent hub (:func:`.background.off_hub`):
+    freeing a folder's block can wait for the file system's journal."""
+    background.off_hub(_rmdirs, folders)
+
+
+def _rmdirs(folders):
+    for folder in folders:
+        try:
+            os.rmdir(folder)
+        except OSError:
+            pass
 
 
 def _make_folder(root, folder):
