@@ -245,13 +245,20 @@ def part1(data, lines, goals, plots):
                     % (num(int(big)), op), '%.0f× / %.1f×' % (r, w),
                     (min(r, w) >= BYTES_GOAL) if int(big) >= 10000 else
                     None, '≥ 100× at N=10,000'))
-        plots.append(plot_part1(backend, res, sizes))
-        lines.append('![%s](%s)\n' % (backend, os.path.basename(
-            plots[-1])))
+        path = plot_part1(backend, res, sizes)
+        if path:
+            plots.append(path)
+            lines.append('![%s](%s)\n' % (backend, os.path.basename(path)))
 
 
 def plot_part1(backend, res, sizes):
-    import matplotlib
+    """The PNG of one backend's part 1 against N, or None without
+    matplotlib (scripts/bench.sh installs it; the tables do not need it)."""
+    try:
+        import matplotlib
+    except ImportError:
+        print('report: no matplotlib, no plot for %s' % backend)
+        return None
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     panels = [('bytes', 'bytes moved (driver interface)'),
