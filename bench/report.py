@@ -317,13 +317,13 @@ def part2(data, lines, goals, plots):
     for section in ('runs', 'information_runs', 'dry_run_runs'):
         for conc in sorted(data.get(section, {}), key=int):
             _online_run(lines, goals, data[section][conc], conc,
-                        section)
+                        section, data.get('quick'))
     if 'enabled_log_errors' in data:
         lines.append('Errors in the enabled registry\'s log: %d.\n'
                      % data['enabled_log_errors'])
 
 
-def _online_run(lines, goals, run, conc, section):
+def _online_run(lines, goals, run, conc, section, quick=False):
     regs = run['registries']
     rows = []
     for e in ('image_json', 'tag_put', 'tag_delete', 'layer', 'checksum'):
@@ -374,9 +374,16 @@ def _online_run(lines, goals, run, conc, section):
     if counted:
         for e in TIMED:
             r = run['p50_ratio'].get(e, float('nan'))
+            ok = r <= P50_GOAL
+            if quick:
+                # one short round: at concurrency 16 single QUICK rounds
+                # ranged 0.67-2.78 for the same code (bench/NOTES.md)
+                ok = ('within: %s (information: QUICK runs one short '
+                      'round, noisier than the goal\'s margin; `make bench` '
+                      'judges)' % ('yes' if ok else '**no**'))
             goals.append(('2. p50 overhead, %s, concurrency %s'
                           % (e.replace('_', ' '), conc), '%.2f×' % r,
-                          r <= P50_GOAL, '≤ 1.25×'))
+                          ok, '≤ 1.25×'))
 
 
 def _cpu_figures(run):
