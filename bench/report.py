@@ -65,6 +65,13 @@ def yes(ok):
     return '**met**' if ok else '**not met**'
 
 
+def information(test, ok, why):
+    """The verdict of a figure shown beside a goal but not judged by it:
+    whether it passes ``test``, and ``why`` that does not count."""
+    return '%s: %s (information: %s)' % (test, 'yes' if ok else '**no**',
+                                         why)
+
+
 def table(head, rows):
     out = ['| ' + ' | '.join(head) + ' |',
            '|' + '|'.join(' --- ' for _ in head) + '|']
@@ -223,9 +230,8 @@ def part1(data, lines, goals, plots):
                 '1. (seconds) refcount %s ext time, N=%s → %s (%s)' % (
                     op, num(int(small)), num(int(big)), backend),
                 '%s → %s (%.2f×)' % (ms(a), ms(z), z / a),
-                'within ±10%%: %s (information: the goal is counted in '
-                'operations and bytes)' % (
-                    'yes' if abs(z / a - 1) <= TOLERANCE else '**no**'),
+                information('within ±10%', abs(z / a - 1) <= TOLERANCE,
+                            'the goal is counted in operations and bytes'),
                 '±10%'))
             if backend == 'file':
                 r = res['baseline'][big][op]['ext']['bytes'] / \
@@ -378,9 +384,9 @@ def _online_run(lines, goals, run, conc, section, quick=False):
             if quick:
                 # one short round: at concurrency 16 single QUICK rounds
                 # ranged 0.67-2.78 for the same code (bench/NOTES.md)
-                ok = ('within: %s (information: QUICK runs one short '
-                      'round, noisier than the goal\'s margin; `make bench` '
-                      'judges)' % ('yes' if ok else '**no**'))
+                ok = information('within', ok, 'QUICK runs one short '
+                                 'round, noisier than the goal\'s margin; '
+                                 '`make bench` judges')
             goals.append(('2. p50 overhead, %s, concurrency %s'
                           % (e.replace('_', ' '), conc), '%.2f×' % r,
                           ok, '≤ 1.25×'))
