@@ -71,7 +71,7 @@ class Flow(object):
             raise Refused('Image already exists')
         if self.mode == 'refcount':
             with self.ext('image_json.before_put_image_json'):
-                if store.exists(layout.tombstone(image)):
+                if protocols.tombstones(store, image):
                     raise Refused('being deleted')
                 if parent:
                     err = protocols.register_child(self.ctx, image, parent)

@@ -1,19 +1,32 @@
-"""Named crash points for the crash tests.
+"""Named crash and pause points for the fault tests.
 
 ``REGISTRY_REFCOUNT_CRASH_AT=<point>[,<point>...]`` makes the process exit
 at once (``os._exit``, no clean-up, like ``kill -9``) when it reaches one of
-the named points inside the protocols.  Unset, a point costs one set lookup.
+the named points inside the protocols.
+
+``REGISTRY_REFCOUNT_PAUSE_AT=<point>[,<point>...]`` makes the process stop
+itself (``SIGSTOP``, as a VM pause or a stalled worker would) the first
+time it reaches one of the points; the test then does what it likes
+meanwhile (lets a lease run out, retags, deletes) and sends ``SIGCONT``.
+Every crash point is a pause point; :data:`PAUSES` adds the points between
+reading the truth and acting on it, where a stall is most dangerous.
+
+Unset, a point costs one set lookup.
 """
 
 from __future__ import absolute_import, unicode_literals
 
 import logging
 import os
+import signal
 import sys
 
-ENV = 'REGISTRY_REFCOUNT_CRASH_AT'
+CRASH_ENV = 'REGISTRY_REFCOUNT_CRASH_AT'
+PAUSE_ENV = 'REGISTRY_REFCOUNT_PAUSE_AT'
+ENV = CRASH_ENV
 
-#: Every point the protocols name, in the order a tag write meets them.
+#: Every crash point the protocols name, in the order a tag write meets
+#: them.
 POINTS = (
     'after_intent',           # intent written, pending marker not yet
     'after_pending',          # pending marker written
@@ -26,12 +39,43 @@ POINTS = (
     'before_finalize',        # parent visited, tombstone/journal remain
 )
 
-_armed = frozenset(p for p in os.environ.get(ENV, '').split(',') if p)
+#: Points where only a pause makes sense (the process is between reading
+#: the truth and acting on it); a crash there is the same as a crash at
+#: the crash point before it.
+PAUSES = (
+    'reconcile_read_truth',   # reconcile read the tag file, not the ledger
+    'reconcile_before_drop',  # about to take the tag's marker off an image
+    'add_before_check',       # a marker written, the tombstone not checked
+    'before_tombstone',       # a deletion decided, its tombstone not yet
+    'teardown_before_check',  # tombstone written, markers not checked
+    'teardown_before_json',   # markers and truth checked, json not removed
+    'child_before_marker',    # child registration about to write its marker
+    'finish_before_release',  # a request's tag reconciled, pending still on
+)
+
+ALL_POINTS = POINTS + PAUSES
+
+_pause = frozenset(p for p in os.environ.get(PAUSE_ENV, '').split(',') if p)
+#: What the points do when reached: crash, unless the name is a pause.
+_armed = frozenset(p for p in os.environ.get(CRASH_ENV, '').split(',')
+                   if p) | _pause
 
 
 def point(name):
-    """Exit the process here if the crash tests armed ``name``."""
-    if _armed and name in _armed:
-        logging.getLogger(__name__).error('refcount: crash point %s', name)
+    """Exit the process here if the crash tests armed ``name``; stop it
+    (once per point) if the pause tests did."""
+    global _armed
+    if not _armed or name not in _armed:
+        return
+    log = logging.getLogger(__name__)
+    if name in _pause:
+        _armed = _armed - frozenset([name])
+        log.error('refcount: pause point %s (pid %d)', name, os.getpid())
         sys.stderr.flush()
-        os._exit(137)
+        os.kill(os.getpid(), signal.SIGSTOP)
+        log.error('refcount: resumed after pause point %s (pid %d)', name,
+                  os.getpid())
+        return
+    log.error('refcount: crash point %s', name)
+    sys.stderr.flush()
+    os._exit(137)

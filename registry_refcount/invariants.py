@@ -81,9 +81,16 @@ def check(store, jobs=8, progress=truth.no_progress):
     rep.intents = sorted(i for i in records.listing(store, layout.INTENTS)
                          if not i.startswith('.'))
     rep.journal = sorted(i for i in records.listing(store, layout.JOURNAL)
-                         if layout.valid_id(i))
+                         if _journal_entry(i))
     _check_records(store, rep, jobs, progress)
     return rep
+
+
+def _journal_entry(name):
+    try:
+        return layout.parse_journal(name)
+    except layout.InvalidName:
+        return None
 
 
 def expected_markers(tags, images):
@@ -137,6 +144,11 @@ def _check_records(store, rep, jobs, progress=truth.no_progress):
                     rep.r1.append({'kind': 'stale_marker', 'image': image_id,
                                    'marker': name,
                                    'detail': 'pending without an intent'})
+                continue
+            if kind == 'hold':
+                rep.r1.append({'kind': 'stale_marker', 'image': image_id,
+                               'marker': name, 'detail': 'a hold of a '
+                               'reconcile that is over or under way'})
                 continue
             if name not in expected:
                 dangling = kind == 'child' and not (

@@ -21,6 +21,8 @@ except ImportError:  # pragma: no cover
 ID_RE = re.compile(r'^([a-f0-9]{16}|[a-f0-9]{64})$')
 #: Intent ids are ours: 32 hex digits (uuid4).
 INTENT_RE = re.compile(r'^[a-f0-9]{32}$')
+#: Deleters' and holders' tokens: the same form.
+TOKEN_RE = INTENT_RE
 
 IMAGES = 'images'
 REPOSITORIES = 'repositories'
@@ -30,6 +32,7 @@ LEDGER = PREFIX + '/tags'
 INTENTS = PREFIX + '/intents'
 JOURNAL = PREFIX + '/deleting'
 CANDIDATES = PREFIX + '/candidates'
+CLOCK = PREFIX + '/clock'
 QUARANTINE = PREFIX + '/quarantine'
 AUDIT = PREFIX + '/audit'
 SPARES = PREFIX + '/spares'
@@ -43,6 +46,7 @@ IN_PROGRESS = '_inprogress'
 TAG_PREFIX = 'tag-'
 CHILD_PREFIX = 'child-'
 PENDING_PREFIX = 'pending-'
+HOLD_PREFIX = 'hold-'
 
 
 class InvalidName(ValueError):
@@ -187,8 +191,36 @@ def marker_path(image_id, marker):
     return '%s/%s' % (references_dir(image_id), marker)
 
 
-def tombstone(image_id):
-    return image_file(image_id, TOMBSTONE)
+def tombstone(image_id, token=None):
+    """A deleter's tombstone: one per deletion under way (``token``), so
+    that a deletion that cancels removes its own and never another's.
+    (``token`` None: the single tombstone of earlier versions.)"""
+    return image_file(image_id, _with_token(TOMBSTONE, token))
+
+
+def tombstone_token(name):
+    """The deleter token of a tombstone's file name, '' for the single
+    tombstone of earlier versions, None if ``name`` is no tombstone."""
+    if name == TOMBSTONE:
+        return ''
+    if name.startswith(TOMBSTONE + '-') and TOKEN_RE.match(
+            name[len(TOMBSTONE) + 1:]):
+        return name[len(TOMBSTONE) + 1:]
+    return None
+
+
+def _with_token(name, token):
+    return name if token is None else '%s-%s' % (name, check_token(token))
+
+
+def check_token(token):
+    """A deleter's or holder's token as text, if valid, else raise."""
+    try:
+        if TOKEN_RE.match(text(token)):
+            return text(token)
+    except (TypeError, UnicodeDecodeError):
+        pass
+    raise InvalidName('invalid token: %r' % (token,))
 
 
 def ledger_dir(namespace, repository):
@@ -211,8 +243,18 @@ def quarantine_entry(path):
         text(path).encode('utf-8')).hexdigest())
 
 
-def journal(image_id):
-    return '%s/%s' % (JOURNAL, check_id(image_id))
+def journal(image_id, token=None):
+    """A deletion's journal entry (one per deleter, as its tombstone)."""
+    return '%s/%s' % (JOURNAL, _with_token(check_id(image_id), token))
+
+
+def parse_journal(name):
+    """``(image id, token or None)`` of a journal entry's name."""
+    name = text(name)
+    image_id, _, token = name.partition('-')
+    if not valid_id(image_id) or (_ and not TOKEN_RE.match(token)):
+        raise InvalidName('invalid journal entry: %r' % (name,))
+    return image_id, (token if _ else None)
 
 
 def child_marker(child_id):
@@ -224,16 +266,23 @@ def pending_marker(intent_id):
     return PENDING_PREFIX + intent_id
 
 
+def hold_marker(token):
+    """A marker that keeps an image alive while a reconcile takes a tag's
+    marker off it and reads the tag file again."""
+    return HOLD_PREFIX + check_token(token)
+
+
 def check_marker(marker):
     """Validate a marker name and return ``(kind, value)``.
 
-    ``kind`` is ``tag``, ``child`` or ``pending``; ``value`` is the tag
-    digest, the child id or the intent id.
+    ``kind`` is ``tag``, ``child``, ``pending`` or ``hold``; ``value`` is
+    the tag digest, the child id, the intent id or the holder's token.
     """
     marker = text(marker)
     for kind, prefix, rule in (('tag', TAG_PREFIX, _DIGEST_RE),
                                ('child', CHILD_PREFIX, ID_RE),
-                               ('pending', PENDING_PREFIX, INTENT_RE)):
+                               ('pending', PENDING_PREFIX, INTENT_RE),
+                               ('hold', HOLD_PREFIX, TOKEN_RE)):
         if marker.startswith(prefix):
             value = marker[len(prefix):]
             if rule.match(value):

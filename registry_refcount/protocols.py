@@ -39,6 +39,7 @@ from . import audit
 from . import crash
 from . import layout
 from . import locks
+from . import owner
 from . import records
 
 logger = logging.getLogger(__name__)
@@ -201,9 +202,21 @@ def read_ancestry(store, image_id):
     return [layout.text(i) for i in data]
 
 
+def tombstones(store, image_id):
+    """The tokens of the deletions under way on an image ('' for the
+    single tombstone of earlier versions): one listing."""
+    found = []
+    for name in records.names_starting(store, layout.image_dir(image_id),
+                                       layout.TOMBSTONE):
+        token = layout.tombstone_token(name)
+        if token is not None:
+            found.append(token)
+    return found
+
+
 def image_state(store, image_id):
-    """``live``, ``deleting`` (tombstone) or ``gone`` (no json)."""
-    if records.exists(store, layout.tombstone(image_id)):
+    """``live``, ``deleting`` (a tombstone) or ``gone`` (no json)."""
+    if tombstones(store, image_id):
         return 'deleting'
     if records.exists(store, layout.image_file(image_id, 'json')):
         return 'live'
@@ -219,40 +232,59 @@ def needed(store, image_id):
 
 # -- references --------------------------------------------------------------
 
-def add_reference(ctx, image_id, marker, content=b'', locked=True,
-                  same_as=None):
+def add_reference(ctx, image_id, marker, content=b'', same_as=None):
     """Write a marker on a live image.  False, and nothing left written,
     if the image is gone or being deleted.
 
-    Normally under the image's lock.  Without it (``locked=False``, or
-    when the lock cannot be had: Redis down, a long cascade holding it) the
-    marker is written first and the image checked after: a deletion writes
-    its tombstone first and checks for markers after, so one of the two
-    always sees the other.  ``same_as``: a record whose content will do
-    for the marker's (linked to it on local storage).
+    The marker is written first and the image checked after; a deletion
+    writes its tombstone first and checks for markers after (see
+    :func:`_tear_down`).  So one of the two always sees the other,
+    whatever the locks do: locks decide only who waits, never whether a
+    needed image survives.  Seeing a tombstone - even one a deletion is
+    about to cancel - refuses: the caller tries again or fails loudly.
+    ``same_as``: a record whose content will do for the marker's (linked
+    to it on local storage).
     """
     store = ctx.store
     # Written ``fresh``: a marker is nearly always a new name (a rewrite of
     # one that is there - a retried push, a crash - costs only its file).
-    if locked:
-        try:
-            with ctx.locks.image(image_id):
-                if image_state(store, image_id) != 'live':
-                    return False
-                records.write_marker(store, image_id, marker, content,
-                                     fresh=True)
-                return True
-        except locks.LockTimeout as e:
-            logger.warning('refcount: %s; adding %s to %s without the lock',
-                           e, marker, image_id)
     if not (same_as and records.link(
             store, same_as, layout.marker_path(image_id, marker))):
         records.write_marker(store, image_id, marker, content, fresh=True)
+    crash.point('add_before_check')
     if image_state(store, image_id) == 'live':
         return True
     records.remove_marker(store, image_id, marker)
     _prune_folder(store, image_id)
     return False
+
+
+class Busy(locks.LockTimeout):
+    """An image is being deleted while this work needs it to stay: a
+    deletion that will cancel (it sees our reference), or one that has not
+    decided yet.  The work is left as it is (its intent stays) and tried
+    again later."""
+
+
+#: How often, and how long apart, a reference refused by a deletion that
+#: is cancelling is tried again before the work is left to recovery.
+RETRIES, RETRY_WAIT = 5, 0.02
+
+
+def add_reference_patiently(ctx, image_id, marker, content=b''):
+    """:func:`add_reference` for work that must not go on without the
+    reference (a tag's marker before its pending marker goes): while the
+    image is only being deleted - a deletion that sees a pending marker or
+    a hold cancels - try again; :class:`Busy` if it stays so.  False if
+    the image is gone."""
+    for attempt in range(RETRIES):
+        if add_reference(ctx, image_id, marker, content):
+            return True
+        if image_state(ctx.store, image_id) == 'gone':
+            return False
+        time.sleep(RETRY_WAIT)
+    raise Busy('image %s stays being deleted; %s not added, left for later'
+               % (image_id, marker))
 
 
 def remove_reference(ctx, image_id, marker, reason):
@@ -269,37 +301,45 @@ def collect(ctx, image_id, reason):
 
 def _cascade(ctx, finished, image_id, marker, reason, partial=False):
     """Remove ``marker`` from ``image_id``, tear the image down if nothing
-    needs it any more, and repeat on its parent.  ``finished`` is an image
-    already torn down whose marker this is; its tombstone and journal go
-    only once the marker is off its parent."""
-    while image_id is not None:
-        with ctx.locks.image(image_id):
-            if marker is not None:
-                records.remove_marker(ctx.store, image_id, marker)
-            parent = _maybe_tear_down(ctx, image_id, reason, partial)
-            partial = False
+    needs it any more, and repeat on its parent.  ``finished`` is ``(image,
+    token)`` of a deletion whose marker this is; its tombstone and journal
+    go only once the marker is off its parent.  (A deletion that stops
+    here on an error is left to recovery, at once: see :mod:`.owner`.)"""
+    try:
+        while image_id is not None:
+            with ctx.locks.image(image_id):
+                if marker is not None:
+                    records.remove_marker(ctx.store, image_id, marker)
+                torn = _maybe_tear_down(ctx, image_id, reason, partial)
+                partial = False
+            if finished is not None:
+                _finalize(ctx, *finished)
+                finished = None
+            if torn is KEPT:
+                return
+            crash.point('between_cascade_steps')
+            parent, token = torn
+            finished = (image_id, token)
+            marker = layout.child_marker(image_id)
+            reason = 'its last child %s was deleted' % image_id
+            image_id = parent
         if finished is not None:
-            _finalize(ctx, finished)
-            finished = None
-        if parent is KEPT:
-            return
-        crash.point('between_cascade_steps')
-        finished = image_id
-        marker = layout.child_marker(image_id)
-        reason = 'its last child %s was deleted' % image_id
-        image_id = parent
-    if finished is not None:
-        _finalize(ctx, finished)
+            _finalize(ctx, *finished)
+    except BaseException:
+        if finished is not None:
+            owner.end(finished[1])
+        raise
 
 
 def _maybe_tear_down(ctx, image_id, reason, partial=False):
-    """Holding the image's lock: tear it down if nothing needs it.
-    Returns its parent (None for a root) or :data:`KEPT`.  ``partial``:
-    also an image whose json was never stored (gc only)."""
+    """Holding the image's lock (which only spares work: see
+    :func:`_tear_down`): tear it down if nothing needs it.  Returns
+    ``(parent, token)`` (parent None for a root) or :data:`KEPT`.
+    ``partial``: also an image whose json was never stored (gc only)."""
     store = ctx.store
     if needed(store, image_id):
         return KEPT
-    if records.exists(store, layout.tombstone(image_id)):
+    if tombstones(store, image_id):
         return KEPT          # another deletion (or recovery) owns it
     try:
         parent = stored_parent(store, image_id)
@@ -326,47 +366,83 @@ def _maybe_tear_down(ctx, image_id, reason, partial=False):
     return _tear_down(ctx, image_id, parent, reason)
 
 
+def _step(ctx, point):
+    """A named point before a destructive step: crash or pause there in
+    the fault tests, then make sure every lock this task holds is still
+    ours (:class:`.locks.LockLost` if not: the work is left to recovery).
+    Safety does not depend on it; a lost lock found here only spares the
+    records an interleaving that recovery would have to mend."""
+    crash.point(point)
+    verify = getattr(ctx.locks, 'verify', None)
+    if verify is not None:
+        verify()
+
+
 def _tear_down(ctx, image_id, parent, reason):
+    """Delete an image nothing needed a moment ago: the deleter's journal
+    entry and tombstone first, then - only if still no marker is there -
+    its files.  A reference added meanwhile was written before its writer
+    looked for tombstones (:func:`add_reference`): either this check sees
+    it and the deletion cancels, or its writer sees our tombstone and
+    gives up.  Each deleter has a tombstone of its own, so a deletion that
+    cancels never removes the tombstone another one relies on."""
     store = ctx.store
+    _step(ctx, 'before_tombstone')
+    token = new_intent_id()
     doc = {'image': image_id, 'parent': parent, 'reason': reason,
-           'at': time.time(), 'by': ctx.by}
-    records.write(store, layout.journal(image_id), doc, fresh=True)
-    # the tombstone holds the same document: on local storage it is
-    # another name of the journal entry
-    if not records.link(store, layout.journal(image_id),
-                        layout.tombstone(image_id)):
-        records.put(store, layout.tombstone(image_id),
-                    json.dumps(doc).encode('utf-8'))
-    crash.point('after_tombstone')
-    if needed(store, image_id):    # a marker written without our lock
-        _finalize(ctx, image_id)
-        return KEPT
-    records.retire_references(store, image_id)
-    size = layer_size(store, image_id)
-    _remove_files(store, image_id)
+           'at': time.time(), 'by': ctx.by, 'token': token,
+           'owner': owner.me()}
+    owner.begin(token)
+    try:
+        records.write(store, layout.journal(image_id, token), doc,
+                      fresh=True)
+        # the tombstone holds the same document: on local storage it is
+        # another name of the journal entry
+        if not records.link(store, layout.journal(image_id, token),
+                            layout.tombstone(image_id, token)):
+            records.put(store, layout.tombstone(image_id, token),
+                        json.dumps(doc).encode('utf-8'))
+        crash.point('after_tombstone')
+        crash.point('teardown_before_check')
+        if needed(store, image_id):    # a marker written meanwhile
+            _finalize(ctx, image_id, token)
+            return KEPT
+        try:
+            _step(ctx, 'teardown_before_json')
+        except locks.LockTimeout:
+            _finalize(ctx, image_id, token)
+            raise
+        records.retire_references(store, image_id)
+        size = layer_size(store, image_id)
+        _remove_files(store, image_id)
+    except BaseException:
+        owner.end(token)
+        raise
     audit.deleted(image_id, reason, size, by=ctx.by)
-    return parent
+    return parent, token
 
 
 def _remove_files(store, image_id):
-    """``json`` first, then every other file by its own path."""
+    """``json`` first, then every other file by its own path (tombstones
+    stay: each goes with its own deletion)."""
     _remove(store, layout.image_file(image_id, 'json'))
     crash.point('after_json_removed')
     names = list(records.listing(store, layout.image_dir(image_id)))
     for name in names:
-        if name not in (layout.TOMBSTONE, 'json'):
+        if name != 'json' and layout.tombstone_token(name) is None:
             _remove(store, layout.image_file(image_id, name))
 
 
-def _finalize(ctx, image_id):
-    """Last step of a deletion: drop the tombstone, the empty folder (local
-    storage, only if empty: a new push of the same id may have begun) and
-    the journal entry."""
+def _finalize(ctx, image_id, token):
+    """Last step of a deletion: drop its tombstone, the empty folder (local
+    storage, only if empty: a new push of the same id may have begun, or
+    another deletion holds a tombstone) and its journal entry."""
     crash.point('before_finalize')
     store = ctx.store
-    records.remove(store, layout.tombstone(image_id))
+    records.remove(store, layout.tombstone(image_id, token))
     _prune_folder(store, image_id)
-    records.remove(store, layout.journal(image_id))
+    records.remove(store, layout.journal(image_id, token))
+    owner.end(token)
 
 
 def _prune_folder(store, image_id):
@@ -379,24 +455,26 @@ def _prune_folder(store, image_id):
             '%s/%s' % (root, layout.image_dir(image_id)))
 
 
-def finish_deletion(ctx, image_id):
-    """Recovery: complete (or cancel) a deletion that left a journal entry.
+def finish_deletion(ctx, image_id, token=None):
+    """Recovery: complete (or cancel) a deletion that left a journal entry
+    (``token``: the deleter's; None for one of an earlier version).  Only
+    for a deleter known to be gone (see :mod:`.recovery`).
 
-    Without a tombstone there is nothing to finish: either the deletion
+    Without its tombstone there is nothing to finish: either the deletion
     was finalised (tombstone gone, journal not yet), or it stopped before
     its tombstone, which is before anything was removed (gc frees the
     image then).  The image may have been pushed again meanwhile, so it is
     not touched; only the journal entry goes."""
     store = ctx.store
-    if not records.exists(store, layout.tombstone(image_id)):
-        records.remove(store, layout.journal(image_id))
+    if not records.exists(store, layout.tombstone(image_id, token)):
+        records.remove(store, layout.journal(image_id, token))
         return True
     try:
-        doc = records.read(store, layout.journal(image_id))
+        doc = records.read(store, layout.journal(image_id, token))
     except records.Unreadable:
         doc = None
     if doc is None:
-        doc = _tombstone_doc(store, image_id)
+        doc = _tombstone_doc(store, image_id, token)
     if doc is None or 'parent' not in doc:
         logger.error('refcount: cannot finish deletion of %s: neither its '
                      'journal entry nor its tombstone can be read', image_id)
@@ -408,10 +486,11 @@ def finish_deletion(ctx, image_id):
         return False
     with ctx.locks.image(image_id):
         if records.exists(store, layout.image_file(image_id, 'json')):
+            # the json goes first: while it is there nothing is removed yet
             if needed(store, image_id):
-                logger.warning('refcount: cancelling deletion of %s: it is '
-                               'referenced again', image_id)
-                _finalize(ctx, image_id)
+                logger.info('refcount: cancelling deletion of %s: it is '
+                            'referenced again', image_id)
+                _finalize(ctx, image_id, token)
                 return True
             size = layer_size(store, image_id)
             _remove_files(store, image_id)
@@ -420,17 +499,18 @@ def finish_deletion(ctx, image_id):
         else:
             _remove_files(store, image_id)
     if parent is None:
-        _finalize(ctx, image_id)
+        _finalize(ctx, image_id, token)
     else:
-        _cascade(ctx, image_id, parent, layout.child_marker(image_id),
+        _cascade(ctx, (image_id, token), parent,
+                 layout.child_marker(image_id),
                  'its last child %s was deleted' % image_id)
     return True
 
 
-def _tombstone_doc(store, image_id):
+def _tombstone_doc(store, image_id, token=None):
     try:
-        doc = json.loads(layout.text(
-            records.read_raw(store, layout.tombstone(image_id)) or b''))
+        doc = json.loads(layout.text(records.read_raw(
+            store, layout.tombstone(image_id, token)) or b''))
         return doc if isinstance(doc, dict) else None
     except (ValueError, UnicodeDecodeError):
         return None
@@ -450,15 +530,32 @@ def _remove(store, path):
         pass
 
 
-def marker_time(store, image_id, marker):
-    """When a pending or child marker was written (0 if it does not say:
-    written by repair or an older version, so old)."""
+def marker_doc(store, image_id, marker):
+    """A pending, child or hold marker's content as a dict ({} if it has
+    none: written by repair or an older version)."""
     try:
         doc = json.loads(layout.text(records.marker_content(
             store, image_id, marker)))
-        return float(doc['at'])
+        return doc if isinstance(doc, dict) else {}
     except Exception:
-        return 0.0
+        return {}
+
+
+def in_flight(store, image_id, marker, min_age, now):
+    """May the work that wrote this marker (a child push whose json has not
+    come, a reconcile's hold) still be under way?  Its owner decides where
+    it can be seen (:func:`.owner.alive`); elsewhere the marker's age on
+    the storage's clock (``now`` from :func:`.records.now`), against
+    ``min_age``."""
+    kind, value = layout.check_marker(marker)
+    alive = owner.alive(marker_doc(store, image_id, marker).get('owner'),
+                        value if kind == 'hold' else None)
+    if alive is not None:
+        return alive
+    written = records.stamp(store, layout.marker_path(image_id, marker))
+    if written is None:
+        return False              # gone meanwhile
+    return now - written < min_age
 
 
 def marker_tag(store, image_id, marker):
@@ -475,21 +572,21 @@ def marker_tag(store, image_id, marker):
 
 def drop_stale_marker(ctx, image_id, marker, min_age, key=None, now=None,
                       unclaimed=False):
-    """Remove a marker the truth no longer supports - checked again under
-    the locks, so a referrer that appeared since the caller looked is kept:
-    a tag marker whose tag names another image (``key`` when its content
-    is torn), a pending marker without an intent, a child marker whose
-    child names another parent, or never got its json (see
-    :func:`stored_parent`) and is older than ``min_age``.  Returns True if
+    """Remove a marker the truth no longer supports - checked again, so a
+    referrer that appeared since the caller looked is kept: a tag marker
+    whose tag names another image (``key`` when its content is torn;
+    through :func:`drop_tag_marker`), a pending marker without an intent,
+    a child marker whose child names another parent, or never got its
+    json (see :func:`stored_parent`) and is no longer in flight (see
+    :func:`in_flight`), a hold whose reconcile is over.  Returns True if
     removed.  Never deletes the image.
 
     A torn tag marker of a tag nobody can name goes only if the caller saw
     no tag file and no ledger entry with its digest (``unclaimed``) and it
-    is still torn under the image's lock: a reconcile that put the tag on
-    this image since would have rewritten it (under that lock), and a
-    later one will, since no ledger says the marker is there."""
+    is still torn under the image's lock (verify --repair only: it is
+    the lock that keeps a reconcile from rewriting it meanwhile)."""
     store = ctx.store
-    now = time.time() if now is None else now
+    now = records.now(store) if now is None else now
     kind, value = layout.check_marker(marker)
     if kind == 'tag':
         key = marker_tag(store, image_id, marker) or key
@@ -502,14 +599,13 @@ def drop_stale_marker(ctx, image_id, marker, min_age, key=None, now=None,
         if key is None or key.marker != marker:
             return False          # cannot tell which tag: keep it
         with ctx.locks.tag(key):
-            if read_tag(store, key) == image_id:
-                return False
-            with ctx.locks.image(image_id):
-                records.remove_marker(store, image_id, marker)
-        return True
+            return drop_tag_marker(ctx, key, image_id, None)
     with ctx.locks.image(image_id):
         if kind == 'pending':
             if records.exists(store, layout.intent(value)):
+                return False
+        elif kind == 'hold':
+            if in_flight(store, image_id, marker, HOLD_AGE, now):
                 return False
         elif not child_marker_stale(store, image_id, value, min_age, now):
             return False
@@ -520,16 +616,15 @@ def drop_stale_marker(ctx, image_id, marker, min_age, key=None, now=None,
 def child_marker_stale(store, image_id, child, min_age, now):
     """Does the truth not support ``image_id``'s marker of ``child``: the
     child names another parent, or its json never came (see
-    :func:`stored_parent`) and the marker is at least ``min_age`` old (a
-    younger one is a push whose json may still come)?  What cannot be
-    told counts as supported."""
+    :func:`stored_parent`) and its push is no longer in flight (see
+    :func:`in_flight`)?  What cannot be told counts as supported."""
     try:
         parent = stored_parent(store, child)
     except BadInput:
         return False
     if parent is NOT_STORED:
-        return now - marker_time(store, image_id,
-                                 layout.child_marker(child)) >= min_age
+        return not in_flight(store, image_id, layout.child_marker(child),
+                             min_age, now)
     return parent != image_id
 
 
@@ -567,63 +662,167 @@ def ledger_entry(store, key):
             sorted(layout.text(o) for o in others))
 
 
+#: Rounds of a reconcile before it leaves the tag to the next one: each
+#: round that changed something reads the tag file again after it, and
+#: goes again if the tag moved meanwhile (another holder of the tag's
+#: lock, whose ledger write may have come before ours).
+ROUNDS = 3
+
+
 def reconcile_tag(ctx, key):
     """Make the tag's reference agree with its tag file.
 
     Under the tag's lock: read the truth and the ledger; if they differ,
     first write to the ledger where the marker goes and every image it must
     leave (unless it names them all already: a tag deleted), then add the
-    marker to the new image, remove it from the others (which may start a
-    cascade), and write the final ledger.  A crash anywhere leaves a ledger
-    that names every image that may carry the marker, so running this
-    again - whatever the tag file says by then - finishes the job.
+    marker to the new image, take it off the others
+    (:func:`drop_tag_marker`, which may start a cascade), and write the
+    final ledger.  A crash anywhere leaves a ledger that names every image
+    that may carry the marker, so running this again - whatever the tag
+    file says by then - finishes the job.
+
+    The lock only spares work: should two processes hold it at once (a
+    lease that ran out under a stalled holder), no image the tag names is
+    lost, since a marker comes off an image only after the tag file was
+    read again under a hold on it; and the ledger ends as the tag file
+    says, since a round that changed anything reads the tag file again
+    after its last write and goes again if the tag moved.
     Returns the image the tag names (or None).
     """
     store = ctx.store
     with ctx.locks.tag(key):
-        truth = read_tag(store, key)
-        entry = ledger_entry(store, key)
-        if entry is UNKNOWN:
-            logger.warning('refcount: ledger of %s was unreadable; rebuilt '
-                           'from the tag file (a stale marker elsewhere is '
-                           'left for `verify --repair`)', key.display)
-            image, others = None, []
-        else:
-            image, others = entry
-            if image == truth and not others and (
-                    truth is None or records.exists(
-                        store, layout.marker_path(truth, key.marker))):
+        for attempt in range(ROUNDS):
+            truth, changed = _reconcile_round(ctx, key)
+            if not changed or read_tag(store, key) == truth:
                 return truth
-        drop = sorted(set([image] + others) - set([truth, None]))
-        if (image, others) != (truth, drop) and not (
-                drop and truth in [None, image] + others):
-            # where the marker goes and which images it must leave, before
-            # it moves (with nothing to leave, this is the final ledger).
-            # Not needed when the ledger already names every image that
-            # may carry the marker, the new one included (a tag deleted):
-            # the final write below follows the removals.
-            records.write(store, layout.ledger(key), dict(
-                {'image': truth, 'tag': str(key)},
-                **({'others': drop} if drop else {})),
-                fresh=entry == (None, []))     # read absent, under the lock
-        if truth is not None:
-            if not add_reference(ctx, truth, key.marker, str(key)):
-                logger.error('refcount: tag %s names image %s, which is '
-                             'gone or being deleted', key.display, truth)
-            crash.point('after_tag_reference')
-        if not drop:
-            return truth
-        for stale in drop:
-            reason = ('tag %s was deleted' % key.display if truth is None
-                      else 'tag %s moved to %s' % (key.display, truth))
-            remove_reference(ctx, stale, key.marker, reason)
-        crash.point('before_ledger')
-        if truth is None:
-            records.remove(store, layout.ledger(key))
-        else:
-            records.write(store, layout.ledger(key),
-                          {'image': truth, 'tag': str(key)})
+        logger.warning('refcount: tag %s kept moving while it was '
+                       'reconciled; left to the next reconcile',
+                       key.display)
         return truth
+
+
+def _reconcile_round(ctx, key):
+    """One round of :func:`reconcile_tag`: ``(truth, changed)``."""
+    store = ctx.store
+    truth = read_tag(store, key)
+    crash.point('reconcile_read_truth')
+    entry = ledger_entry(store, key)
+    if entry is UNKNOWN:
+        logger.warning('refcount: ledger of %s was unreadable; rebuilt '
+                       'from the tag file (a stale marker elsewhere is '
+                       'left for `verify --repair`)', key.display)
+        image, others = None, []
+    else:
+        image, others = entry
+        if image == truth and not others and (
+                truth is None or records.exists(
+                    store, layout.marker_path(truth, key.marker))):
+            return truth, False
+    drop = sorted(set([image] + others) - set([truth, None]))
+    if (image, others) != (truth, drop) and not (
+            drop and truth in [None, image] + others):
+        # where the marker goes and which images it must leave, before
+        # it moves (with nothing to leave, this is the final ledger).
+        # Not needed when the ledger already names every image that
+        # may carry the marker, the new one included (a tag deleted):
+        # the final write below follows the removals.
+        records.write(store, layout.ledger(key), dict(
+            {'image': truth, 'tag': str(key)},
+            **({'others': drop} if drop else {})),
+            fresh=entry == (None, []))     # read absent, under the lock
+    if truth is not None:
+        if not add_reference_patiently(ctx, truth, key.marker, str(key)):
+            logger.error('refcount: tag %s names image %s, which is gone',
+                         key.display, truth)
+        crash.point('after_tag_reference')
+    if not drop:
+        return truth, True
+    for stale in drop:
+        reason = ('tag %s was deleted' % key.display if truth is None
+                  else 'tag %s moved to %s' % (key.display, truth))
+        drop_tag_marker(ctx, key, stale, reason)
+    crash.point('before_ledger')
+    if truth is None:
+        records.remove(store, layout.ledger(key))
+    else:
+        records.write(store, layout.ledger(key),
+                      {'image': truth, 'tag': str(key)})
+    return truth, True
+
+
+def drop_tag_marker(ctx, key, image_id, reason):
+    """Take the tag's marker off an image the tag no longer names, and
+    then (``reason`` not None) delete the image if nothing else needs it.
+    Returns True if the marker went.
+
+    The tag may come back to this image at any moment (a retag), and the
+    tag's writer adds its own marker only once its pending marker is on
+    the image; a reconcile that read the tag file a while ago - or holds
+    the tag's lock twice - must not take that marker away.  So: a *hold*
+    marker first (the image now cannot be deleted by anyone), then the
+    tag's marker off, then the tag file read again: if it names this
+    image, the marker goes back (the hold still keeps the image).  Only
+    then does the hold go, and with it, maybe, the image.  Holds that
+    reconciles which died left behind go with ours."""
+    store = ctx.store
+    if read_tag(store, key) == image_id:
+        return False
+    token = new_intent_id()
+    hold = layout.hold_marker(token)
+    owner.begin(token)
+    try:
+        if not _add_hold(ctx, image_id, hold, key):
+            # its json is gone: its marker (if any) holds nothing
+            records.remove_marker(store, image_id, key.marker)
+            return True
+        try:
+            _step(ctx, 'reconcile_before_drop')
+            records.remove_marker(store, image_id, key.marker)
+            dropped = read_tag(store, key) != image_id
+            if not dropped:
+                records.write_marker(store, image_id, key.marker, str(key))
+            _drop_dead_holds(ctx, image_id, hold)
+            if reason is not None and dropped:
+                remove_reference(ctx, image_id, hold, reason)
+        finally:
+            records.remove_marker(store, image_id, hold)
+    finally:
+        owner.end(token)
+    return dropped
+
+
+def _add_hold(ctx, image_id, hold, key):
+    """Put a hold on an image (True), or find its json gone (False); an
+    image still whole but tombstoned is being deleted by a deletion that
+    will cancel (the tag's marker is on it) or that died (recovery ends
+    it): wait a little, then :class:`Busy`."""
+    content = json.dumps({'tag': str(key), 'at': time.time(),
+                          'owner': owner.me()})
+    for attempt in range(RETRIES):
+        if add_reference(ctx, image_id, hold, content):
+            return True
+        if not records.exists(ctx.store, layout.image_file(image_id,
+                                                           'json')):
+            return False
+        time.sleep(RETRY_WAIT)
+    raise Busy('image %s stays being deleted; the marker of tag %s stays '
+               'on it for now' % (image_id, key.display))
+
+
+def _drop_dead_holds(ctx, image_id, ours):
+    """Remove the holds of reconciles that are over (their process died
+    between the hold and its removal), so that the image can go."""
+    store = ctx.store
+    for name in records.names_starting(
+            store, layout.references_dir(image_id), layout.HOLD_PREFIX):
+        if name != ours and not in_flight(store, image_id, name, HOLD_AGE,
+                                          records.now(store)):
+            records.remove_marker(store, image_id, name)
+
+
+#: Seconds after which a hold whose owner cannot be seen (another host)
+#: counts as left behind: a reconcile holds one for a few storage calls.
+HOLD_AGE = 3600
 
 
 def rewrite_ledger(ctx, key):
@@ -636,7 +835,7 @@ def rewrite_ledger(ctx, key):
             records.remove(store, layout.ledger(key))
             return
         if not records.exists(store, layout.marker_path(truth, key.marker)):
-            add_reference(ctx, truth, key.marker, str(key))
+            add_reference_patiently(ctx, truth, key.marker, str(key))
         records.write(store, layout.ledger(key),
                       {'image': truth, 'tag': str(key)})
 
@@ -675,23 +874,25 @@ def new_intent_id():
 
 
 def write_intent(store, intent_id, **fields):
+    """Record a tag request's work before the registry does its part; the
+    intent names its owner, so that recovery finishes it only once that
+    process is gone (see :mod:`.owner`)."""
     fields['at'] = time.time()
-    fields['pid'] = os.getpid()
+    fields['owner'] = owner.me()
+    owner.begin(intent_id)
     records.write(store, layout.intent(intent_id), fields, fresh=True)
     crash.point('after_intent')
 
 
 def add_pending(ctx, intent_id, key, image_id):
     """Keep ``image_id`` alive while a tag write naming it is in flight.
-    False if the image is gone or being deleted.  Without the image's lock
-    (see :func:`add_reference`): on a tag write's path, where a refusal is
-    better than a wait, and a base image's lock is often busy.  On local
+    False if the image is gone or being deleted (a refusal is better than
+    a wait on a tag write's path).  On local
     storage the marker is another name of the intent (which also holds
     the tag and the time)."""
     content = json.dumps({'tag': str(key), 'at': time.time()})
     ok = add_reference(ctx, image_id, layout.pending_marker(intent_id),
-                       content, locked=False,
-                       same_as=layout.intent(intent_id))
+                       content, same_as=layout.intent(intent_id))
     if ok:
         crash.point('after_pending')
     return ok
@@ -731,15 +932,19 @@ def finish_intent(ctx, intent_id, doc):
     """Complete the work an intent records: reconcile its tags, release its
     pending marker, then drop the intent (after a tag request's response,
     and in recovery).  :class:`BadInput` if the intent is malformed."""
-    intent = parse_intent(doc)
-    if intent['repository']:
-        reconcile_repository(ctx, *intent['repository'])
-    if intent['tag']:
-        reconcile_tag(ctx, intent['tag'])
-    if intent['image']:
-        release_pending(ctx, intent_id, intent['image'],
-                        intent['tag'].display)
-    records.remove(ctx.store, layout.intent(intent_id))
+    try:
+        intent = parse_intent(doc)
+        if intent['repository']:
+            reconcile_repository(ctx, *intent['repository'])
+        if intent['tag']:
+            reconcile_tag(ctx, intent['tag'])
+        crash.point('finish_before_release')
+        if intent['image']:
+            release_pending(ctx, intent_id, intent['image'],
+                            intent['tag'].display)
+        records.remove(ctx.store, layout.intent(intent_id))
+    finally:
+        owner.end(intent_id)
 
 
 # -- child registration ------------------------------------------------------
@@ -747,8 +952,10 @@ def finish_intent(ctx, intent_id, doc):
 def register_child(ctx, child_id, parent_id):
     """Before a child's json is stored: mark the parent as needed by it.
     Returns an error string for the client, or None."""
+    crash.point('child_before_marker')
     if not add_reference(ctx, parent_id, layout.child_marker(child_id),
-                         json.dumps({'at': time.time()})):
+                         json.dumps({'at': time.time(),
+                                     'owner': owner.me()})):
         state = image_state(ctx.store, parent_id)
         return ('Parent image %s is %s; push it again'
                 % (parent_id, 'being deleted' if state == 'deleting'

@@ -408,6 +408,93 @@ def _native(path):
     return path
 
 
+# -- the storage's clock ---------------------------------------------------
+
+def now(store):
+    """The time on the storage's own clock: the one clock every host that
+    shares the storage agrees on, whatever its own says (a host's clock
+    may run ahead, or jump).  Ages of records are measured on it
+    (:func:`stamp`), never on this process's clock.
+
+    Local storage: the kernel's clock, read from a new file's mtime (a
+    process's own ``time()`` may be shifted, as libfaketime does; the
+    file system's timestamps are not).  S3: the last-modified time of a
+    small object written now.  Other drivers tell no time: this
+    process's clock, the best there is."""
+    root = local_root(store)
+    if root is not None:
+        import tempfile
+        with tempfile.TemporaryFile() as f:
+            return os.fstat(f.fileno()).st_mtime
+    bucket = getattr(store, '_boto_bucket', None)
+    if bucket is not None and hasattr(store, '_init_path'):
+        store.put_content(layout.CLOCK, b'now')
+        key = bucket.get_key(store._init_path(layout.CLOCK))
+        if key is not None:
+            return _parse_time(key.last_modified)
+    return time.time()
+
+
+def stamp(store, path):
+    """When the storage last wrote ``path``, on its clock (:func:`now`);
+    None when absent, or when the driver cannot tell."""
+    root = local_root(store)
+    if root is not None:
+        try:
+            return os.stat('%s/%s' % (root, path)).st_mtime
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.ENOTDIR):
+                return None
+            raise
+    bucket = getattr(store, '_boto_bucket', None)
+    if bucket is not None and hasattr(store, '_init_path'):
+        key = bucket.get_key(store._init_path(path))
+        return None if key is None else _parse_time(key.last_modified)
+    return None
+
+
+def newest_stamp(store, folder):
+    """The newest :func:`stamp` of the files directly in ``folder`` (an
+    image's: when it was last written to), None if it holds none."""
+    root = local_root(store)
+    bucket = getattr(store, '_boto_bucket', None)
+    if root is None and bucket is not None and hasattr(store, '_init_path'):
+        prefix = store._init_path(folder) + '/'
+        times = [_parse_time(k.last_modified) for k in bucket.list(
+            prefix=prefix, delimiter='/') if hasattr(k, 'last_modified')]
+        return max(times) if times else None
+    times = [t for t in (stamp(store, '%s/%s' % (folder, name))
+                         for name in listing(store, folder)) if t]
+    return max(times) if times else None
+
+
+def _parse_time(value):
+    """Seconds since the epoch of an S3 time (ISO 8601 in listings, RFC
+    1123 in a HEAD's answer)."""
+    import calendar
+    import email.utils
+    value = layout.text(value)
+    parsed = email.utils.parsedate_tz(value)
+    if parsed is not None:
+        return float(email.utils.mktime_tz(parsed))
+    main, _, fraction = value.rstrip('Z').partition('.')
+    seconds = calendar.timegm(time.strptime(main, '%Y-%m-%dT%H:%M:%S'))
+    return seconds + float('0.' + (fraction or '0'))
+
+
+def names_starting(store, folder, prefix):
+    """Names directly under ``folder`` that start with ``prefix`` (one
+    listing; on S3 one request for just those keys)."""
+    bucket = getattr(store, '_boto_bucket', None)
+    if local_root(store) is None and bucket is not None and hasattr(
+            store, '_init_path'):
+        start = store._init_path(folder) + '/'
+        return [k.name[len(start):] for k in bucket.get_all_keys(
+            prefix=start + prefix, delimiter='/')
+            if hasattr(k, 'last_modified')]
+    return [n for n in listing(store, folder) if n.startswith(prefix)]
+
+
 # -- markers ---------------------------------------------------------------
 
 def write_marker(store, image_id, marker, content=b'', fresh=False):

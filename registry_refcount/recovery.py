@@ -6,10 +6,12 @@ until its work is complete, and every deletion a journal entry in
 therefore only lists those two small folders - it never walks the images -
 and reruns the idempotent protocols:
 
-* intents older than ``intent_timeout`` (their request is surely over):
-  reconcile their tags, release their pending marker, drop them;
-* journal entries older than ``intent_timeout``: finish (or cancel) the
-  deletion and its cascade step;
+* intents whose work is abandoned (:func:`abandoned`: their process is
+  gone, or - on another host - they are older than ``intent_timeout`` on
+  the storage's clock): reconcile their tags, release their pending
+  marker, drop them;
+* journal entries of abandoned deletions, likewise: finish (or cancel)
+  the deletion and its cascade step;
 * quarantined records (noted in ``extensions/refcount/quarantine/`` when
   first found unreadable): rebuild them from the truth;
 * on local storage, the spare files of processes that are gone.
@@ -26,6 +28,7 @@ import time
 
 from . import layout
 from . import locks
+from . import owner
 from . import protocols
 from . import records
 from . import spares
@@ -34,11 +37,17 @@ logger = logging.getLogger(__name__)
 
 
 def recover(ctx, intent_timeout, now=None):
-    """Run recovery once; returns a report dict."""
-    now = time.time() if now is None else now
+    """Run recovery once; returns a report dict.  ``now``: on the
+    storage's clock (:func:`.records.now`)."""
+    store = ctx.store
+    now = records.now(store) if now is None else now
     report = {'intents_finished': 0, 'intents_waiting': 0,
-              'deletions_finished': 0, 'unreadable': [], 'errors': []}
-    for intent_id in list(records.listing(ctx.store, layout.INTENTS)):
+              'deletions_finished': 0, 'deletions_waiting': 0,
+              'unreadable': [], 'errors': []}
+    # deletions first: an intent's reconcile may need an image that an
+    # abandoned deletion holds tombstoned
+    finish_deletions(ctx, intent_timeout, now, report)
+    for intent_id in list(records.listing(store, layout.INTENTS)):
         if intent_id.startswith('.'):
             continue
         try:
@@ -47,19 +56,19 @@ def recover(ctx, intent_timeout, now=None):
             report['errors'].append(str(e))
             continue
         try:
-            doc = records.read(ctx.store, path)
+            doc = records.read(store, path)
         except records.Unreadable as e:
             report['unreadable'].append(e.path)
             continue
         if doc is None:
             continue
         try:
-            intent = protocols.parse_intent(doc)
+            protocols.parse_intent(doc)
         except protocols.BadInput as e:
-            records.note_unreadable(ctx.store, path, str(e))
+            records.note_unreadable(store, path, str(e))
             report['unreadable'].append(path)
             continue
-        if now - intent['at'] < intent_timeout:
+        if not abandoned(store, path, doc, intent_id, now, intent_timeout):
             report['intents_waiting'] += 1
             continue
         try:
@@ -69,27 +78,63 @@ def recover(ctx, intent_timeout, now=None):
             logger.error('refcount: recovery could not finish intent %s: %s',
                          intent_id, e)
             report['errors'].append('%s: %s' % (intent_id, e))
-    for image_id in list(records.listing(ctx.store, layout.JOURNAL)):
-        if not layout.valid_id(image_id) or _young(
-                ctx.store, image_id, now, intent_timeout):
+    report['rebuilt'] = _rebuild_quarantined(ctx, intent_timeout, now,
+                                             report)
+    root = records.local_root(store)
+    if root is not None:
+        spares.clean(root, time.time())
+    if any(report[k] for k in ('intents_finished', 'deletions_finished',
+                               'rebuilt', 'errors', 'unreadable')):
+        logger.warning('refcount: recovery: %s', report)
+    return report
+
+
+def finish_deletions(ctx, intent_timeout, now, report):
+    """Finish (or cancel) every abandoned deletion (see :func:`abandoned`;
+    ``intent_timeout`` None: only those whose process is known to be
+    gone), counting into ``report``."""
+    store = ctx.store
+    for name in list(records.listing(store, layout.JOURNAL)):
+        try:
+            image_id, token = layout.parse_journal(name)
+        except layout.InvalidName:
+            continue
+        path = layout.journal(image_id, token)
+        try:
+            doc = records.read(store, path) or {}
+        except records.Unreadable:
+            doc = {}
+        if not abandoned(store, path, doc, token, now, intent_timeout):
+            report['deletions_waiting'] += 1
             continue
         try:
-            if protocols.finish_deletion(ctx, image_id):
+            if protocols.finish_deletion(ctx, image_id, token):
                 report['deletions_finished'] += 1
         except Exception as e:  # one deletion never stops the others
             logger.error('refcount: recovery could not finish deletion of '
                          '%s: %s', image_id, e)
             report['errors'].append('%s: %s' % (image_id, e))
-    report['rebuilt'] = _rebuild_quarantined(ctx, intent_timeout, now,
-                                             report)
-    root = records.local_root(ctx.store)
-    if root is not None:
-        spares.clean(root, now)
-    if any(report[k] for k in ('intents_finished', 'deletions_finished',
-                               'rebuilt',
-                               'errors', 'unreadable')):
-        logger.warning('refcount: recovery: %s', report)
-    return report
+
+
+def abandoned(store, path, doc, token, now, timeout):
+    """Is the work the record at ``path`` stands for (an intent, a
+    deletion) abandoned?  Its owner decides where it can be seen - a
+    process of this host that is gone, or work this process dropped -
+    and its age on the storage's clock (``now``) elsewhere: another
+    host's, or a record of an earlier version.  A stalled owner is alive;
+    no host's own clock is read."""
+    alive = owner.alive(doc.get('owner'), token)
+    if alive is not None:
+        return not alive
+    if timeout is None:
+        return False
+    written = records.stamp(store, path)
+    if written is None:           # a driver that tells no time
+        try:
+            written = float(doc.get('at', 0))
+        except (TypeError, ValueError):
+            written = 0.0
+    return now - written >= timeout
 
 
 def _rebuild_quarantined(ctx, intent_timeout, now, report):
@@ -115,7 +160,8 @@ def _rebuild_quarantined(ctx, intent_timeout, now, report):
                                     .split('/'))
                 protocols.rewrite_ledger(ctx, key)
             elif path.startswith(layout.INTENTS + '/'):
-                if now - float(doc.get('at', now)) < intent_timeout:
+                if now - (records.stamp(store, entry) or now) < \
+                        intent_timeout:
                     continue
                 records.remove(store, path)
             elif path == layout.CANDIDATES:
@@ -130,16 +176,6 @@ def _rebuild_quarantined(ctx, intent_timeout, now, report):
         records.remove(store, entry)
         rebuilt += 1
     return rebuilt
-
-
-def _young(store, image_id, now, intent_timeout):
-    """A deletion journalled less than ``intent_timeout`` ago is most
-    likely still under way in a live request: leave it to its owner."""
-    try:
-        doc = records.read(store, layout.journal(image_id))
-        return doc is not None and now - float(doc['at']) < intent_timeout
-    except (records.Unreadable, KeyError, TypeError, ValueError):
-        return False
 
 
 def recover_exclusively(ctx, lock_provider, intent_timeout, now=None):

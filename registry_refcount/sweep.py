@@ -20,7 +20,6 @@ per tag and per tagged chain plus a listing of ``images/``.
 from __future__ import absolute_import, unicode_literals
 
 import logging
-import time
 
 from docker_registry.core import exceptions
 
@@ -28,6 +27,7 @@ from . import layout
 from . import locks
 from . import protocols
 from . import records
+from . import recovery
 from . import truth
 
 logger = logging.getLogger(__name__)
@@ -35,8 +35,10 @@ logger = logging.getLogger(__name__)
 
 def sweep(ctx, grace_period, dry_run=False, jobs=8, now=None,
           progress=truth.no_progress):
-    """Run one sweep; returns a report dict (JSON-serialisable)."""
-    now = time.time() if now is None else now
+    """Run one sweep; returns a report dict (JSON-serialisable).  Ages are
+    measured on the storage's clock (``now``: :func:`.records.now`), the
+    one every host agrees on."""
+    now = records.now(ctx.store) if now is None else now
     report = {'dry_run': bool(dry_run), 'grace_period': grace_period,
               'tags': 0, 'images': 0, 'reachable': 0, 'candidates': 0,
               'deleted': [], 'kept_young': 0, 'kept_referenced': 0,
@@ -51,6 +53,12 @@ def _sweep(ctx, grace_period, dry_run, now, progress, report, pool):
     """The sweep proper, its reads on ``pool`` (one for the whole sweep:
     see :func:`truth.workers`)."""
     store = ctx.store
+    # 0. deletions whose process died: finished (or cancelled) first, so
+    # that the images they tombstoned are what they are
+    if not dry_run:
+        finished = {'deletions_finished': 0, 'deletions_waiting': 0,
+                    'errors': report['errors']}
+        recovery.finish_deletions(ctx, None, now, finished)
     # 1. mark (and 2. repair tag references), a batch of tags at a time
     reachable = _mark(ctx, pool, progress, report, dry_run)
     report['reachable'] = len(reachable)
@@ -228,6 +236,12 @@ def _judge(store, info, doomed, now, grace_period):
             (stale if key is not None else live).append((marker, key))
         elif kind == 'pending':
             if store.exists(layout.intent(value)):
+                live.append(marker)
+            else:
+                stale.append((marker, None))
+        elif kind == 'hold':
+            if protocols.in_flight(store, info['id'], marker,
+                                   protocols.HOLD_AGE, now):
                 live.append(marker)
             else:
                 stale.append((marker, None))

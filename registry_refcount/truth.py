@@ -164,7 +164,7 @@ class Image(object):
 def read_image(store, image_id):
     """One image's json parent, ancestry and state (a few reads)."""
     img = Image(image_id)
-    img.deleting = store.exists(layout.tombstone(image_id))
+    img.deleting = bool(protocols.tombstones(store, image_id))
     try:
         parent = protocols.stored_parent(store, image_id)
     except protocols.BadInput as e:

@@ -24,6 +24,7 @@ from . import audit
 from . import background
 from . import layout
 from . import locks
+from . import owner
 from . import protocols
 from . import records
 from . import recovery
@@ -233,6 +234,7 @@ def _drop_intent(ctx, intent_id):
         records.remove(ctx.store, layout.intent(intent_id))
     except Exception:
         logger.exception('refcount: could not remove intent %s', intent_id)
+    owner.end(intent_id)
 
 
 def _run(what, fn, *args):
@@ -306,7 +308,7 @@ def on_before_put_image_json(sender, image_json=None, **kwargs):
     if not layout.valid_id(image_id):
         return None           # the registry's route already refused it
     try:
-        if records.exists(ctx.store, layout.tombstone(image_id)):
+        if protocols.tombstones(ctx.store, image_id):
             return ('Image %s is being deleted; retry the push shortly'
                     % image_id)
         if not parent:

@@ -69,6 +69,7 @@ from registry_refcount import crash
 from registry_refcount import invariants
 from registry_refcount import layout
 from registry_refcount import locks
+from registry_refcount import owner
 from registry_refcount import protocols
 from registry_refcount import records
 from registry_refcount import recovery
@@ -117,8 +118,10 @@ def crash_at(point):
     """Arm ``point`` for the duration: reaching it raises :class:`Crashed`
     where the real process would ``os._exit``."""
     saved = crash._armed, os._exit
+    before = set(owner._working)    # the dying request's work dies with it
 
     def die(code):
+        owner._working.intersection_update(before)
         raise Crashed(point)
 
     crash._armed = frozenset([point])
@@ -305,7 +308,7 @@ class Run(object):
         return self.store.exists(layout.image_file(image, 'json'))
 
     def tombstoned(self, image):
-        return self.store.exists(layout.tombstone(image))
+        return bool(protocols.tombstones(self.store, image))
 
     def usable(self, image):
         return image in self.m.images and not self.tombstoned(image)
@@ -675,6 +678,7 @@ def run(ops, root=None):
     ops = flatten(ops)
     own = root is None
     root = root or tempfile.mkdtemp(prefix='refcount-prop-')
+    owner._working.clear()          # a fresh process: no work in flight
     try:
         with quiet(), intent_ids():
             r = Run(root)
@@ -1022,7 +1026,7 @@ def test_ledger_naming_a_missing_image(ctx, store):
     # and as the only record: recovery of an untag
     records.write(store, layout.ledger(key), {'image': missing,
                                               'tag': str(key)})
-    protocols.write_intent(store, protocols.new_intent_id(), tag=str(key))
+    world.abandoned_intent(store, tag=str(key))
     store.remove(layout.tag_file(key))
     rep = recovery.recover(ctx, intent_timeout=0)
     assert rep['errors'] == []
@@ -1181,7 +1185,7 @@ def test_recovery_survives_a_malformed_intent(ctx, store, doc):
     world.put_tag(ctx, key, x)
     world.put_tag(ctx, key2, y)
     # a tag delete whose worker died after removing the tag file
-    protocols.write_intent(store, protocols.new_intent_id(), tag=str(key2))
+    world.abandoned_intent(store, tag=str(key2))
     store.remove(layout.tag_file(key2))
     for n in range(3):     # before and after the good one, whatever order
         records.write(store, layout.intent(('%x' % n) * 32), doc)

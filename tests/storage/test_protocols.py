@@ -11,11 +11,13 @@ import pytest
 from registry_refcount import invariants
 from registry_refcount import layout
 from registry_refcount import locks
+from registry_refcount import owner
 from registry_refcount import protocols
 from registry_refcount import records
 from registry_refcount import recovery
 from registry_refcount import sweep
 
+from . import world
 from .world import (Refused, delete_repository, delete_tag, image_id,
                     present, push, put_tag)
 
@@ -285,8 +287,10 @@ def test_recovery_finishes_abandoned_intent(ctx, store):
     put_tag(ctx, key, ids[-1])
     # a tag delete whose worker died right after the registry removed the
     # tag file: the intent is all that is left
-    protocols.write_intent(store, protocols.new_intent_id(), tag=str(key))
+    intent_id = world.abandoned_intent(store, tag=str(key))
     store.remove(layout.tag_file(key))
+    # on another host: only its age on the storage's clock tells
+    world.as_another_hosts(store, layout.intent(intent_id))
     rep = recovery.recover(ctx, intent_timeout=60)
     assert rep['intents_waiting'] == 1 and present(store) == set(ids)
     rep = recovery.recover(ctx, intent_timeout=0)
@@ -352,8 +356,11 @@ class Died(BaseException):
 def die_at(monkeypatch, point):
     from registry_refcount import crash
 
+    before = set(owner._working)    # the dying request's work dies with it
+
     def reached(name):
         if name == point:
+            owner._working.intersection_update(before)
             raise Died(name)
     monkeypatch.setattr(crash, 'point', reached)
 
@@ -438,11 +445,13 @@ def test_a_tombstone_is_another_name_of_the_journal_entry(
         delete_tag(ctx, key)
     monkeypatch.undo()
     root = records.local_root(store)
-    tomb = os.stat(os.path.join(root, layout.tombstone(x[0])))
-    journal = os.stat(os.path.join(root, layout.journal(x[0])))
+    (token,) = protocols.tombstones(store, x[0])
+    tomb = os.stat(os.path.join(root, layout.tombstone(x[0], token)))
+    journal = os.stat(os.path.join(root, layout.journal(x[0], token)))
     assert tomb.st_ino == journal.st_ino and tomb.st_nlink == 2
     assert json.loads(records.read_raw(
-        store, layout.tombstone(x[0])).decode('utf-8'))['image'] == x[0]
+        store, layout.tombstone(x[0], token)).decode('utf-8'))[
+            'image'] == x[0]
     recovery.recover(ctx, intent_timeout=0)
     assert present(store) == set()
     pool = spares._pool(root)

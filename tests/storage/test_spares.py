@@ -213,8 +213,8 @@ def test_a_pending_marker_is_another_name_of_its_intent(ctx):
         ID, layout.pending_marker('a' * 32)))
     intent = os.path.join(root, layout.intent('a' * 32))
     assert os.path.samefile(marker, intent)
-    assert protocols.marker_time(store, ID, layout.pending_marker(
-        'a' * 32)) > 0
+    assert protocols.marker_doc(store, ID, layout.pending_marker(
+        'a' * 32))['at'] > 0
     protocols.finish_intent(ctx, 'a' * 32, {'tag': str(key), 'image': ID})
     assert not os.path.exists(marker) and not os.path.exists(intent)
     for path in _spare_files(root):           # each spare is one file

@@ -3,6 +3,7 @@
 from __future__ import absolute_import, unicode_literals
 
 import json
+import os
 import time
 
 from registry_refcount import invariants
@@ -65,6 +66,9 @@ def test_gc_old_dangling_child_and_stale_tag_marker(ctx, store):
     push(ctx, image_id('p'))
     store.put_content(layout.marker_path(image_id('p'), layout.child_marker(
         image_id('never'))), json.dumps({'at': 1.0}).encode())
+    # written long ago, on the storage's clock
+    os.utime(os.path.join(records.local_root(store), layout.marker_path(
+        image_id('p'), layout.child_marker(image_id('never')))), (1.0, 1.0))
     push(ctx, image_id('r'))
     key = T('ns', 'r', 'v')
     put_tag(ctx, key, image_id('r'))

@@ -15,6 +15,8 @@ import json
 from docker_registry.core import exceptions
 
 from registry_refcount import layout
+from registry_refcount import locks
+from registry_refcount import owner
 from registry_refcount import protocols
 from registry_refcount import records
 
@@ -38,7 +40,7 @@ def begin_push(ctx, image, parent=None):
     if parent is not None:
         if not store.exists(layout.image_file(parent, 'json')):
             raise Refused('Image depends on a non existing parent')
-    if store.exists(layout.tombstone(image)):
+    if protocols.tombstones(store, image):
         raise Refused('being deleted')
     if parent is not None:
         err = protocols.register_child(ctx, image, parent)
@@ -88,10 +90,20 @@ def end_tag(ctx, key, image, intent_id, doc):
     tag to the intent) the work after the response."""
     store = ctx.store
     if not store.exists(layout.image_file(image, 'json')):
-        protocols.finish_intent(ctx, intent_id, doc)
+        after_response(ctx, intent_id, doc)
         raise Refused('Image not found')
     store.put_content(layout.tag_file(key), image.encode())
-    protocols.finish_intent(ctx, intent_id, doc)
+    after_response(ctx, intent_id, doc)
+
+
+def after_response(ctx, intent_id, doc):
+    """A request's work after its response, as wiring runs it: what
+    cannot be done now (a lock, an image being deleted) is logged and left
+    to recovery."""
+    try:
+        protocols.finish_intent(ctx, intent_id, doc)
+    except locks.LockTimeout:
+        pass
 
 
 def delete_tag(ctx, key):
@@ -102,9 +114,9 @@ def delete_tag(ctx, key):
     try:
         store.remove(layout.tag_file(key))
     except exceptions.FileNotFoundError:
-        protocols.finish_intent(ctx, intent_id, doc)
+        after_response(ctx, intent_id, doc)
         raise Refused('Tag not found')
-    protocols.finish_intent(ctx, intent_id, doc)   # after the response
+    after_response(ctx, intent_id, doc)
 
 
 def delete_repository(ctx, namespace, repository):
@@ -118,12 +130,15 @@ def delete_repository(ctx, namespace, repository):
     keys = list(protocols.repository_tags(store, namespace, repository))
     for key in keys:
         store.remove(layout.tag_file(key))
-        protocols.reconcile_tag(ctx, key)
+        try:        # the signal's receiver logs, as wiring._run does
+            protocols.reconcile_tag(ctx, key)
+        except locks.LockTimeout:
+            pass
     try:
         store.remove(layout.repository_dir(namespace, repository))
     except exceptions.FileNotFoundError:
         pass
-    protocols.finish_intent(ctx, intent_id, doc)
+    after_response(ctx, intent_id, doc)
 
 
 def present(store):
@@ -134,3 +149,21 @@ def present(store):
 
 def folders(store):
     return set(records.listing(store, layout.IMAGES))
+
+
+def abandoned_intent(store, **doc):
+    """An intent whose process died right after writing it (recovery may
+    finish it at once: its owner is known to be gone)."""
+    intent_id = protocols.new_intent_id()
+    protocols.write_intent(store, intent_id, **doc)
+    owner.end(intent_id)
+    return intent_id
+
+
+def as_another_hosts(store, path):
+    """Make the record at ``path`` one written by another host's process:
+    nothing of it can be seen from here, only its age on the storage's
+    clock."""
+    doc = records.read(store, path)
+    doc['owner'] = {'host': 'elsewhere/boot/ns', 'pid': 1, 'start': '1'}
+    records.write(store, path, doc)
