@@ -131,25 +131,32 @@ class Protocols(object):
             yield step(label, 'remove_marker', P, childm(I))
             yield Call(self.tear_down(P, d))
 
-    def remove_and_tear_down(self, I, m, d, checks):
-        """Remove marker m from I, then tear I down (r5, p5, gc)."""
+    def remove_and_tear_down(self, I, ms, d, checks):
+        """Remove the markers ``ms`` from I, then tear I down (r5, p5, gc)."""
         if self.v.fix_remove_under_tombstone:
-            # PROPOSED FIX: the tombstone goes up before the marker comes off.
-            yield Call(self.tear_down_removing(I, m, d, checks))
+            yield Call(self.tear_down_removing(I, ms, d, checks))
             return
-        yield step('rm', 'remove_marker', I, m)
+        for m in ms:
+            yield step('rm', 'remove_marker', I, m)
         yield Call(self.tear_down(I, d, checks))
 
-    def tear_down_removing(self, I, m, d, checks):
+    def tear_down_removing(self, I, ms, d, checks):
+        """PROPOSED FIX: the tombstone goes up, and the truth is checked,
+        before the markers come off; so no other deleter can ever see I
+        without a marker while a tag names it."""
         tok = self.token(d)
         yield step('d2', 'write_tombstone', I, tok, checks)
         for T, mt in checks:
             named = yield step('d4', 'read_tag', T)
             if named == I:
-                yield step('d4', 'add_marker', I, mt)   # (m may be m_T)
+                yield step('d4', 'add_marker', I, mt)
+                for m in ms:
+                    if m != mt:
+                        yield step('d4', 'remove_marker', I, m)
                 yield step('d4', 'remove_tombstone', I, tok)
                 yield Return(KEPT)
-        yield step('rm', 'remove_marker', I, m)
+        for m in ms:
+            yield step('rm', 'remove_marker', I, m)
         markers = yield step('d3', 'read_markers', I)
         if markers:
             yield step('d3', 'remove_tombstone', I, tok)
@@ -188,7 +195,7 @@ class Protocols(object):
                 if named == stale:
                     continue
                 yield Call(self.remove_and_tear_down(
-                    stale, tagm(T), d, ((T, tagm(T)),)))
+                    stale, (tagm(T),), d, ((T, tagm(T)),)))
             yield step('r6', 'write_ledger', T, truth, EMPTY)
             now = yield step('r6', 'read_tag', T)
             if now == truth:
@@ -211,7 +218,7 @@ class Protocols(object):
         if r == LEFT:
             yield Return(answer)          # the intent stays for recovery
         checks = ((T, tagm(T)),) if self.v.fix_truth_check_pending else ()
-        yield Call(self.remove_and_tear_down(I, pendm(X), me, checks))
+        yield Call(self.remove_and_tear_down(I, (pendm(X),), me, checks))
         yield step('p5', 'remove_intent', X)
         yield Return(answer)
 
@@ -253,7 +260,7 @@ class Protocols(object):
                 continue
             if I is not None:
                 checks = ((T, tagm(T)),) if self.v.fix_truth_check_pending else ()
-                yield Call(self.remove_and_tear_down(I, pendm(X), me, checks))
+                yield Call(self.remove_and_tear_down(I, (pendm(X),), me, checks))
             yield step('v2', 'remove_intent', X)
         tombs = yield step('v3', 'list_dead_tombstones')
         for I, d, checks in tombs:
@@ -284,11 +291,19 @@ class Protocols(object):
             I = yield step('g1', 'read_tag', T)
             reachable.update(self.ancestry(I))
         images = yield step('g2', 'list_images')
-        for I in sorted(images - reachable):
+        for I in sorted(images):
             pushing = yield step('g2', 'push_live', I)
             if pushing:
-                continue                  # the grace period
+                continue                  # (the grace period)
             markers = yield step('g3', 'read_markers', I)
+            if I in reachable:
+                # repair: child markers of pushes that never stored the child
+                for m in sorted(markers):
+                    if m.startswith('child:'):
+                        stale = yield Call(self.stale(I, m))
+                        if stale:
+                            yield step('g4', 'remove_marker', I, m)
+                continue
             live = False
             for m in sorted(markers):
                 stale = yield Call(self.stale(I, m))
@@ -297,18 +312,22 @@ class Protocols(object):
                     break
             if live:
                 continue
-            checks = []
+            drop, checks = [], []
             for m in sorted(markers):
                 stale = yield Call(self.stale(I, m))       # re-checked
                 if not stale:
                     live = True
                     break
-                if m.startswith('tag:') and self.v.fix_gc_truth_check:
-                    checks.append((m[4:], m))
-                yield step('g4', 'remove_marker', I, m)
-            if live:
-                continue
-            yield Call(self.tear_down(I, me, tuple(checks)))
+                if m.startswith('tag:'):
+                    if self.v.fix_gc_truth_check:
+                        checks.append((m[4:], m))
+                if m.startswith('tag:') and self.v.fix_remove_under_tombstone:
+                    drop.append(m)
+                else:
+                    yield step('g4', 'remove_marker', I, m)
+            if not live:
+                yield Call(self.remove_and_tear_down(
+                    I, tuple(drop), me, tuple(checks)))
 
     def stale(self, I, m):
         kind, _, name = m.partition(':')
@@ -363,7 +382,10 @@ class Storage(object):
         return ('intent', X) in d
 
     def op_list_images(self, d, dead, live):
-        return frozenset(k[1] for k in d if k[0] in ('json', 'files'))
+        # every image folder with anything in it (markers added after the
+        # folder was emptied stay behind, as they would in storage)
+        return frozenset(k[1] for k in d
+                         if k[0] in ('json', 'files', 'marker', 'tomb'))
 
     def op_list_dead_intents(self, d, dead, live):
         return tuple(sorted((k[1], v[0], v[1]) for k, v in d.items()
