@@ -250,7 +250,7 @@ class Explorer(object):
             new = list(nodes)
             new[i] = prog.advance(node, result)
             yield (i, node), (nsid, tuple(new))
-            if self.crashes:
+            if self.crashes is True:
                 new = list(nodes)
                 new[i] = CRASHED
                 yield (i, None), (sid, tuple(new))
@@ -286,10 +286,16 @@ class Explorer(object):
                     entry[0] += paths
                     if depth + 1 < entry[1]:
                         entry[1:] = [depth + 1, state, label]
-            if terminal:
-                res.terminals += 1
+            if terminal or self.crashes == 'at-end':
+                # 'at-end': every state is also the end of the runs in which
+                # every actor still live crashes here (nobody can tell when
+                # a stalled actor crashed unless it watches for crashes:
+                # recovery and gc do, so scenarios with them use crashes=True)
+                if terminal:
+                    res.terminals += 1
                 res.interleavings += paths
-                status = self.status(nodes)
+                status = tuple('crashed' if s == 'live' else s
+                               for s in self.status(nodes))
                 key = (sid, status)
                 problems = self.final_memo.get(key)
                 if problems is None:

@@ -215,8 +215,11 @@ class World(object):
         return out
 
 
-def explore(scenario, variant, crashes=True, max_states=None):
+def explore(scenario, variant, crashes=None, max_states=None):
     world = World(scenario, variant)
+    if crashes is None:
+        watchers = [a for a in scenario.actors if a.kind in ('gc', 'recover')]
+        crashes = True if watchers else 'at-end'
     ex = Explorer(world, crashes=crashes, max_states=max_states)
     return ex.run()
 
@@ -225,6 +228,8 @@ def explore(scenario, variant, crashes=True, max_states=None):
 # base <- c1, base <- c2 (a base with two children), or base <- c1 <- c2 (a chain)
 FORK = {'base': None, 'c1': 'base', 'c2': 'base'}
 CHAIN = {'base': None, 'c1': 'base', 'c2': 'c1'}
+# two roots: base <- c2, and c1 alone
+TWO = {'base': None, 'c1': None, 'c2': 'base'}
 
 SCENARIOS = [
     # A retag and a retag back: the stalled reconcile of the first must not
@@ -252,4 +257,29 @@ SCENARIOS = [
              {'T1': 'c1', 'T2': 'c2'},
              [Actor('A', 'put', 'T1', 'c2'), Actor('R', 'recover'),
               Actor('B', 'delete', 'T2')]),
+    # --- three actors ---
+    # A retag away and back while the base's other child is deleted: the
+    # cascade reaches the base while a stale reconcile has taken its marker.
+    Scenario('retag-back-vs-cascade', TWO, ['base', 'c1', 'c2'],
+             {'T1': 'base', 'T2': 'c2'},
+             [Actor('A', 'put', 'T1', 'c1'), Actor('B', 'put', 'T1', 'base'),
+              Actor('C', 'delete', 'T2')]),
+    Scenario('reconcile-twice-and-back', FORK, ['base', 'c1', 'c2'],
+             {'T1': 'c1', 'T2': 'c2'},
+             [Actor('A', 'put', 'T1', 'c2'), Actor('B', 'reconcile', 'T1'),
+              Actor('C', 'put', 'T1', 'c1')]),
+    Scenario('gc-vs-retag-and-back', FORK, ['base', 'c1', 'c2'], {'T1': 'c1'},
+             [Actor('A', 'put', 'T1', 'c2'), Actor('B', 'put', 'T1', 'c1'),
+              Actor('G', 'gc')]),
+    Scenario('gc-vs-delete-vs-push', FORK, ['base', 'c1'], {'T1': 'c1'},
+             [Actor('A', 'delete', 'T1'), Actor('B', 'push_tag', 'c2', 'base', 'T2'),
+              Actor('G', 'gc')]),
+    Scenario('recover-vs-retag-and-back', FORK, ['base', 'c1', 'c2'],
+             {'T1': 'c1', 'T2': 'c2'},
+             [Actor('A', 'put', 'T1', 'c2'), Actor('B', 'put', 'T1', 'c1'),
+              Actor('R', 'recover')]),
+    Scenario('two-tags-two-deletes-chain', CHAIN, ['base', 'c1', 'c2'],
+             {'T1': 'c2', 'T2': 'c1'},
+             [Actor('A', 'delete', 'T1'), Actor('B', 'delete', 'T2'),
+              Actor('C', 'put', 'T1', 'c1')]),
 ]
