@@ -302,16 +302,20 @@ class Explorer(object):
                     problems = self.world.check_final(self.storages[sid], status)
                     self.final_memo[key] = problems
                 for kind, msg in problems:
-                    self._record(res, kind, msg, state, depth, info)
+                    self._record(res, kind, msg, state, depth, info, final=True)
         res.seconds = time.time() - started
         for v in res.violations.values():
             v.trace = self.trace(v.state, info)
+            if v.final:
+                v.trace.append('(end: every actor still running has crashed; '
+                               'recovery runs to completion alone, then gc)')
         return res
 
-    def _record(self, res, kind, msg, state, depth, info):
+    def _record(self, res, kind, msg, state, depth, info, final=False):
         old = res.violations.get(kind)
         if old is None or depth < old.depth:
             res.violations[kind] = Violation(kind, msg, state, depth)
+            res.violations[kind].final = final
 
     def trace(self, state, info):
         steps = []

@@ -257,6 +257,12 @@ SCENARIOS = [
              {'T1': 'c1', 'T2': 'c2'},
              [Actor('A', 'put', 'T1', 'c2'), Actor('R', 'recover'),
               Actor('B', 'delete', 'T2')]),
+    # Two tag deletes whose tear-downs both reach the base (one through the
+    # cascade), while a child is pushed onto the base: two deleters at once.
+    Scenario('two-deletes-vs-push', FORK, ['base', 'c1'],
+             {'T1': 'c1', 'T2': 'base'},
+             [Actor('A', 'delete', 'T1'), Actor('B', 'delete', 'T2'),
+              Actor('C', 'push', 'c2', 'base')]),
     # --- three actors ---
     # A retag away and back while the base's other child is deleted: the
     # cascade reaches the base while a stale reconcile has taken its marker.
