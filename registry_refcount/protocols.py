@@ -241,7 +241,8 @@ def add_reference(ctx, image_id, marker, content=b'', same_as=None):
     :func:`_tear_down`).  So one of the two always sees the other,
     whatever the locks do: locks decide only who waits, never whether a
     needed image survives.  Seeing a tombstone - even one a deletion is
-    about to cancel - refuses: the caller tries again or fails loudly.
+    about to cancel - refuses: the caller tries again or fails loudly,
+    and the marker goes again, unless it is a tag's.
     ``same_as``: a record whose content will do for the marker's (linked
     to it on local storage).
     """
@@ -254,8 +255,12 @@ def add_reference(ctx, image_id, marker, content=b'', same_as=None):
     crash.point('add_before_check')
     if image_state(store, image_id) == 'live':
         return True
-    records.remove_marker(store, image_id, marker)
-    _prune_folder(store, image_id)
+    if not marker.startswith(layout.TAG_PREFIX):
+        # (a tag's marker is one file for every writer of that tag: it may
+        # be another's by now, and is left - on an image being deleted, a
+        # marker errs on the safe side)
+        records.remove_marker(store, image_id, marker)
+        _prune_folder(store, image_id)
     return False
 
 
@@ -543,15 +548,15 @@ def marker_doc(store, image_id, marker):
 
 def in_flight(store, image_id, marker, min_age, now):
     """May the work that wrote this marker (a child push whose json has not
-    come, a reconcile's hold) still be under way?  Its owner decides where
-    it can be seen (:func:`.owner.alive`); elsewhere the marker's age on
-    the storage's clock (``now`` from :func:`.records.now`), against
-    ``min_age``."""
+    come, a reconcile's hold) still be under way?  Not once its owner is
+    known to be gone (:func:`.owner.alive`); else while the marker is
+    younger than ``min_age`` on the storage's clock (``now`` from
+    :func:`.records.now`): such work lasts one request, and a worker lives
+    for many, so a live owner does not tell."""
     kind, value = layout.check_marker(marker)
-    alive = owner.alive(marker_doc(store, image_id, marker).get('owner'),
-                        value if kind == 'hold' else None)
-    if alive is not None:
-        return alive
+    if owner.alive(marker_doc(store, image_id, marker).get('owner'),
+                   value if kind == 'hold' else None) is False:
+        return False
     written = records.stamp(store, layout.marker_path(image_id, marker))
     if written is None:
         return False              # gone meanwhile
