@@ -420,3 +420,34 @@ def test_lock_lease_must_be_positive():
     for lease in (0, -1):
         with pytest.raises(ValueError):
             locks.RedisLocks(lease=lease)
+
+
+#: Under gevent (the registry's workers): the renewer is a greenlet, and
+#: keeps the lease while the holder's greenlet works; a flush is found.
+GEVENT_HOLDER = r'''
+from gevent import monkey
+monkey.patch_all()
+import sys, time
+import gevent
+sys.path.insert(0, sys.argv[1])
+from registry_refcount import locks
+lk = locks.RedisLocks(port=int(sys.argv[2]), lease=0.6, timeout=2)
+with lk.image('a' * 64):
+    deadline = time.time() + 1.8
+    while time.time() < deadline:
+        lk.verify()
+        gevent.sleep(0.02)
+    lk._conn.flushall()
+    try:
+        lk.verify(strict=True)
+        print('ok')
+    except locks.LockLost:
+        print('lost')
+'''
+
+
+def test_renewal_and_verify_under_gevent(redis_server):
+    pytest.importorskip('gevent')
+    out = subprocess.check_output([sys.executable, '-c', GEVENT_HOLDER,
+                                   ROOT, str(redis_server.port)])
+    assert out.strip() == b'lost'

@@ -9,6 +9,8 @@ from __future__ import absolute_import, unicode_literals
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -18,6 +20,8 @@ from registry_refcount import layout
 from registry_refcount import locks
 
 ID = 'a' * 64
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
 
 
 def test_threads_of_one_process_exclude_each_other(tmpdir):
@@ -371,3 +375,44 @@ def test_monotonic_clock_advances():
     time.sleep(0.05)
     second = locks.monotonic()
     assert 0.04 < second - first < 1
+
+
+#: Under gevent (the registry's workers), as a process of its own: a
+#: greenlet whose lock file was removed finds its lock lost; another
+#: greenlet, holding another lock, does not.
+GEVENT_TASKS = r'''
+from gevent import monkey
+monkey.patch_all()
+import os, sys
+import gevent
+sys.path.insert(0, sys.argv[1])
+from registry_refcount import locks
+provider = locks.LocalLocks(sys.argv[2], timeout=2)
+results = {}
+
+def first():
+    with provider.image('a' * 64):
+        gevent.sleep(0.1)
+        try:
+            provider.verify()
+            results['first'] = 'ok'
+        except locks.LockLost:
+            results['first'] = 'lost'
+
+def second():
+    with provider.tag('ns/repo:v1'):
+        os.unlink(os.path.join(sys.argv[2], 'image.locks'))
+        gevent.sleep(0.2)
+        provider.verify()
+        results['second'] = 'ok'
+
+gevent.joinall([gevent.spawn(first), gevent.spawn(second)])
+print('%(first)s %(second)s' % results)
+'''
+
+
+def test_verify_is_per_greenlet_under_gevent(tmpdir):
+    pytest.importorskip('gevent')
+    out = subprocess.check_output([sys.executable, '-c', GEVENT_TASKS,
+                                   ROOT, str(tmpdir.join('locks'))])
+    assert out.split() == [b'lost', b'ok']
