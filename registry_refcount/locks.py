@@ -139,9 +139,10 @@ class _Claim(object):
 
     __slots__ = ('what', 'pid', 'task', 'lost')
 
-    def _claimed(self, what):
-        """Called once the lock is had: the task now holds it."""
-        self.what, self.pid, self.lost = what, os.getpid(), None
+    def _claimed(self, what, pid):
+        """Called once the lock is had (by process ``pid``): the task now
+        holds it."""
+        self.what, self.pid, self.lost = what, pid, None
         self.task = _current_task()
         claims = _held.get(self.task)
         if claims is None:
@@ -308,7 +309,7 @@ class _Held(_Claim):
         except BaseException:
             mutex.release()
             raise
-        self._claimed(what)
+        self._claimed(what, tables['pid'])
 
     def __exit__(self, *exc):
         self._unclaimed()
@@ -320,9 +321,10 @@ class _Held(_Claim):
             self.mutex.release()
 
     def _check(self, strict):
-        if not _names(self.path, self.file):
+        if not _still_named(self.path, self.file, time.time(), strict):
             self._mark_lost('its file %s was removed or replaced'
                             % self.path)
+            _retire_file(_files, self.file)    # the next lock reopens it
 
 
 def _acquire(mutex, deadline, what):
@@ -355,7 +357,7 @@ def _lock_named_file(fcntl, tables, path, offset, deadline, what):
         except BaseException:
             _unuse_file(lock_file)
             raise
-        if _names(path, lock_file):
+        if _still_named(path, lock_file, time.time()):
             return lock_file
         fcntl.lockf(lock_file.fd, fcntl.LOCK_UN, 1, offset)
         _retire_file(tables, lock_file)
@@ -382,10 +384,11 @@ class _LockFile(object):
     cannot be reused by a new file meanwhile), the holders in this process
     using it, and whether the path has moved on to another file."""
 
-    __slots__ = ('path', 'fd', 'ident', 'users', 'retired')
+    __slots__ = ('path', 'fd', 'ident', 'users', 'retired', 'checked')
 
     def __init__(self, path):
         self.path, self.users, self.retired = path, 0, False
+        self.checked = time.time()     # opened by its path just now
         try:
             self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
@@ -395,6 +398,24 @@ class _LockFile(object):
             self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         st = os.fstat(self.fd)
         self.ident = (st.st_dev, st.st_ino)
+
+
+#: Seconds a lock file found to be its path's is believed to stay so: a
+#: ``stat`` (1.5-4 us) is most of the cost of taking a lock or of a
+#: verify, and a cleaner removing the file is not timed to a few
+#: milliseconds.  ``verify(strict=True)`` always looks.
+RECHECK = 0.02
+
+
+def _still_named(path, lock_file, now, strict=False):
+    """Whether ``path`` names ``lock_file``, as seen within ``RECHECK``
+    seconds (on the wall clock, but a clock gone backwards looks again)."""
+    if not strict and 0 <= now - lock_file.checked < RECHECK:
+        return True
+    if _names(path, lock_file):
+        lock_file.checked = now
+        return True
+    return False
 
 
 def _names(path, lock_file):
@@ -691,7 +712,7 @@ class _Lease(_Claim):
         renewer = threading.Thread(target=self._renew_until_released)
         renewer.daemon = True
         renewer.start()
-        self._claimed(self.key)
+        self._claimed(self.key, os.getpid())
 
     def release(self):
         self._unclaimed()

@@ -173,7 +173,7 @@ def test_removed_lock_file_is_a_lost_lock(tmpdir, how, caplog):
         else:
             shutil.rmtree(lock_dir)
         with pytest.raises(locks.LockLost):
-            provider.verify()
+            provider.verify(strict=True)          # at once
         with pytest.raises(locks.LockLost):      # and it stays lost
             provider.verify()
         assert _can_lock(lock_dir)                # the new file
@@ -208,8 +208,9 @@ def test_a_new_holder_in_another_process_gets_the_new_file(tmpdir):
         os.rename(path, path + '.old')     # replaced under our feet
         open(start, 'w').close()
         _wait_for(ready)
+        time.sleep(locks.RECHECK)
         with pytest.raises(locks.LockLost):
-            provider.verify()
+            provider.verify()              # found within RECHECK seconds
     with pytest.raises(locks.LockTimeout):  # the child holds the new file
         with provider.image(ID):
             pass
@@ -257,6 +258,7 @@ def test_old_file_stays_open_while_a_holder_uses_it(tmpdir):
         assert held.wait(10)
         os.link(path, keep)                # the old file, still reachable
         os.unlink(path)
+        time.sleep(locks.RECHECK)
         with provider.image(other):        # retires the old file
             pass
         # the thread's record lock on the old file still holds
@@ -303,9 +305,10 @@ def test_verify_sees_only_the_calling_tasks_locks(tmpdir):
     thread.start()
     assert held.wait(10)
     os.unlink(os.path.join(lock_dir, 'image.locks'))
-    provider.verify()                     # this thread holds nothing
+    provider.verify(strict=True)          # this thread holds nothing
     with provider.tag('ns/repo:v1'):      # nor anything lost
         provider.verify()
+    time.sleep(locks.RECHECK)
     checked.set()
     thread.join()
     assert result == ['lost']
