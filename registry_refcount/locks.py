@@ -541,6 +541,7 @@ def _create_once(path, content):
     unless ``path`` exists (a reader never sees a half-written id; the
     first writer wins)."""
     draft = '%s.%s' % (path, uuid.uuid4().hex)
+    _make_dir(os.path.dirname(path))       # (the folder may have been wiped)
     fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         os.write(fd, content.encode('ascii'))

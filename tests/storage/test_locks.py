@@ -347,8 +347,11 @@ def test_identity_names_the_lock_space(tmpdir):
     assert _exit_code(_child(work)) == 0
     with open(child_says) as f:
         assert f.read() == first
+    provider = locks.LocalLocks(one)
     shutil.rmtree(one)                  # wiped: a new lock space
-    assert locks.LocalLocks(one).identity() != first
+    second = provider.identity()
+    assert second != first
+    assert locks.LocalLocks(one).identity() == second
 
 
 def test_identity_is_made_once_when_many_ask_at_once(tmpdir):
