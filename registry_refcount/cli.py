@@ -64,8 +64,8 @@ def load(args):
 
 
 def make_context(settings, store, by):
-    return protocols.context(store, settings_mod.make_locks(settings),
-                             settings.dry_run, by)
+    return protocols.context(store, settings_mod.make_locks(
+        settings, records.local_root(store)), settings.dry_run, by)
 
 
 def progress_factory(enabled):

@@ -10,9 +10,13 @@ from __future__ import absolute_import, unicode_literals
 
 import collections
 import os
-import tempfile
 
 BLOCK = 'extensions.refcount'
+
+#: The default ``lock_dir`` on local storage, under the storage root: the
+#: workers and the CLI of a host, which use the same storage, always share
+#: it, and no system cleaner empties it (unlike /tmp).
+LOCKS_UNDER_STORAGE = 'extensions/refcount/locks'
 
 
 class ConfigError(Exception):
@@ -22,19 +26,20 @@ class ConfigError(Exception):
 Settings = collections.namedtuple('Settings', [
     'enabled', 'dry_run', 'lock_backend', 'lock_dir', 'redis',
     'grace_period', 'intent_timeout', 'lock_timeout', 'allow_mirroring',
-    'audit_log', 'recovery_interval'])
+    'audit_log', 'recovery_interval', 'lock_lease'])
 
 DEFAULTS = {
     'enabled': False,
     'dry_run': False,
     'lock_backend': 'local',
-    'lock_dir': os.path.join(tempfile.gettempdir(), 'registry-refcount-locks'),
+    'lock_dir': None,            # under the storage root: see make_locks
     'grace_period': 86400,
     'intent_timeout': 600,
     'lock_timeout': 30,
     'allow_mirroring': False,
     'audit_log': None,
     'recovery_interval': 300,
+    'lock_lease': 30,
 }
 REDIS_DEFAULTS = {'host': '127.0.0.1', 'port': 6379, 'db': 0,
                   'password': None}
@@ -84,6 +89,16 @@ def _number(name, value, default, minimum=0):
     return number
 
 
+def _positive(name, value):
+    """Seconds that must be more than 0 (a wait or a lease of 0 would
+    mean "never hold a lock")."""
+    number = _number(name, value, DEFAULTS[name])
+    if number <= 0:
+        raise ConfigError('%s.%s: must be more than 0, got %r'
+                          % (BLOCK, name, value))
+    return number
+
+
 def _string(name, value, default):
     if value is None or value == '':
         return default
@@ -127,11 +142,8 @@ def parse(block):
         for key in ('port', 'db'):
             redis[key] = int(_number('redis.' + key, _get(redis_block, key),
                                      redis[key]))
-    lock_timeout = _number('lock_timeout', _get(block, 'lock_timeout'),
-                           DEFAULTS['lock_timeout'])
-    if lock_timeout <= 0:
-        raise ConfigError('%s.lock_timeout: must be more than 0, got %r'
-                          % (BLOCK, lock_timeout))
+    lock_timeout = _positive('lock_timeout', _get(block, 'lock_timeout'))
+    lock_lease = _positive('lock_lease', _get(block, 'lock_lease'))
     return Settings(
         enabled=_bool('enabled', _get(block, 'enabled'), DEFAULTS['enabled']),
         dry_run=_bool('dry_run', _get(block, 'dry_run'), DEFAULTS['dry_run']),
@@ -153,15 +165,40 @@ def parse(block):
         recovery_interval=_number('recovery_interval',
                                   _get(block, 'recovery_interval'),
                                   DEFAULTS['recovery_interval']),
+        lock_lease=lock_lease,
     )
 
 
-def make_locks(settings):
-    """The lock provider the settings ask for."""
+def make_locks(settings, storage_root=None):
+    """The lock provider the settings ask for.  ``storage_root`` is the
+    local file driver's root folder (``records.local_root(store)``), or
+    None when the storage is not local: the default ``lock_dir`` lives
+    under it."""
     from . import locks
     if settings.lock_backend == 'redis':
         r = settings.redis
         return locks.RedisLocks(host=r['host'], port=r['port'], db=r['db'],
                                 password=r['password'],
-                                timeout=settings.lock_timeout)
-    return locks.LocalLocks(settings.lock_dir, timeout=settings.lock_timeout)
+                                timeout=settings.lock_timeout,
+                                lease=settings.lock_lease)
+    return locks.LocalLocks(lock_dir(settings, storage_root),
+                            timeout=settings.lock_timeout)
+
+
+def lock_dir(settings, storage_root=None):
+    """The local backend's folder: ``lock_dir`` if set, else
+    ``<storage root>/extensions/refcount/locks``.  Without local storage
+    there is no default: a folder the operator did not choose (a temporary
+    one, another container's) may be one the CLI does not share with the
+    workers, or one a cleaner empties, and then locks silently stop
+    excluding."""
+    if settings.lock_dir:
+        return settings.lock_dir
+    if storage_root is None:
+        raise ConfigError(
+            '%s.lock_dir: not set, and the storage is not local, so there '
+            'is no default: set lock_dir to a persistent folder every '
+            'worker and the registry-refcount command of this host share, '
+            'such as /var/lib/registry-refcount/locks, or use '
+            'lock_backend: redis' % BLOCK)
+    return os.path.join(os.path.abspath(storage_root), LOCKS_UNDER_STORAGE)

@@ -66,4 +66,4 @@ def store(moto, bucket):
 @pytest.fixture
 def ctx(store, redis_server):
     return protocols.context(store, locks.RedisLocks(
-        port=redis_server.port, timeout=5, ttl=5))
+        port=redis_server.port, timeout=5, lease=5))
