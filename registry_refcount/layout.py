@@ -17,10 +17,13 @@ try:  # pragma: no cover - import location differs between 2 and 3
 except ImportError:  # pragma: no cover
     from urllib.parse import quote_plus, unquote_plus
 
-#: The registry's id rule (``docker_registry.toolkit._re_hex_image_id``).
-ID_RE = re.compile(r'^([a-f0-9]{16}|[a-f0-9]{64})$')
+#: The registry's id rule (``docker_registry.toolkit._re_hex_image_id``),
+#: anchored with ``\Z``: the registry's ``$`` also matches before a final
+#: newline, and its driver stores such an id as ``<id>%0A`` - another
+#: folder than the one the id without the newline names.
+ID_RE = re.compile(r'\A(?:[a-f0-9]{16}|[a-f0-9]{64})\Z')
 #: Intent ids are ours: 32 hex digits (uuid4).
-INTENT_RE = re.compile(r'^[a-f0-9]{32}$')
+INTENT_RE = re.compile(r'\A[a-f0-9]{32}\Z')
 
 IMAGES = 'images'
 REPOSITORIES = 'repositories'
@@ -241,7 +244,7 @@ def check_marker(marker):
     raise InvalidName('invalid marker name: %r' % (marker,))
 
 
-_DIGEST_RE = re.compile(r'^[a-f0-9]{64}$')
+_DIGEST_RE = re.compile(r'\A[a-f0-9]{64}\Z')
 
 
 def basename(path):

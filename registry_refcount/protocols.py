@@ -115,7 +115,7 @@ def read_tag(store, key):
         raise BadInput('tag %s cannot be read: %s' % (key.display, e))
     if value is None:
         return None
-    value = layout.text(value).strip()
+    value = layout.text(value)     # not stripped: '<id>\n' is another image
     if not layout.valid_id(value):
         raise BadInput('tag %s names an invalid image id %r (a torn or '
                        'edited tag file: nothing is deleted on its word; '

@@ -304,7 +304,8 @@ def on_before_put_image_json(sender, image_json=None, **kwargs):
     image_id = image_json.get('id')
     parent = image_json.get('parent')
     if not layout.valid_id(image_id):
-        return None           # the registry's route already refused it
+        # the registry's id rule ends in '$': it lets '<id>\n' through
+        return 'Invalid image id'
     try:
         if records.exists(ctx.store, layout.tombstone(image_id)):
             return ('Image %s is being deleted; retry the push shortly'

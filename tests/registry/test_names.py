@@ -1,0 +1,43 @@
+# -*- coding: utf-8 -*-
+"""Issue 21, items 1, 6, 7 and 8: names and ids at the edges, on the real
+registry.  Names are sent URL-encoded, as the docker client sends them."""
+
+from __future__ import absolute_import
+
+import json
+
+from .conftest import assert_invariants
+from .test_cli import run
+
+#: Repository names as a docker client puts them in the URL: '..', '.',
+#: 'a%b', 'a+b', 'a b'.  (The registry stores them quoted twice: once by
+#: its view, once by its driver - '..' becomes '%252E%252E'.)
+ODD_REPOSITORIES = ['%2e%2e', '%2e', 'a%25b', 'a%2Bb', 'a%20b']
+#: 'é': the registry itself cannot store it (its quoting takes bytes only
+#: and fails: a 500 without the extension); the extension refuses it first.
+UNSTORABLE = '%C3%A9'
+
+
+def _images(reg):
+    return reg.images()
+
+
+def test_id_with_trailing_newline_deletes_nothing(registry, client):
+    """Item 6: an id followed by a newline is not an id (the registry's own
+    rule ends in '$', which matches before a final newline; the driver
+    stores such an image at 'images/<id>%0A')."""
+    ids = client.push('ns/app', 'v1', ['nl-base', 'nl-top'])
+    bad = ids[-1] + '\n'
+    r = client.http.put(registry.url + '/v1/images/%s%%0A/json' % ids[-1],
+                        data=json.dumps({'id': bad, 'parent': ids[0]}))
+    assert r.status_code == 400, (r.status_code, r.text)
+    assert not registry.exists('images/%s%%0A' % ids[-1])
+    for tag in ('v1', 'v2'):
+        r = client.put_tag('ns/app', tag, None, raw=json.dumps(bad))
+        assert r.status_code in (400, 404), (tag, r.status_code, r.text)
+    registry.settle()
+    assert _images(registry) == set(ids)
+    assert client.pullable('ns/app', 'v1') is None
+    assert_invariants(registry, client)
+    code, doc, out, err = run(registry, 'verify')
+    assert code == 0, out + err
