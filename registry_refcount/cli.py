@@ -231,7 +231,7 @@ def _clean_index_images(store, deleted):
         return 0
     updated = 0
     for ns, repo in records.repositories(store, layout.REPOSITORIES):
-        path = '%s/_index_images' % layout.repository_dir(ns, repo)
+        path = layout.index_images_file(ns, repo)
         try:
             data = json.loads(layout.text(store.get_content(path)))
         except Exception:

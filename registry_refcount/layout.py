@@ -13,9 +13,9 @@ import hashlib
 import re
 
 try:  # pragma: no cover - import location differs between 2 and 3
-    from urllib import quote_plus, unquote_plus
+    from urllib import unquote_plus
 except ImportError:  # pragma: no cover
-    from urllib.parse import quote_plus, unquote_plus
+    from urllib.parse import unquote_plus
 
 #: The registry's id rule (``docker_registry.toolkit._re_hex_image_id``),
 #: anchored with ``\Z``: the registry's ``$`` also matches before a final
@@ -87,20 +87,20 @@ _checked = {}
 
 
 def quote(value):
-    """The registry's path quoting (``docker_registry.core.driver.check``).
-    (Every tag request quotes its names: the names seen lately are
-    remembered.)"""
+    """A name as the registry's driver code puts it in a path: its own
+    ``docker_registry.core.driver.check`` where that runs (Python 2), else
+    the same rule.  :class:`InvalidName` for a name the registry cannot
+    store (not ASCII: its ``check`` fails).  (Every tag request quotes its
+    names: the names seen lately are remembered.)"""
     try:
         return _quoted[value]
     except (KeyError, TypeError):
         pass
-    name = text(value)
-    if name == '..':
-        result = '%2E%2E'
-    elif name == '.':
-        result = '%2E'
-    else:
-        result = text(quote_plus(name.encode('utf-8')))
+    try:
+        result = text(_registry_check(value))
+    except UnicodeError:
+        raise InvalidName('%r: the registry can store only ASCII names'
+                          % (value,))
     if len(_quoted) >= 1024:
         _quoted.clear()
     _quoted[value] = result
@@ -108,6 +108,41 @@ def quote(value):
 
 
 _quoted = {}
+
+#: Characters Python 2's ``quote_plus`` leaves alone (Python 3.7's also
+#: keeps '~'; the registry runs on Python 2).
+_SAFE = frozenset('ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz'
+                  '0123456789_.-')
+
+
+def check_like_the_registry(value):
+    """``docker_registry.core.driver.check`` for Pythons it does not run
+    on (it calls Python 2's ``urllib.quote_plus``): ``str()`` (ASCII only
+    on Python 2: UnicodeError otherwise), ``..`` and ``.`` spelt
+    ``%2E%2E`` and ``%2E``, then Python 2's ``quote_plus`` - which quotes
+    those ``%`` again: ``..`` is stored as ``%252E%252E``."""
+    name = text(value)
+    name.encode('ascii')
+    if name == '..':
+        name = '%2E%2E'
+    elif name == '.':
+        name = '%2E'
+    return ''.join(c if c in _SAFE else '+' if c == ' ' else
+                   '%%%02X' % ord(c) for c in name)
+
+
+def _registry_quoting():
+    """The registry's own ``check`` if it runs here, else our copy of it
+    (tests/storage/test_names.py holds the two equal on Python 2)."""
+    try:
+        from docker_registry.core.driver import check
+        check('..')
+    except Exception:   # Python 3, or the registry is not installed
+        return check_like_the_registry
+    return check
+
+
+_registry_check = _registry_quoting()
 
 
 class TagKey(tuple):
@@ -177,6 +212,16 @@ def repository_dir(namespace, repository):
 
 def tag_file(key):
     return '%s/tag_%s' % (repository_dir(key[0], key[1]), key[2])
+
+
+def tag_json_file(key):
+    """The registry's metadata of a tag: the longest name it stores for a
+    tag."""
+    return '%s/tag%s_json' % (repository_dir(key[0], key[1]), key[2])
+
+
+def index_images_file(namespace, repository):
+    return '%s/_index_images' % repository_dir(namespace, repository)
 
 
 # -- the extension's own records -------------------------------------------

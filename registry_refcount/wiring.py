@@ -24,6 +24,7 @@ from . import audit
 from . import background
 from . import layout
 from . import locks
+from . import names as naming
 from . import protocols
 from . import records
 from . import recovery
@@ -165,21 +166,11 @@ def on_request_started(sender, **kwargs):
     ctx = _state['ctx']
     try:
         names = _request_tag(request.view_args or {})
-        if endpoint == 'delete_repository':
-            layout.TagKey.from_request(names['namespace'],
-                                       names['repository'], 'x')
-            intent = {'repository': '%s/%s' % (
-                layout.quote(names['namespace']),
-                layout.quote(names['repository']))}
-        else:
-            key = layout.TagKey.from_request(names['namespace'],
-                                             names['repository'],
-                                             names['tag'])
-            intent = {'tag': str(key)}
-    except (layout.InvalidName, KeyError) as e:
-        logger.warning('refcount: ignoring request with unusable names: %s',
+        key, intent = naming.request_key(endpoint, names)
+    except (layout.InvalidName, KeyError, UnicodeError) as e:
+        logger.warning('refcount: refusing request with unusable names: %r',
                        e)
-        return
+        _abort(naming.refusal(e), 400)
     if endpoint == 'put_tag':
         image = _tag_body(request)
         if image is None:

@@ -22,6 +22,33 @@ def _images(reg):
     return reg.images()
 
 
+def test_odd_repository_names_keep_their_images(registry, client):
+    """Item 1: a tag under '..', '.', '%', '+', ' ' protects its image, and
+    deleting it frees the image; 'é' is refused with a clear 400."""
+    kept = client.push('ns/app', 'v1', ['odd-base'])
+    top = client.push_chain(['odd-top'], kept[-1])
+    for repo in ODD_REPOSITORIES:
+        r = client.put_tag('ns/' + repo, 'latest', top[-1])
+        assert r.status_code == 200, (repo, r.status_code, r.text)
+        assert _images(registry) == set(kept + top), repo   # (settled)
+    r = client.put_tag('ns/' + UNSTORABLE, 'latest', top[-1])
+    assert r.status_code == 400 and 'name' in r.text, (r.status_code, r.text)
+    r = client.put_tag('ns/app', UNSTORABLE, top[-1])
+    assert r.status_code == 400 and 'name' in r.text, (r.status_code, r.text)
+    for repo in ODD_REPOSITORIES:
+        assert client.pullable('ns/' + repo, 'latest') is None, repo
+    assert_invariants(registry, client=None)
+    code, doc, out, err = run(registry, 'verify')
+    assert code == 0, out + err
+    for repo in ODD_REPOSITORIES[:-1]:
+        assert client.delete_tag('ns/' + repo, 'latest').status_code == 200
+    assert _images(registry) == set(kept + top)
+    r = client.delete_repository('ns/' + ODD_REPOSITORIES[-1])
+    assert r.status_code == 200, r.text
+    assert _images(registry) == set(kept)
+    assert_invariants(registry, client)
+
+
 def test_id_with_trailing_newline_deletes_nothing(registry, client):
     """Item 6: an id followed by a newline is not an id (the registry's own
     rule ends in '$', which matches before a final newline; the driver

@@ -6,7 +6,10 @@ no id with a trailing newline, and tells its temporary files from tags."""
 
 from __future__ import absolute_import, unicode_literals
 
+import posixpath
+
 import pytest
+from hypothesis import given, strategies as st
 
 from registry_refcount import layout
 from registry_refcount import protocols
@@ -40,3 +43,106 @@ def test_a_tag_file_naming_an_id_and_a_newline_names_no_image(store):
     store.put_content(layout.tag_file(key), ('a' * 64 + '\n').encode())
     with pytest.raises(protocols.BadInput):
         protocols.read_tag(store, key)
+
+
+# -- item 1: the registry's paths, for any name -----------------------------
+
+def _registry_base():
+    """The registry's own path functions, where they run (Python 2: its
+    ``check`` calls ``urllib.quote_plus``)."""
+    from docker_registry.core import driver
+    base = driver.Base()
+    try:
+        base.tag_path('ns', 'repo', 'tag')
+    except AttributeError:
+        return None
+    return base
+
+
+BASE = _registry_base()
+on_the_registrys_python = pytest.mark.skipif(
+    BASE is None, reason="docker-registry-core's quoting runs on Python 2")
+
+#: Names as the registry's views see them: anything a URL can carry, with
+#: the edges named in issue 21 drawn often.
+NAMES = st.one_of(
+    st.sampled_from(['.', '..', '...', '%', '+', ' ', 'a b', 'a+b', 'a%b',
+                     '%2E%2E', '%252E', '.hidden', '..x', '~', '\n',
+                     'caf\xe9', '\xe9', '', 'latest', '%tmp-x', '.tmp-x']),
+    st.text(max_size=12),
+    st.text(alphabet='.%+ -_~aZ09/:', max_size=8))
+
+
+def _registry_paths(ns, repo, tag):
+    """The registry's own paths of a tag's files, or None where its own
+    code fails on the names (it could not store the tag)."""
+    try:
+        return (BASE.repository_path(ns, repo), BASE.tag_path(ns, repo, tag),
+                BASE.repository_tag_json_path(ns, repo, tag),
+                BASE.index_images_path(ns, repo))
+    except UnicodeError:
+        return None
+
+
+def _our_paths(key):
+    return (layout.repository_dir(key.namespace, key.repository),
+            layout.tag_file(key), layout.tag_json_file(key),
+            layout.index_images_file(key.namespace, key.repository))
+
+
+@on_the_registrys_python
+@given(NAMES, NAMES, NAMES)
+def test_paths_of_a_tag_are_the_registrys(ns, repo, tag):
+    """Every name the registry stores is found where the registry put it;
+    the others (not ASCII; an empty part, whose path would be another
+    repository's) are refused."""
+    want = _registry_paths(ns, repo, tag)
+    try:
+        key = layout.TagKey.from_request(ns, repo, tag)
+    except layout.InvalidName:
+        assert want is None or '' in (ns, repo, tag)
+        return
+    assert want is not None
+    assert _our_paths(key) == want
+
+
+@on_the_registrys_python
+@given(st.one_of(NAMES, st.text()))
+def test_our_copy_of_the_registrys_quoting(name):
+    """Python 3 has no registry to ask: our copy of its rule agrees with
+    it on every name."""
+    from docker_registry.core.driver import check
+    try:
+        want = check(name)
+    except UnicodeError:
+        with pytest.raises(UnicodeError):
+            layout.check_like_the_registry(name)
+        return
+    assert layout.check_like_the_registry(name) == want
+
+
+@pytest.mark.parametrize('name, stored', [
+    ('..', '%252E%252E'), ('.', '%252E'), ('a b', 'a+b'), ('a+b', 'a%2Bb'),
+    ('a%b', 'a%25b'), ('~', '%7E'), ('.hidden', '.hidden'), ('...', '...')])
+def test_quoting_examples(name, stored):
+    assert layout.quote(name) == stored
+    assert layout.check_like_the_registry(name) == stored
+
+
+def test_a_name_the_registry_cannot_store_is_refused():
+    with pytest.raises(layout.InvalidName):
+        layout.TagKey.from_request('ns', '\xe9', 'latest')
+    with pytest.raises(layout.InvalidName):
+        layout.TagKey.from_request('', 'repo', 'latest')
+
+
+@given(NAMES, NAMES, NAMES)
+def test_the_ledger_stays_in_its_folder(ns, repo, tag):
+    try:
+        key = layout.TagKey.from_request(ns, repo, tag)
+    except layout.InvalidName:
+        return
+    path = layout.ledger(key)
+    assert posixpath.normpath(path) == path
+    assert path.startswith(layout.LEDGER + '/')
+    assert path.count('/') == layout.LEDGER.count('/') + 3
