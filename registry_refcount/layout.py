@@ -224,6 +224,27 @@ def index_images_file(namespace, repository):
     return '%s/_index_images' % repository_dir(namespace, repository)
 
 
+def check_length(key, name_max=None, path_max=None, prefix=0):
+    """Raise :class:`InvalidName` if storage could not name a file of this
+    tag: the registry's longest (``tag<tag>_json``) or the ledger entry.
+    ``name_max``: bytes in a path component (a local file system's
+    NAME_MAX); ``path_max``: bytes in a whole path, ``prefix`` bytes
+    (the storage root) included.  (A reconcile of such a tag could only
+    fail, and its intent would pin the image for ever.)"""
+    for path in (tag_json_file(key), ledger(key)):
+        size = len(path.encode('utf-8'))
+        if path_max is not None and prefix + size > path_max:
+            raise InvalidName('name too long: the path %s... would be %d '
+                              'bytes, storage takes %d'
+                              % (path[:60], prefix + size, path_max))
+        for part in path.split('/'):
+            if name_max is not None and len(part.encode('utf-8')) > name_max:
+                raise InvalidName('name too long: %s... would be %d bytes, '
+                                  'the file system takes %d' % (
+                                      part[:40], len(part.encode('utf-8')),
+                                      name_max))
+
+
 # -- the extension's own records -------------------------------------------
 
 def references_dir(image_id):

@@ -166,7 +166,7 @@ def on_request_started(sender, **kwargs):
     ctx = _state['ctx']
     try:
         names = _request_tag(request.view_args or {})
-        key, intent = naming.request_key(endpoint, names)
+        key, intent = naming.request_key(ctx.store, endpoint, names)
     except (layout.InvalidName, KeyError, UnicodeError) as e:
         logger.warning('refcount: refusing request with unusable names: %r',
                        e)

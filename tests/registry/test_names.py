@@ -6,6 +6,9 @@ from __future__ import absolute_import
 
 import json
 
+from registry_refcount import layout
+from registry_refcount import records
+
 from .conftest import assert_invariants
 from .test_cli import run
 
@@ -68,3 +71,32 @@ def test_id_with_trailing_newline_deletes_nothing(registry, client):
     assert_invariants(registry, client)
     code, doc, out, err = run(registry, 'verify')
     assert code == 0, out + err
+
+
+def test_names_too_long_for_storage_are_refused(registry, client):
+    """Item 7: a tag or repository name whose files could not be named on
+    this file system is refused before anything is written, so no intent
+    is left to pin its image or fail recovery."""
+    ids = client.push_chain(['long-base'])
+    long_name = 'y' * 300
+    for repo, tag in (('ns/app', long_name), ('ns/' + long_name, 'latest'),
+                      (long_name + '/app', 'latest'),
+                      ('ns/app', 'y' * 250)):       # 'tag<250>_json' > 255
+        r = client.put_tag(repo, tag, ids[-1])
+        assert r.status_code == 400 and 'too long' in r.text, (
+            len(repo), len(tag), r.status_code, r.text)
+        r = client.delete_tag(repo, tag)
+        assert r.status_code == 400 and 'too long' in r.text, r.text
+    r = client.delete_repository('ns/' + long_name)
+    assert r.status_code == 400 and 'too long' in r.text, r.text
+    client.tag('ns/app', 'y' * 240, ids[-1])         # the longest that fits
+    assert registry.settle()
+    assert not [name for name in records.listing(registry.store(),
+                                                 layout.INTENTS)
+                if layout.INTENT_RE.match(name)]
+    assert _images(registry) == set(ids)
+    code, doc, out, err = run(registry, 'recover')
+    assert code == 0, out + err
+    assert_invariants(registry, client)
+    assert client.delete_tag('ns/app', 'y' * 240).status_code == 200
+    assert _images(registry) == set()

@@ -146,3 +146,33 @@ def test_the_ledger_stays_in_its_folder(ns, repo, tag):
     assert posixpath.normpath(path) == path
     assert path.startswith(layout.LEDGER + '/')
     assert path.count('/') == layout.LEDGER.count('/') + 3
+
+
+# -- item 7: names too long for storage --------------------------------------
+
+@pytest.mark.parametrize('ns, repo, tag', [
+    ('ns', 'app', 'y' * 300), ('ns', 'app', 'y' * 250),   # tag<250>_json
+    ('ns', 'y' * 256, 'v'), ('y' * 256, 'app', 'v'),
+    ('ns', 'app', '%' * 90)])                            # 270 once quoted
+def test_a_name_too_long_for_the_file_system_is_refused(store, ns, repo,
+                                                         tag):
+    from registry_refcount import names
+    with pytest.raises(layout.InvalidName) as e:
+        names.request_key(store, 'put_tag', dict(namespace=ns,
+                                                  repository=repo, tag=tag))
+    assert 'too long' in str(e.value)
+
+
+def test_the_longest_names_that_fit_are_taken(store):
+    from registry_refcount import names
+    key, intent = names.request_key(store, 'put_tag', dict(
+        namespace='n' * 255, repository='r' * 255, tag='t' * 247))
+    assert intent == {'tag': str(key)}
+
+
+def test_object_storage_limits_whole_keys():
+    key = layout.TagKey('ns', 'app', 'y' * 300)
+    layout.check_length(key, path_max=1024, prefix=10)
+    with pytest.raises(layout.InvalidName):
+        layout.check_length(layout.TagKey('ns', 'app', 'y' * 1000),
+                            path_max=1024, prefix=10)
