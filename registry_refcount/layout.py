@@ -11,6 +11,7 @@ from __future__ import absolute_import, unicode_literals
 
 import hashlib
 import re
+import uuid
 
 try:  # pragma: no cover - import location differs between 2 and 3
     from urllib import unquote_plus
@@ -44,6 +45,12 @@ TOMBSTONE = '_deleting'
 IN_PROGRESS = '_inprogress'
 
 TAG_PREFIX = 'tag-'
+#: The extension's temporary files (a record written on local storage,
+#: then renamed into place) start with this: '%' followed by a letter that
+#: is no hex digit, which the registry's quoting never writes (it spells
+#: '%' as '%25'), so no stored tag or repository name starts with it -
+#: where '.tmp-', the earlier prefix, is a tag name like any other.
+TEMP_PREFIX = '%tmp-'
 CHILD_PREFIX = 'child-'
 PENDING_PREFIX = 'pending-'
 
@@ -311,6 +318,25 @@ def check_marker(marker):
 
 
 _DIGEST_RE = re.compile(r'\A[a-f0-9]{64}\Z')
+
+
+def temporary_name():
+    """A new temporary file's name (see :data:`TEMP_PREFIX`)."""
+    return TEMP_PREFIX + uuid.uuid4().hex
+
+
+def is_temporary(name):
+    """Is this listed name a temporary file, not a record?  The test for
+    folders of tag names (the ledger), where a name may start with '.'."""
+    return text(name).startswith(TEMP_PREFIX)
+
+
+def is_scratch(name):
+    """Is this listed name no record, in a folder of ids or digests
+    (intents, markers, the quarantine)?  A temporary file, of this
+    version or of an earlier one ('.tmp-...', left by a crash): no id,
+    intent id or marker starts with '.' or '%'."""
+    return is_temporary(name) or text(name).startswith('.')
 
 
 def basename(path):

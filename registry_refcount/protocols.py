@@ -645,7 +645,7 @@ def ledger_tags(store, namespace, repository):
     """Tag keys with a ledger entry in one repository."""
     for name in records.listing(store, layout.ledger_dir(namespace,
                                                          repository)):
-        if not name.startswith('.'):
+        if not layout.is_temporary(name):     # a tag may start with '.'
             yield layout.TagKey(namespace, repository, name)
 
 

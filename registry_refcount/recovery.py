@@ -39,7 +39,7 @@ def recover(ctx, intent_timeout, now=None):
     report = {'intents_finished': 0, 'intents_waiting': 0,
               'deletions_finished': 0, 'unreadable': [], 'errors': []}
     for intent_id in list(records.listing(ctx.store, layout.INTENTS)):
-        if intent_id.startswith('.'):
+        if layout.is_scratch(intent_id):
             continue
         try:
             path = layout.intent(intent_id)

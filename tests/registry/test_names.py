@@ -10,6 +10,7 @@ from registry_refcount import layout
 from registry_refcount import records
 
 from .conftest import assert_invariants
+from .harness import image_id
 from .test_cli import run
 
 #: Repository names as a docker client puts them in the URL: '..', '.',
@@ -100,3 +101,24 @@ def test_names_too_long_for_storage_are_refused(registry, client):
     assert_invariants(registry, client)
     assert client.delete_tag('ns/app', 'y' * 240).status_code == 200
     assert _images(registry) == set()
+
+
+def test_tags_starting_with_a_dot_are_tracked(registry, client):
+    """Item 8: tags whose stored name starts with '.' are tags like any
+    other: verify is consistent, and deleting them frees the image."""
+    ids = client.push('ns/app', 'v1', ['dot-base'])
+    top = client.push_chain(['dot-top'], ids[-1])
+    tags = ['.hidden', '..x', '.tmp-%s' % image_id('x')[:32]]
+    for tag in tags:
+        client.tag('ns/app', tag, top[-1])
+    client.tag('.ns/.repo', '.v', top[-1])
+    assert _images(registry) == set(ids + top)
+    assert_invariants(registry, client)
+    code, doc, out, err = run(registry, 'verify')
+    assert code == 0, out + err
+    for tag in tags:
+        assert client.delete_tag('ns/app', tag).status_code == 200
+    assert _images(registry) == set(ids + top)
+    assert client.delete_tag('.ns/.repo', '.v').status_code == 200
+    assert _images(registry) == set(ids)
+    assert_invariants(registry, client)

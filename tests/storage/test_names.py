@@ -13,6 +13,7 @@ from hypothesis import given, strategies as st
 
 from registry_refcount import layout
 from registry_refcount import protocols
+from registry_refcount import records
 
 # -- item 6: ids ------------------------------------------------------------
 
@@ -176,3 +177,27 @@ def test_object_storage_limits_whole_keys():
     with pytest.raises(layout.InvalidName):
         layout.check_length(layout.TagKey('ns', 'app', 'y' * 1000),
                             path_max=1024, prefix=10)
+
+
+# -- item 8: tags starting with '.' and the extension's temporary files -------
+
+@given(NAMES)
+def test_no_stored_name_looks_like_a_temporary_file(name):
+    try:
+        stored = layout.quote(name)
+    except layout.InvalidName:
+        return
+    assert not layout.is_temporary(stored)
+    assert layout.is_temporary(layout.temporary_name())
+
+
+@pytest.mark.parametrize('tag', ['.hidden', '..x', '.tmp-%s' % ('a' * 32)])
+def test_a_tag_starting_with_a_dot_has_its_ledger_entry(ctx, store, tag):
+    """The ledger lists it (verify and repair see it), and a temporary
+    file beside it is no tag."""
+    key = layout.TagKey.from_request('ns', 'app', tag)
+    records.write(store, layout.ledger(key), {'image': 'a' * 64,
+                                              'tag': str(key)})
+    store.put_content('%s/%s' % (layout.ledger_dir('ns', 'app'),
+                                 layout.temporary_name()), b'{')
+    assert list(protocols.ledger_tags(store, 'ns', 'app')) == [key]
