@@ -21,6 +21,7 @@ import time
 from . import audit
 from . import invariants
 from . import layout
+from . import locks
 from . import protocols
 from . import records
 from . import recovery
@@ -183,10 +184,13 @@ def cmd_recover(ctx, settings, args, progress):
     if doc is None:
         return FAILED, {'error': 'recovery is running elsewhere'}, [
             'registry-refcount recover: another process is recovering']
+    left = ('(%%d left alone: their process lives, or - on another host '
+            '- younger than %gs)' % timeout)
     lines = ['registry-refcount recover:',
-             '  intents finished: %d (%d younger than %gs left alone)' % (
-                 doc['intents_finished'], doc['intents_waiting'], timeout),
-             '  deletions finished: %d' % doc['deletions_finished']]
+             ('  intents finished: %d ' + left) % (
+                 doc['intents_finished'], doc['intents_waiting']),
+             ('  deletions finished: %d ' + left) % (
+                 doc['deletions_finished'], doc['deletions_waiting'])]
     lines += ['  unreadable: %s' % p for p in doc['unreadable']]
     lines += ['  error: %s' % e for e in doc['errors']]
     return (FAILED if doc['errors'] else OK), doc, lines
@@ -203,7 +207,8 @@ def cmd_gc(ctx, settings, args, progress):
     try:
         with ctx.locks.named('gc'):
             doc = sweep.sweep(ctx, grace, dry_run=dry, jobs=args.jobs,
-                              progress=progress)
+                              progress=progress,
+                              in_flight_age=settings.intent_timeout)
             if not dry:
                 doc['index_images_updated'] = _clean_index_images(
                     store, set(d['image'] for d in doc['deleted']))
@@ -231,7 +236,7 @@ def _clean_index_images(store, deleted):
         return 0
     updated = 0
     for ns, repo in records.repositories(store, layout.REPOSITORIES):
-        path = '%s/_index_images' % layout.repository_dir(ns, repo)
+        path = layout.index_images_file(ns, repo)
         try:
             data = json.loads(layout.text(store.get_content(path)))
         except Exception:
@@ -266,6 +271,9 @@ def parser():
     p.add_argument('--jobs', type=int, default=8,
                    help='parallel storage reads (default 8)')
     p.add_argument('--quiet', action='store_true', help='no progress bars')
+    p.add_argument('--ignore-lockspace', action='store_true',
+                   help='run even though the registry\'s workers lock '
+                   'elsewhere (only with the registry stopped)')
     sub = p.add_subparsers(dest='command')
     sub.add_parser('status', help='counts, bytes, initialisation, '
                    'intents, quarantined records')
@@ -294,18 +302,32 @@ def main(argv=None):
         print('registry-refcount: --jobs must be >= 1 and --grace >= 0',
               file=sys.stderr)
         return USAGE
+    if getattr(args, 'intent_timeout', None) is not None and \
+            args.intent_timeout < settings_mod.MIN_INTENT_TIMEOUT:
+        print('registry-refcount: --intent-timeout must be at least %ds: '
+              'work of this host is finished once its process is gone, '
+              'whatever the timeout; a shorter one would take another '
+              'host\'s live tag writes for abandoned'
+              % settings_mod.MIN_INTENT_TIMEOUT, file=sys.stderr)
+        return USAGE
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format='%(asctime)s %(levelname)s: %(message)s')
     # the registry's modules warn about every optional feature left off
     logging.getLogger('docker_registry').setLevel(logging.ERROR)
     try:
         cfg, settings, store = load(args)
-    except (UsageError, settings_mod.ConfigError) as e:
+        ctx = make_context(settings, store, 'gc' if args.command == 'gc'
+                           else args.command)
+        mismatch = (None if args.ignore_lockspace else
+                    protocols.lockspace_mismatch(store, ctx.locks))
+    except (UsageError, settings_mod.ConfigError, locks.LockTimeout) as e:
         print('registry-refcount: %s' % e, file=sys.stderr)
         return USAGE
+    if mismatch:
+        print('registry-refcount: refusing to run: %s' % mismatch,
+              file=sys.stderr)
+        return USAGE
     audit.open_file(settings.audit_log or _audit_default(store))
-    ctx = make_context(settings, store, 'gc' if args.command == 'gc'
-                       else args.command)
     progress = progress_factory(not args.quiet and not args.json and
                                 sys.stderr.isatty())
     started = time.time()

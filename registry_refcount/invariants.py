@@ -79,7 +79,7 @@ def check(store, jobs=8, progress=truth.no_progress):
     rep.unreachable = sorted(i for i, img in rep.images.items()
                              if i not in rep.reachable and img.has_json)
     rep.intents = sorted(i for i in records.listing(store, layout.INTENTS)
-                         if not i.startswith('.'))
+                         if not layout.is_scratch(i))
     rep.journal = sorted(i for i in records.listing(store, layout.JOURNAL)
                          if _journal_entry(i))
     _check_records(store, rep, jobs, progress)

@@ -11,16 +11,20 @@ from __future__ import absolute_import, unicode_literals
 
 import hashlib
 import re
+import uuid
 
 try:  # pragma: no cover - import location differs between 2 and 3
-    from urllib import quote_plus, unquote_plus
+    from urllib import unquote_plus
 except ImportError:  # pragma: no cover
-    from urllib.parse import quote_plus, unquote_plus
+    from urllib.parse import unquote_plus
 
-#: The registry's id rule (``docker_registry.toolkit._re_hex_image_id``).
-ID_RE = re.compile(r'^([a-f0-9]{16}|[a-f0-9]{64})$')
+#: The registry's id rule (``docker_registry.toolkit._re_hex_image_id``),
+#: anchored with ``\Z``: the registry's ``$`` also matches before a final
+#: newline, and its driver stores such an id as ``<id>%0A`` - another
+#: folder than the one the id without the newline names.
+ID_RE = re.compile(r'\A(?:[a-f0-9]{16}|[a-f0-9]{64})\Z')
 #: Intent ids are ours: 32 hex digits (uuid4).
-INTENT_RE = re.compile(r'^[a-f0-9]{32}$')
+INTENT_RE = re.compile(r'\A[a-f0-9]{32}\Z')
 #: Deleters' and holders' tokens: the same form.
 TOKEN_RE = INTENT_RE
 
@@ -33,6 +37,7 @@ INTENTS = PREFIX + '/intents'
 JOURNAL = PREFIX + '/deleting'
 CANDIDATES = PREFIX + '/candidates'
 CLOCK = PREFIX + '/clock'
+LOCKSPACE = PREFIX + '/lockspace'
 QUARANTINE = PREFIX + '/quarantine'
 AUDIT = PREFIX + '/audit'
 SPARES = PREFIX + '/spares'
@@ -44,6 +49,12 @@ TOMBSTONE = '_deleting'
 IN_PROGRESS = '_inprogress'
 
 TAG_PREFIX = 'tag-'
+#: The extension's temporary files (a record written on local storage,
+#: then renamed into place) start with this: '%' followed by a letter that
+#: is no hex digit, which the registry's quoting never writes (it spells
+#: '%' as '%25'), so no stored tag or repository name starts with it -
+#: where '.tmp-', the earlier prefix, is a tag name like any other.
+TEMP_PREFIX = '%tmp-'
 CHILD_PREFIX = 'child-'
 PENDING_PREFIX = 'pending-'
 HOLD_PREFIX = 'hold-'
@@ -88,20 +99,20 @@ _checked = {}
 
 
 def quote(value):
-    """The registry's path quoting (``docker_registry.core.driver.check``).
-    (Every tag request quotes its names: the names seen lately are
-    remembered.)"""
+    """A name as the registry's driver code puts it in a path: its own
+    ``docker_registry.core.driver.check`` where that runs (Python 2), else
+    the same rule.  :class:`InvalidName` for a name the registry cannot
+    store (not ASCII: its ``check`` fails).  (Every tag request quotes its
+    names: the names seen lately are remembered.)"""
     try:
         return _quoted[value]
     except (KeyError, TypeError):
         pass
-    name = text(value)
-    if name == '..':
-        result = '%2E%2E'
-    elif name == '.':
-        result = '%2E'
-    else:
-        result = text(quote_plus(name.encode('utf-8')))
+    try:
+        result = text(_registry_check(value))
+    except UnicodeError:
+        raise InvalidName('%r: the registry can store only ASCII names'
+                          % (value,))
     if len(_quoted) >= 1024:
         _quoted.clear()
     _quoted[value] = result
@@ -109,6 +120,41 @@ def quote(value):
 
 
 _quoted = {}
+
+#: Characters Python 2's ``quote_plus`` leaves alone (Python 3.7's also
+#: keeps '~'; the registry runs on Python 2).
+_SAFE = frozenset('ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz'
+                  '0123456789_.-')
+
+
+def check_like_the_registry(value):
+    """``docker_registry.core.driver.check`` for Pythons it does not run
+    on (it calls Python 2's ``urllib.quote_plus``): ``str()`` (ASCII only
+    on Python 2: UnicodeError otherwise), ``..`` and ``.`` spelt
+    ``%2E%2E`` and ``%2E``, then Python 2's ``quote_plus`` - which quotes
+    those ``%`` again: ``..`` is stored as ``%252E%252E``."""
+    name = text(value)
+    name.encode('ascii')
+    if name == '..':
+        name = '%2E%2E'
+    elif name == '.':
+        name = '%2E'
+    return ''.join(c if c in _SAFE else '+' if c == ' ' else
+                   '%%%02X' % ord(c) for c in name)
+
+
+def _registry_quoting():
+    """The registry's own ``check`` if it runs here, else our copy of it
+    (tests/storage/test_names.py holds the two equal on Python 2)."""
+    try:
+        from docker_registry.core.driver import check
+        check('..')
+    except Exception:   # Python 3, or the registry is not installed
+        return check_like_the_registry
+    return check
+
+
+_registry_check = _registry_quoting()
 
 
 class TagKey(tuple):
@@ -178,6 +224,37 @@ def repository_dir(namespace, repository):
 
 def tag_file(key):
     return '%s/tag_%s' % (repository_dir(key[0], key[1]), key[2])
+
+
+def tag_json_file(key):
+    """The registry's metadata of a tag: the longest name it stores for a
+    tag."""
+    return '%s/tag%s_json' % (repository_dir(key[0], key[1]), key[2])
+
+
+def index_images_file(namespace, repository):
+    return '%s/_index_images' % repository_dir(namespace, repository)
+
+
+def check_length(key, name_max=None, path_max=None, prefix=0):
+    """Raise :class:`InvalidName` if storage could not name a file of this
+    tag: the registry's longest (``tag<tag>_json``) or the ledger entry.
+    ``name_max``: bytes in a path component (a local file system's
+    NAME_MAX); ``path_max``: bytes in a whole path, ``prefix`` bytes
+    (the storage root) included.  (A reconcile of such a tag could only
+    fail, and its intent would pin the image for ever.)"""
+    for path in (tag_json_file(key), ledger(key)):
+        size = len(path.encode('utf-8'))
+        if path_max is not None and prefix + size > path_max:
+            raise InvalidName('name too long: the path %s... would be %d '
+                              'bytes, storage takes %d'
+                              % (path[:60], prefix + size, path_max))
+        for part in path.split('/'):
+            if name_max is not None and len(part.encode('utf-8')) > name_max:
+                raise InvalidName('name too long: %s... would be %d bytes, '
+                                  'the file system takes %d' % (
+                                      part[:40], len(part.encode('utf-8')),
+                                      name_max))
 
 
 # -- the extension's own records -------------------------------------------
@@ -290,7 +367,26 @@ def check_marker(marker):
     raise InvalidName('invalid marker name: %r' % (marker,))
 
 
-_DIGEST_RE = re.compile(r'^[a-f0-9]{64}$')
+_DIGEST_RE = re.compile(r'\A[a-f0-9]{64}\Z')
+
+
+def temporary_name():
+    """A new temporary file's name (see :data:`TEMP_PREFIX`)."""
+    return TEMP_PREFIX + uuid.uuid4().hex
+
+
+def is_temporary(name):
+    """Is this listed name a temporary file, not a record?  The test for
+    folders of tag names (the ledger), where a name may start with '.'."""
+    return text(name).startswith(TEMP_PREFIX)
+
+
+def is_scratch(name):
+    """Is this listed name no record, in a folder of ids or digests
+    (intents, markers, the quarantine)?  A temporary file, of this
+    version or of an earlier one ('.tmp-...', left by a crash): no id,
+    intent id or marker starts with '.' or '%'."""
+    return is_temporary(name) or text(name).startswith('.')
 
 
 def basename(path):

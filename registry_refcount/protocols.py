@@ -99,6 +99,41 @@ def initialise(store):
     return empty
 
 
+def record_lockspace(store, lock_provider):
+    """At a worker's start: record in storage which lock space the
+    registry's workers lock in (:meth:`.locks.LocalLocks.identity`), so
+    that a command run with other locks can find out and refuse."""
+    identity = lock_provider.identity()
+    try:
+        if (records.read(store, layout.LOCKSPACE) or {}).get(
+                'identity') == identity:
+            return identity
+    except records.Unreadable:
+        pass
+    records.write(store, layout.LOCKSPACE, {'identity': identity,
+                                            'host': owner.host()})
+    return identity
+
+
+def lockspace_mismatch(store, lock_provider):
+    """None if this process locks where the registry's workers do (or no
+    worker has said where it locks); else a sentence saying the two."""
+    try:
+        doc = records.read(store, layout.LOCKSPACE)
+    except records.Unreadable:
+        return None
+    if not doc or not doc.get('identity'):
+        return None
+    mine = lock_provider.identity()
+    if doc['identity'] == mine:
+        return None
+    return ('the registry\'s workers lock in %s (host %s), this command in '
+            '%s: they would not exclude each other.  Run it with the '
+            'registry\'s own configuration (lock_backend, lock_dir, redis), '
+            'on its host, or stop the registry first and pass '
+            '--ignore-lockspace' % (doc['identity'], doc.get('host'), mine))
+
+
 def set_initialised(store):
     records.write(store, layout.STATE, {'initialised': True,
                                         'since': time.time()})
@@ -116,7 +151,7 @@ def read_tag(store, key):
         raise BadInput('tag %s cannot be read: %s' % (key.display, e))
     if value is None:
         return None
-    value = layout.text(value).strip()
+    value = layout.text(value)     # not stripped: '<id>\n' is another image
     if not layout.valid_id(value):
         raise BadInput('tag %s names an invalid image id %r (a torn or '
                        'edited tag file: nothing is deleted on its word; '
@@ -849,7 +884,7 @@ def ledger_tags(store, namespace, repository):
     """Tag keys with a ledger entry in one repository."""
     for name in records.listing(store, layout.ledger_dir(namespace,
                                                          repository)):
-        if not name.startswith('.'):
+        if not layout.is_temporary(name):     # a tag may start with '.'
             yield layout.TagKey(namespace, repository, name)
 
 

@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import time
-import uuid
 
 from docker_registry.core import exceptions
 
@@ -246,7 +245,7 @@ def quarantined(store):
     """``[(entry path, document)]`` of every remembered unreadable record."""
     found = []
     for name in listing(store, layout.QUARANTINE):
-        if name.startswith('.'):
+        if layout.is_scratch(name):
             continue
         entry = '%s/%s' % (layout.QUARANTINE, name)
         try:
@@ -284,7 +283,7 @@ def _put_local(root, path, data, fresh=False):
     for attempt in range(5):
         source, fd = _open_spare(root)
         if source is None:
-            source = os.path.join(folder, '.tmp-%s' % uuid.uuid4().hex)
+            source = os.path.join(folder, layout.temporary_name())
             try:
                 fd = os.open(source, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
                              0o644)
@@ -536,7 +535,7 @@ def remove_marker(store, image_id, marker):
 def markers(store, image_id):
     """Marker names on an image (a generator: stop early for 'any?')."""
     for name in listing(store, layout.references_dir(image_id)):
-        if name.startswith('.'):
+        if layout.is_scratch(name):
             continue
         yield name
 

@@ -48,7 +48,7 @@ def recover(ctx, intent_timeout, now=None):
     # abandoned deletion holds tombstoned
     finish_deletions(ctx, intent_timeout, now, report)
     for intent_id in list(records.listing(store, layout.INTENTS)):
-        if intent_id.startswith('.'):
+        if layout.is_scratch(intent_id):
             continue
         try:
             path = layout.intent(intent_id)

@@ -13,6 +13,11 @@ import os
 
 BLOCK = 'extensions.refcount'
 
+#: ``intent_timeout`` decides only for work written on another host (this
+#: host's is finished once its process is gone): below this, a live tag
+#: write there would be taken for abandoned and its image released.
+MIN_INTENT_TIMEOUT = 60
+
 #: The default ``lock_dir`` on local storage, under the storage root: the
 #: workers and the CLI of a host, which use the same storage, always share
 #: it, and no system cleaner empties it (unlike /tmp).
@@ -155,7 +160,8 @@ def parse(block):
                              DEFAULTS['grace_period']),
         intent_timeout=_number('intent_timeout',
                                _get(block, 'intent_timeout'),
-                               DEFAULTS['intent_timeout']),
+                               DEFAULTS['intent_timeout'],
+                               minimum=MIN_INTENT_TIMEOUT),
         lock_timeout=lock_timeout,
         allow_mirroring=_bool('allow_mirroring',
                               _get(block, 'allow_mirroring'),

@@ -34,11 +34,15 @@ logger = logging.getLogger(__name__)
 
 
 def sweep(ctx, grace_period, dry_run=False, jobs=8, now=None,
-          progress=truth.no_progress):
+          progress=truth.no_progress, in_flight_age=None):
     """Run one sweep; returns a report dict (JSON-serialisable).  Ages are
     measured on the storage's clock (``now``: :func:`.records.now`), the
     one every host agrees on."""
     now = records.now(ctx.store) if now is None else now
+    # a child push whose json has not come yet is in flight this long at
+    # least, whatever the grace period (a parent gone under it breaks the
+    # chain the push then tags)
+    in_flight_age = max(grace_period, in_flight_age or 0)
     report = {'dry_run': bool(dry_run), 'grace_period': grace_period,
               'tags': 0, 'images': 0, 'reachable': 0, 'candidates': 0,
               'deleted': [], 'kept_young': 0, 'kept_referenced': 0,
@@ -46,10 +50,11 @@ def sweep(ctx, grace_period, dry_run=False, jobs=8, now=None,
 
     with truth.workers(jobs) as pool:
         return _sweep(ctx, grace_period, dry_run, now, progress, report,
-                      pool)
+                      pool, in_flight_age)
 
 
-def _sweep(ctx, grace_period, dry_run, now, progress, report, pool):
+def _sweep(ctx, grace_period, dry_run, now, progress, report, pool,
+           in_flight_age):
     """The sweep proper, its reads on ``pool`` (one for the whole sweep:
     see :func:`truth.workers`)."""
     store = ctx.store
@@ -88,7 +93,8 @@ def _sweep(ctx, grace_period, dry_run, now, progress, report, pool):
         tick=progress('candidates', len(ripe)), pool=pool)))
     doomed = set()
     for image in sorted(ripe, key=lambda i: -infos[i]['depth']):
-        stale, live = _judge(store, infos[image], doomed, now, grace_period)
+        stale, live = _judge(store, infos[image], doomed, now,
+                             in_flight_age)
         if live:
             report['kept_referenced'] += 1
             continue
@@ -101,7 +107,8 @@ def _sweep(ctx, grace_period, dry_run, now, progress, report, pool):
             continue
         try:
             for marker, key in stale:
-                protocols.drop_stale_marker(ctx, image, marker, grace_period,
+                protocols.drop_stale_marker(ctx, image, marker,
+                                            in_flight_age,
                                             key, now)
             protocols.collect(ctx, image, reason)
         except (locks.LockTimeout, protocols.BadInput) as e:
@@ -219,7 +226,7 @@ def _candidate(store, image):
             'legacy': records.legacy_references(store, image) is not None}
 
 
-def _judge(store, info, doomed, now, grace_period):
+def _judge(store, info, doomed, now, in_flight_age):
     """Split a candidate's markers into stale ones ``[(marker, key or
     None)]`` and live ones.  What cannot be read counts as live."""
     stale, live = [], []
@@ -248,7 +255,7 @@ def _judge(store, info, doomed, now, grace_period):
         elif value in doomed:
             pass                     # goes with the child's deletion
         elif protocols.child_marker_stale(store, info['id'], value,
-                                          grace_period, now):
+                                          in_flight_age, now):
             stale.append((marker, None))
         else:
             live.append(marker)      # a child that is not being swept

@@ -24,6 +24,7 @@ from . import audit
 from . import background
 from . import layout
 from . import locks
+from . import names as naming
 from . import owner
 from . import protocols
 from . import records
@@ -64,7 +65,7 @@ def boot(registry_config=None, store=None):
         from docker_registry.lib import cache  # noqa: F401
         from docker_registry import storage
         store = storage.load()
-    lock_provider = settings_mod.make_locks(settings)
+    lock_provider = settings_mod.make_locks(settings, records_root(store))
     if settings.lock_backend == 'local' and records_root(store) is None:
         logger.warning('refcount: lock_backend is local but storage is not: '
                        'this is safe only if a single host serves this '
@@ -72,6 +73,10 @@ def boot(registry_config=None, store=None):
     ctx = protocols.context(store, lock_provider, settings.dry_run)
     audit.open_file(settings.audit_log or _default_audit_log(store))
     protocols.initialise(store)
+    try:
+        protocols.record_lockspace(store, lock_provider)
+    except locks.LockTimeout as e:
+        logger.error('refcount: could not record the lock space: %s', e)
     _state.update(ctx=ctx, settings=settings)
     _connect()
     _start_recovery(settings)
@@ -166,21 +171,11 @@ def on_request_started(sender, **kwargs):
     ctx = _state['ctx']
     try:
         names = _request_tag(request.view_args or {})
-        if endpoint == 'delete_repository':
-            layout.TagKey.from_request(names['namespace'],
-                                       names['repository'], 'x')
-            intent = {'repository': '%s/%s' % (
-                layout.quote(names['namespace']),
-                layout.quote(names['repository']))}
-        else:
-            key = layout.TagKey.from_request(names['namespace'],
-                                             names['repository'],
-                                             names['tag'])
-            intent = {'tag': str(key)}
-    except (layout.InvalidName, KeyError) as e:
-        logger.warning('refcount: ignoring request with unusable names: %s',
+        key, intent = naming.request_key(ctx.store, endpoint, names)
+    except (layout.InvalidName, KeyError, UnicodeError) as e:
+        logger.warning('refcount: refusing request with unusable names: %r',
                        e)
-        return
+        _abort(naming.refusal(e), 400)
     if endpoint == 'put_tag':
         image = _tag_body(request)
         if image is None:
@@ -306,7 +301,8 @@ def on_before_put_image_json(sender, image_json=None, **kwargs):
     image_id = image_json.get('id')
     parent = image_json.get('parent')
     if not layout.valid_id(image_id):
-        return None           # the registry's route already refused it
+        # the registry's id rule ends in '$': it lets '<id>\n' through
+        return 'Invalid image id'
     try:
         if protocols.tombstones(ctx.store, image_id):
             return ('Image %s is being deleted; retry the push shortly'

@@ -50,7 +50,9 @@ class Variant(object):
                  fix_truth_check_pending=False, fix_gc_truth_check=False,
                  fix_recovery_truth_check=False,
                  fix_remove_under_tombstone=False,
-                 fix_keep_refused_tag_marker=False, repeats=2):
+                 fix_keep_refused_tag_marker=False, repeats=2,
+                 implemented=False, keep_refused_tag_marker=True,
+                 retries=2, rounds=3, wrong_no_hold=False):
         self.name = name
         self.wrong_check_first = wrong_check_first
         self.wrong_no_truth_check = wrong_no_truth_check
@@ -61,6 +63,12 @@ class Variant(object):
         self.fix_remove_under_tombstone = fix_remove_under_tombstone
         self.fix_keep_refused_tag_marker = fix_keep_refused_tag_marker
         self.repeats = repeats
+        # the protocol as implemented (implemented.py): the hold
+        self.implemented = implemented
+        self.keep_refused_tag_marker = keep_refused_tag_marker
+        self.retries = retries          # RETRIES (5 in the code)
+        self.rounds = rounds            # ROUNDS (3 in the code)
+        self.wrong_no_hold = wrong_no_hold
 
 
 class Protocols(object):
@@ -356,7 +364,8 @@ class Storage(object):
     whether an actor crashed (or, in the final phase, simply: has ended)."""
 
     STATUS_DEPENDENT = frozenset(['list_dead_intents', 'list_dead_tombstones',
-                                  'push_live', 'child_abandoned'])
+                                  'push_live', 'child_abandoned',
+                                  'list_dead_holds', 'hold_live'])
 
     def __init__(self, protocols, owners_of_images):
         self.p = protocols
@@ -409,7 +418,27 @@ class Storage(object):
         owner = self.pushers.get(C)
         return ('json', C) not in d and (owner is None or not live(owner))
 
+    def op_list_dead_holds(self, d, dead, live, I, ours):
+        # _drop_dead_holds: the holds of reconciles that crashed
+        return frozenset(k[2] for k in d if k[0] == 'marker' and k[1] == I
+                         and k[2].startswith('hold:') and k[2] != ours
+                         and dead(k[2][5:]))
+
+    def op_hold_live(self, d, dead, live, I, m):
+        # in_flight of a hold: its owner has not crashed (no clocks)
+        return not dead(m[5:])
+
+    def op_list_folder(self, d, dead, live, I):
+        return any(k[0] in ('json', 'files', 'marker', 'tomb') and k[1] == I
+                   for k in d)
+
+    def op_read_ancestry(self, d, dead, live, I):
+        return ('files', I) in d
+
     # writes
+    def op_remove_ledger(self, d, dead, live, T):
+        d.pop(('ledger', T), None)
+
     def op_add_marker(self, d, dead, live, I, m):
         d[('marker', I, m)] = True
 

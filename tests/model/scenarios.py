@@ -3,6 +3,7 @@ actors, and the invariants S1, L1 and R1."""
 from __future__ import absolute_import, division, print_function
 
 from .explorer import Explorer, run_alone
+from .implemented import Implemented
 from .protocol import EMPTY, Protocols, Storage, childm, tagm
 
 TAGS = ('T1', 'T2')
@@ -67,7 +68,8 @@ class World(object):
     def __init__(self, scenario, variant):
         self.sc = scenario
         self.v = variant
-        self.p = Protocols(variant, scenario.images, scenario.parent, TAGS)
+        cls = Implemented if variant.implemented else Protocols
+        self.p = cls(variant, scenario.images, scenario.parent, TAGS)
         pushers = {}
         for a in scenario.actors:
             if a.kind in ('push', 'push_tag'):

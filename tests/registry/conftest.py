@@ -8,7 +8,7 @@ from registry_refcount import invariants
 
 from .harness import Client, Registry
 
-ENABLED = {'enabled': True, 'lock_dir': None, 'intent_timeout': 0,
+ENABLED = {'enabled': True, 'lock_dir': None, 'intent_timeout': 60,
            'recovery_interval': 2, 'grace_period': 0, 'lock_timeout': 10}
 
 

@@ -201,7 +201,9 @@ class Registry(object):
 
 def _entries(store, folder):
     from registry_refcount import records
-    return [n for n in records.listing(store, folder) if not n.startswith('.')]
+    from registry_refcount import layout
+    return [n for n in records.listing(store, folder)
+            if not layout.is_scratch(n)]
 
 
 def image_id(name):

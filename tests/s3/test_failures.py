@@ -36,7 +36,7 @@ def test_redis_down_serves_deletes_nothing_then_catches_up(make_registry,
     try:
         settings = refcount_settings(
             tmpdir, lock_backend='redis', redis=redis.settings(),
-            lock_timeout=2, intent_timeout=3, recovery_interval=1)
+            lock_timeout=2, intent_timeout=60, recovery_interval=1)
         hosts = [make_registry(refcount=settings).start() for _ in range(2)]
         one, two = Client(hosts[0].url), Client(hosts[1].url)
         base = one.push_chain(['rd-base'])
@@ -98,7 +98,7 @@ def test_storage_cut_mid_cascade_deletes_nothing_needed(make_registry, tmpdir,
                BOTO_CONFIG=str(boto_config))
     settings = refcount_settings(
         tmpdir, lock_backend='redis', redis=redis_server.settings(),
-        intent_timeout=2, recovery_interval=1, lock_timeout=5)
+        intent_timeout=60, recovery_interval=1, lock_timeout=5)
     try:
         reg = make_registry(refcount=settings, env=env).start()
         client = Client(reg.url)
