@@ -278,9 +278,13 @@ class Implemented(Protocols):
         yield Return('stored')
 
     # -- recovery ----------------------------------------------------------------
-    def recover(self, me):
+    def recover(self, me, order=None):
+        """``order``: a permutation of the dead intents (listed in the order
+        of their random ids: any order)."""
         yield Call(self.finish_deletions(me, 'v1'))
         intents = yield step('v2', 'list_dead_intents')
+        if order is not None and len(order) == len(intents):
+            intents = [intents[i] for i in order]
         for X, T, I in intents:
             yield Call(self.finish_intent(X, T, I, me, 'v3'))
 
