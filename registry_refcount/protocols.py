@@ -994,7 +994,9 @@ def parse_intent(doc):
 def finish_intent(ctx, intent_id, doc):
     """Complete the work an intent records: reconcile its tags, release its
     pending marker, then drop the intent (after a tag request's response,
-    and in recovery).  :class:`BadInput` if the intent is malformed."""
+    and in recovery).  ``doc['failed']``: the request did not write its
+    tag, so its pending marker goes without deleting anything.
+    :class:`BadInput` if the intent is malformed."""
     try:
         intent = parse_intent(doc)
         if intent['repository']:
@@ -1002,7 +1004,12 @@ def finish_intent(ctx, intent_id, doc):
         if intent['tag']:
             reconcile_tag(ctx, intent['tag'])
         crash.point('finish_before_release')
-        if intent['image']:
+        if intent['image'] and doc.get('failed'):
+            # the request did not write its tag: it deletes nothing (an
+            # image it alone named is left to gc and its grace period)
+            records.remove_marker(ctx.store, intent['image'],
+                                  layout.pending_marker(intent_id))
+        elif intent['image']:
             release_pending(ctx, intent_id, intent['image'],
                             intent['tag'].display)
         records.remove(ctx.store, layout.intent(intent_id))
