@@ -145,12 +145,19 @@ def read_tag(store, key):
     """The image id a tag file names, None if there is no tag file.
     :class:`BadInput` if it names no valid id, or is there but cannot be
     read (a folder, a permission error): never taken for an absent tag."""
-    try:
-        value = records.read_file(store, layout.tag_file(key), probe=True)
-    except EnvironmentError as e:
-        raise BadInput('tag %s cannot be read: %s' % (key.display, e))
-    if value is None:
-        return None
+    for attempt in range(EMPTY_READS):
+        try:
+            value = records.read_file(store, layout.tag_file(key),
+                                      probe=True)
+        except EnvironmentError as e:
+            raise BadInput('tag %s cannot be read: %s' % (key.display, e))
+        if value is None:
+            return None
+        if value:
+            break
+        # the registry rewrites a tag file in place (truncate, then
+        # write): read in between, it is empty for a moment
+        time.sleep(EMPTY_WAIT)
     value = layout.text(value)     # not stripped: '<id>\n' is another image
     if not layout.valid_id(value):
         raise BadInput('tag %s names an invalid image id %r (a torn or '
@@ -158,6 +165,11 @@ def read_tag(store, key):
                        'push the tag again, or delete it)'
                        % (key.display, value[:80]))
     return value
+
+
+#: Reads of a tag file found empty, and the wait between them, before it
+#: counts as torn.
+EMPTY_READS, EMPTY_WAIT = 5, 0.02
 
 
 def parent_of(store, image_id):
@@ -348,9 +360,11 @@ def _cascade(ctx, finished, image_id, marker, reason, partial=False):
     try:
         while image_id is not None:
             with ctx.locks.image(image_id):
-                if marker is not None:
-                    records.remove_marker(ctx.store, image_id, marker)
-                torn = _maybe_tear_down(ctx, image_id, reason, partial)
+                if marker is not None and not _take_marker(
+                        ctx.store, image_id, marker):
+                    torn = KEPT
+                else:
+                    torn = _maybe_tear_down(ctx, image_id, reason, partial)
                 partial = False
             if finished is not None:
                 _finalize(ctx, *finished)
@@ -369,6 +383,19 @@ def _cascade(ctx, finished, image_id, marker, reason, partial=False):
         if finished is not None:
             owner.end(finished[1])
         raise
+
+
+def _take_marker(store, image_id, marker):
+    """Remove a marker; False if it was not there.  Then an earlier run of
+    this very step removed it, and the image's fate was decided there
+    (deleted, journalled, or - if that run stopped in between - left to
+    gc): deciding it again could tear down the image pushed anew since
+    (a tag write's pending marker released by recovery after the image
+    was deleted and pushed again)."""
+    if not records.exists(store, layout.marker_path(image_id, marker)):
+        return False
+    records.remove_marker(store, image_id, marker)
+    return True
 
 
 def _maybe_tear_down(ctx, image_id, reason, partial=False):

@@ -457,3 +457,25 @@ def test_a_tombstone_is_another_name_of_the_journal_entry(
     pool = spares._pool(root)
     assert all(os.lstat(p).st_nlink == 1 for p in pool.free)
     consistent(store)
+
+
+def test_a_tag_file_read_while_the_registry_rewrites_it(ctx, store):
+    """Issue 21, item 10: the registry rewrites a tag file in place
+    (truncate, then write); read in between it is empty.  Reading it
+    again a moment later settles it, where taking it as torn left the
+    intent to wait for recovery."""
+    import threading
+    ids = chain(ctx, 'ab')
+    key = T('ns', 'a', 'v')
+    put_tag(ctx, key, ids[-1])
+    store.put_content(layout.tag_file(key), b'')
+    writer = threading.Timer(0.03, store.put_content,
+                             (layout.tag_file(key), ids[0].encode()))
+    writer.start()
+    try:
+        assert protocols.read_tag(store, key) == ids[0]
+    finally:
+        writer.join()
+    store.put_content(layout.tag_file(key), b'')
+    with pytest.raises(protocols.BadInput):
+        protocols.read_tag(store, key)      # empty for good: torn
