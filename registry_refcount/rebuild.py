@@ -16,6 +16,7 @@ from __future__ import absolute_import, unicode_literals
 import logging
 import time
 
+from . import crash
 from . import layout
 from . import locks
 from . import protocols
@@ -84,6 +85,8 @@ def _children(ctx, images, tags, report, jobs, progress):
     def one(image_id):
         added = 0
         legacy = records.legacy_references(store, image_id) is not None
+        if legacy:
+            crash.point('rebuild_before_convert')
         with ctx.locks.image(image_id):
             if legacy:
                 _remove_legacy(store, image_id)
