@@ -81,6 +81,25 @@ def is_initialised(store):
     return False
 
 
+def move_predecessor_aside(store):
+    """Before anything is written under ``extensions/refcount/``: the
+    per-tag-list extension (docker-registry PR #606) kept its version
+    record in a *file* of that name, where our folder goes.  It is moved
+    aside to :data:`.layout.PREDECESSOR_INFO_ASIDE` (it says only that
+    PR #606 initialised its records; its per-image records are honoured
+    until ``rebuild`` converts them).  None, or what to tell the
+    operator (the caller says it: the registry's logging is not set up
+    yet when its workers boot)."""
+    if not records.move_file_aside(store, layout.PREFIX,
+                                   layout.PREDECESSOR_INFO_ASIDE):
+        return None
+    return ('refcount: moved the version record of the per-tag-list '
+            'extension (docker-registry PR #606) from %s aside to %s; its '
+            'per-image records count as references until `registry-refcount '
+            'rebuild` converts them' % (layout.PREFIX,
+                                       layout.PREDECESSOR_INFO_ASIDE))
+
+
 def initialise(store):
     """On first start: an empty registry is initialised at once; one that
     already holds images only tracks references until ``rebuild``."""

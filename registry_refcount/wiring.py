@@ -65,6 +65,9 @@ def boot(registry_config=None, store=None):
         from docker_registry.lib import cache  # noqa: F401
         from docker_registry import storage
         store = storage.load()
+    moved = protocols.move_predecessor_aside(store)
+    if moved:
+        _announce(moved)
     lock_provider = settings_mod.make_locks(settings, records_root(store))
     if settings.lock_backend == 'local' and records_root(store) is None:
         logger.warning('refcount: lock_backend is local but storage is not: '
