@@ -266,6 +266,7 @@ class Pair(object):
         self.deleted = []       # images the extension deleted
         self.ever_reachable = set()
         self.requests = 0
+        self.codes = {}         # 'METHOD endpoint': {status: count}
         #: (image, marker) left by a known bug (KNOWN_BUGS)
         self.known_stale = set()
 
@@ -287,6 +288,10 @@ class Pair(object):
             else body[:60] + b'...'
         self.history.append((method, path[:120], shown, ra.status_code,
                              re_.status_code))
+        what = '%s %s' % (method, _endpoint(path))
+        self.codes.setdefault(what, {})
+        self.codes[what][re_.status_code] = \
+            self.codes[what].get(re_.status_code, 0) + 1
         if not self.ext.settle(timeout=20):
             self.fail('the extension did not settle after the request')
         if ra.status_code != re_.status_code:
@@ -375,6 +380,15 @@ def _documented(method, path, ra, re_):
             path.endswith('%0A/json'):
         return 'id with a trailing newline refused'
     return None
+
+
+def _endpoint(path):
+    parts = path.split('/')
+    if parts[2] == 'images':
+        return 'image ' + parts[-1]
+    if '/tags/' in path:
+        return 'tag'
+    return 'repository ' + parts[-1]
 
 
 def _parent(body):
@@ -494,8 +508,13 @@ class Fuzz(object):
                               headers=headers)
 
     def full_push(self):
-        """docker's push of one image: json, layer, checksum."""
-        image = self.image()
+        """docker's push of one image: json, layer, checksum (a new image
+        now and then, up to 20)."""
+        if len(self.pool) < 20 and self.rng.random() < 0.4:
+            self.pool.append(_hex(self.rng, self.choice([64, 64, 16])))
+            image = self.pool[-1]
+        else:
+            image = self.image()
         r = self.push_json(image)
         if r.status_code != 200:
             return
@@ -524,8 +543,15 @@ class Fuzz(object):
     def tag_name(self):
         return _pick(self.rng, TAGS)
 
+    def names(self, reuse):
+        """A repository and a tag: with probability ``reuse`` ones a tag
+        PUT answered 200 for (tags move and go; chains are freed)."""
+        if self.tagged and self.rng.random() < reuse:
+            return self.choice(sorted(self.tagged))
+        return self.repository(), self.tag_name()
+
     def put_tag(self):
-        repo, tag = self.repository(), self.tag_name()
+        repo, tag = self.names(0.5)
         r = self.pair.send('PUT', '/v1/repositories/%s/tags/%s' % (
             repo, tag), self.tag_body())
         if r.status_code == 200:
@@ -533,13 +559,13 @@ class Fuzz(object):
         return r
 
     def delete_tag(self):
-        return self.pair.send('DELETE', '/v1/repositories/%s/tags/%s' % (
-            self.repository(), self.tag_name()))
+        return self.pair.send('DELETE', '/v1/repositories/%s/tags/%s'
+                              % self.names(0.7))
 
     def delete_repository(self):
         end = self.choice(['/', '/tags'])
         return self.pair.send('DELETE', '/v1/repositories/%s%s' % (
-            self.repository(), end))
+            self.names(0.6)[0], end))
 
     def put_repository(self):
         """The index's images list (standalone): docker's first and last
@@ -564,7 +590,7 @@ class Fuzz(object):
         return self.pair.send('GET', '/v1/images/%s/%s' % (image, what))
 
     ACTIONS = [('push_json', 16), ('push_layer', 8), ('push_checksum', 8),
-               ('full_push', 14), ('put_tag', 26), ('delete_tag', 10),
+               ('full_push', 16), ('put_tag', 30), ('delete_tag', 12),
                ('delete_repository', 4), ('put_repository', 3), ('get', 11)]
 
     def run(self, steps):
@@ -620,6 +646,7 @@ def test_extension_answers_as_the_registry_alone(tmpdir):
         if code != 0:
             pair.fail('verify exited %d:\n%s%s' % (code, out, err))
         elapsed = time.time() - started
+        print('fuzz: codes %s' % json.dumps(pair.codes, sort_keys=True))
         print('fuzz: %d requests in %.1f s; %d images deleted by the '
               'extension; %d documented refusals: %r' % (
                   pair.requests, elapsed, len(pair.deleted),
