@@ -262,6 +262,11 @@ class Pair(object):
     def __init__(self, alone, ext, seed):
         self.alone, self.ext = alone, ext
         self.ca, self.ce = Client(alone.url), Client(ext.url)
+        for client in (self.ca, self.ce):
+            # a connection per request: gunicorn restarts its worker every
+            # 100 requests (docker-registry's --max-requests), and a kept
+            # connection then ends without an answer
+            client.http.headers['Connection'] = 'close'
         self.seed = seed
         self.history = []
         self.refused = []       # (request, alone's code): documented
