@@ -118,6 +118,14 @@ KNOWN_BUGS = {
         'once it is deleted: then only gc, after intent_timeout); '
         'test_repush_with_another_parent_leaves_no_stale_marker, '
         'test_repush_with_another_parent_then_untag_frees_the_first_parent'),
+    'self-parent': (
+        'a json PUT again for a push in progress naming the image itself as '
+        'its parent (the registry alone answers 200: the parent\'s json is '
+        'there; its ancestry becomes [id, id]), or two pushes in progress '
+        'naming each other, puts child-<id> on the image itself: once '
+        'tagged and untagged it is never deleted, by the cascade or gc '
+        '(L1; no data loss); '
+        'test_an_image_pushed_as_its_own_parent_is_freed_by_its_untag'),
 }
 
 
@@ -726,3 +734,23 @@ def test_repush_with_another_parent_then_untag_frees_the_first_parent(
     assert reg.images() == set(), 'the first parent is kept'
     code, doc, out, err = run(reg, 'verify')
     assert code == 0, out + err
+
+
+@pytest.mark.xfail(strict=True, reason=KNOWN_BUGS['self-parent'])
+def test_an_image_pushed_as_its_own_parent_is_freed_by_its_untag(
+        ext_registry):
+    """An image whose json, PUT again while its push is in progress, names
+    itself as its parent: tagged then untagged, it is deleted like any
+    other (or its json was refused)."""
+    reg = ext_registry
+    client = Client(reg.url)
+    image = hashlib.sha256(b'self-parent').hexdigest()
+    url = reg.url + '/v1/images/%s/json' % image
+    assert client.http.put(url, data=json.dumps(
+        {'id': image})).status_code == 200
+    r = client.push_image(image, parent=image)
+    if r.status_code != 200:
+        return      # refused: nothing to free
+    client.tag('ns/app', 'v1', image)
+    assert client.delete_tag('ns/app', 'v1').status_code == 200
+    assert reg.images() == set(), 'the image names itself and is kept'
