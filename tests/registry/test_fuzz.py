@@ -36,6 +36,10 @@ After each request:
 At the end every push still in progress is finished on both sides, every
 tag is pulled on both (the same result), and ``verify`` exits 0 on the
 extension's side (:func:`assert_invariants`: S1, R1, nothing unfinished).
+Then ``gc --grace 0`` (twice) deletes only images no tag reaches, and
+verify is still consistent.  Bugs the fuzz found are in ``KNOWN_BUGS``,
+each with its xfail(strict) test at the end of this file; the fuzz
+tolerates exactly the records each leaves, and says so.
 
 Bounded for ``make test``: ``STEPS`` requests (150, about 30 s); 600 with
 ``REFCOUNT_STRESS=1``.  Seeded: ``REFCOUNT_FUZZ_SEED`` (default 2101); the
@@ -651,6 +655,26 @@ def final_check(pair):
         pair.fail('verify exited %d:\n%s%s' % (code, out, err))
     if not known:
         assert_invariants(ext, client=None)
+    # gc on the tree the fuzz left (twice: candidates, then deletions):
+    # it deletes only images no tag reaches, and verify stays as it was
+    live = reachable(ext.storage)
+    before = set(i for i in image_folders(ext.storage)
+                 if image_files(ext.storage, i))
+    for _ in range(2):
+        code, doc, out, err = run(ext, 'gc', '--grace', '0')
+        if code != 0:
+            pair.fail('gc exited %d:\n%s%s' % (code, out, err))
+    after = set(i for i in image_folders(ext.storage)
+                if image_files(ext.storage, i))
+    if (before - after) & live:
+        pair.fail('gc deleted %s, which a tag reaches'
+                  % sorted((before - after) & live))
+    print('fuzz: gc deleted %d of %d unreachable images' % (
+        len(before - after), len(before - live)))
+    unexplained(invariants.check(ext.store(), jobs=4))
+    code, doc, out, err = run(ext, 'verify')
+    if code not in ((0, 1) if known else (0,)):
+        pair.fail('verify after gc exited %d:\n%s%s' % (code, out, err))
 
 
 def test_extension_answers_as_the_registry_alone(tmpdir):
