@@ -452,13 +452,16 @@ def _maybe_tear_down(ctx, image_id, reason, partial=False):
     return _tear_down(ctx, image_id, parent, reason)
 
 
-def _step(ctx, point):
-    """A named point before a destructive step: crash or pause there in
-    the fault tests, then make sure every lock this task holds is still
-    ours (:class:`.locks.LockLost` if not: the work is left to recovery).
-    Safety does not depend on it; a lost lock found here only spares the
-    records an interleaving that recovery would have to mend."""
-    crash.point(point)
+def _step(ctx, point=None):
+    """A named point before a destructive step or a record's write: crash
+    or pause there in the fault tests, then make sure every lock this task
+    holds is still ours (:class:`.locks.LockLost` if not: the work is left
+    to recovery).  Safety does not depend on it; a lost lock found here
+    only spares the records an interleaving that recovery would have to
+    mend (a ledger written from a tag file read before another holder's
+    write)."""
+    if point is not None:
+        crash.point(point)
     verify = getattr(ctx.locks, 'verify', None)
     if verify is not None:
         verify()
@@ -806,6 +809,7 @@ def _reconcile_round(ctx, key):
                     store, layout.marker_path(truth, key.marker))):
             return truth, False
     drop = sorted(set([image] + others) - set([truth, None]))
+    _step(ctx)
     if (image, others) != (truth, drop) and not (
             drop and truth in [None, image] + others):
         # where the marker goes and which images it must leave, before
@@ -828,7 +832,7 @@ def _reconcile_round(ctx, key):
         reason = ('tag %s was deleted' % key.display if truth is None
                   else 'tag %s moved to %s' % (key.display, truth))
         drop_tag_marker(ctx, key, stale, reason)
-    crash.point('before_ledger')
+    _step(ctx, 'before_ledger')
     if truth is None:
         records.remove(store, layout.ledger(key))
     else:
@@ -869,13 +873,42 @@ def drop_tag_marker(ctx, key, image_id, reason):
             if not dropped:
                 records.write_marker(store, image_id, key.marker, str(key))
             _drop_dead_holds(ctx, image_id, hold)
-            if reason is not None and dropped:
-                remove_reference(ctx, image_id, hold, reason)
-        finally:
-            records.remove_marker(store, image_id, hold)
+        except Exception:
+            # stopped (a lost lock, a storage error): the hold goes all the
+            # same, through the cascade, or the image it may have been the
+            # last marker of would wait for gc.  (A crash leaves it: dead,
+            # it is retired by the next drop from this image, or by gc.)
+            _release_hold(ctx._replace(locks=_Unverified(ctx.locks)),
+                          image_id, hold, reason)
+            raise
+        _release_hold(ctx, image_id, hold, reason if dropped else None)
     finally:
         owner.end(token)
     return dropped
+
+
+def _release_hold(ctx, image_id, hold, reason):
+    """Remove a hold: through the cascade (``reason``: the image goes if
+    that was its last marker), else by itself."""
+    if reason is None:
+        records.remove_marker(ctx.store, image_id, hold)
+    else:
+        remove_reference(ctx, image_id, hold, reason)
+
+
+class _Unverified(object):
+    """A lock provider whose ``verify`` asks nothing: to finish a step
+    that is safe whatever the locks (the handshake) after a lost lock
+    stopped the work around it."""
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def verify(self, strict=False):
+        pass
 
 
 def _add_hold(ctx, image_id, hold, key):
