@@ -18,9 +18,12 @@ image an acknowledged tag names (docs/design.rst, *the fault model*).
 
 Afterwards, each checks S1 on every acknowledged tag (a model of what the
 clients were told: :class:`.workload.History`), then runs recovery once
-(as :func:`.test_several_hosts.settle`, with ``intent_timeout=0``) and
-checks R1 (verify is consistent) and L1 (no unreachable image left),
-without gc: recovery alone must leave the records right.
+(as :func:`.test_several_hosts.settle`, with ``intent_timeout=0``), notes
+what R1 and L1 say then, runs one gc (grace 0: design.rst lets recovery
+leave what a double-held lock left to the next gc) and asserts R1
+(verify is consistent) and L1 (no unreachable image left).  What
+recovery alone did not mend is printed; the tests at the end pin it,
+reduced to its shortest form, as strict xfails.
 """
 
 from __future__ import absolute_import, print_function
@@ -37,7 +40,10 @@ import pytest
 from registry_refcount import crash
 from registry_refcount import invariants
 from registry_refcount import layout
+from registry_refcount import locks
+from registry_refcount import protocols
 from registry_refcount import records
+from registry_refcount import sweep
 
 from ..registry.conftest import refcount_settings
 from ..registry.harness import image_id
@@ -179,13 +185,9 @@ def outstanding(store, but=()):
     return found
 
 
-def check_after_recovery(a, b, redis_server, client):
-    """Requests have stopped: let the hosts finish their work, run
-    recovery once, then R1 and L1 (no gc)."""
-    assert a.settle(40), 'work still in flight:\n' + a.log()[-3000:]
-    report = settle(a, redis_server)
-    assert report['errors'] == [] and report['unreadable'] == [], report
-    rep = invariants.check(a.store(), jobs=4)
+def problems_now(reg, client):
+    """S1, R1 and L1 on the bucket as it is, as a list of problems."""
+    rep = invariants.check(reg.store(), jobs=4)
     problems = []
     if rep.s1:
         problems.append('S1 %s' % rep.s1)
@@ -200,7 +202,31 @@ def check_after_recovery(a, b, redis_server, client):
         problem = client.pullable(repo, key.tag)
         if problem:
             problems.append('S1 %s not pullable: %s' % (key, problem))
-    return rep, problems
+    return problems
+
+
+def context(redis_server, reg):
+    return protocols.context(reg.store(), locks.RedisLocks(
+        port=redis_server.port, timeout=30), by='test')
+
+
+def recover_then_gc(a, redis_server, client):
+    """Requests have stopped: let the hosts finish their work, run
+    recovery once (``intent_timeout=0``, as the CLI's ``recover``), note
+    what R1 and L1 say then, run one gc (grace 0) and return both lists
+    of problems: ``(after recovery, after gc)``.
+
+    design.rst allows recovery alone to leave what a double-held lock
+    left (a stale tag marker, and the image it keeps) for the next gc;
+    the tests below assert R1 and L1 after that gc, and pin what
+    recovery alone leaves in the xfail tests at the end."""
+    assert a.settle(40), 'work still in flight:\n' + a.log()[-3000:]
+    report = settle(a, redis_server)
+    assert report['errors'] == [] and report['unreadable'] == [], report
+    after_recovery = problems_now(a, client)
+    done = sweep.sweep(context(redis_server, a), 0, jobs=4)
+    assert done['errors'] == [], done
+    return after_recovery, problems_now(a, client)
 
 
 def describe(a, history):
@@ -382,6 +408,9 @@ def test_stall_at_point(make_registry, tmpdir, redis_server, point,
     failure = []
     try:
         case.setup()
+        # the setup's own work after its responses done, before A begins
+        wait_for(lambda: not outstanding(b.store()), 40,
+                 'the setup\'s work did not finish')
         assert a.pauses() == [], 'host A paused during the setup'
         trigger.start()
         seen, pid = pauses.first()
@@ -422,7 +451,9 @@ def test_stall_at_point(make_registry, tmpdir, redis_server, point,
         # S1 on every acknowledged tag, before any recovery
         lost = history.violations(cb)
         assert lost == [], 'S1: %s' % lost
-        rep, problems = check_after_recovery(a, b, redis_server, cb)
+        left, problems = recover_then_gc(a, redis_server, cb)
+        if left:
+            print('  left by recovery alone (mended by gc): %s' % left)
         assert problems == [], problems
     except Exception:
         failure.append(True)
@@ -508,6 +539,60 @@ def test_random_stalls_under_load(make_registry, tmpdir, redis_server):
     assert counts['acknowledged'] >= 20, counts
     lost = history.violations(cb)
     assert lost == [], 'S1: %s' % lost
-    rep, problems = check_after_recovery(a, b, redis_server, cb)
+    left, problems = recover_then_gc(a, redis_server, cb)
+    if left:
+        print('left by recovery alone (mended by gc): %s' % left)
     assert problems == [], problems
     print('totals so far: %s' % TOTALS)
+
+
+# -- what the tests above found, each reduced to its shortest form ------------
+
+def stall_once(make_registry, tmpdir, redis_server, point, conflicts):
+    """T names X (Y and Z pushed, untagged).  Host A retags T to Y and
+    stops at ``point``; host B runs ``conflicts(cb)``, its work finishes
+    (it takes the lock A's lease lost); then A goes on.  Returns the hosts
+    and the client of B, once everything settled, before recovery."""
+    a, b = hosts(make_registry, tmpdir, redis_server, pause_at=point)
+    history = History()
+    ca = RecordingClient(a.url, history)
+    cb = RecordingClient(b.url, history)
+    Retag(ca, cb, random.Random(0)).setup()
+    wait_for(lambda: not outstanding(b.store()), 40, 'setup did not end')
+    pauses = Pauses(a)
+    try:
+        assert ca.put('ns/app', 't', image_id('Y'))
+        seen, pid = pauses.first()
+        stopped = time.time()
+        conflicts(cb)
+        wait_for(lambda: not outstanding(b.store(), but=(pid,)), 40,
+                 'host B did not finish its work while A stood still')
+        wait_for(lambda: time.time() - stopped > HOLD, 10, '')
+        assert state(pid) == 'T'
+        pauses.resume(0)
+        wait_for(pauses.settled, 30, 'a pause was never continued')
+        assert a.settle(40)
+    finally:
+        pauses.close()
+    assert history.violations(cb) == []                       # S1
+    return a, b, cb
+
+
+@pytest.mark.xfail(strict=True, reason='L1 after recovery: a reconcile '
+                   'stopped at reconcile_before_drop past its lease leaves '
+                   'the image it held undeleted and unmarked (its hold made '
+                   'the other host keep it; it then drops the hold on its '
+                   'lost lock without the cascade); only gc frees it')
+def test_lost_hold_leaves_image_for_gc(make_registry, tmpdir, redis_server):
+    """T names X.  A retags T to Y: its reconcile puts its hold on X and
+    stops before taking T's marker off.  B retags T to Z; B's reconcile
+    (A's lease has run out) takes T's marker off X and, seeing A's hold,
+    keeps X.  A goes on, finds its lock lost, removes its hold and leaves
+    the rest to recovery - which finds the ledger right (B wrote it) and
+    never looks at X again.  X has no marker, no tag, and stays."""
+    a, b, cb = stall_once(make_registry, tmpdir, redis_server,
+                          'reconcile_before_drop',
+                          lambda cb: cb.put('ns/app', 't', image_id('Z')))
+    left, after_gc = recover_then_gc(a, redis_server, cb)
+    assert after_gc == []
+    assert left == []                                  # fails: X is left
