@@ -72,8 +72,11 @@ def hosts(make_registry, tmpdir, redis_server, pause_at=None):
         tmpdir, lock_backend='redis', redis=redis_server.settings(),
         intent_timeout=60, lock_lease=LEASE, lock_timeout=LOCK_TIMEOUT)
     a, b = [make_registry(refcount=settings, workers=2) for _ in range(2)]
-    a.start(env={crash.PAUSE_ENV: pause_at} if pause_at else None)
-    b.start()
+    a.start(env={crash.PAUSE_ENV: pause_at} if pause_at else None,
+            wait=False)
+    b.start(wait=False)
+    a.wait_ready()
+    b.wait_ready()
     a.siblings = b.siblings = [a, b]
     return a, b
 
