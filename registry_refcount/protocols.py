@@ -647,6 +647,7 @@ def drop_stale_marker(ctx, image_id, marker, min_age, key=None, now=None,
         elif kind == 'hold':
             if in_flight(store, image_id, marker, HOLD_AGE, now):
                 return False
+            return retire_hold(ctx, image_id, marker)
         elif not child_marker_stale(store, image_id, value, min_age, now):
             return False
         records.remove_marker(store, image_id, marker)
@@ -857,7 +858,29 @@ def _drop_dead_holds(ctx, image_id, ours):
             store, layout.references_dir(image_id), layout.HOLD_PREFIX):
         if name != ours and not in_flight(store, image_id, name, HOLD_AGE,
                                           records.now(store)):
-            records.remove_marker(store, image_id, name)
+            retire_hold(ctx, image_id, name)
+
+
+def retire_hold(ctx, image_id, hold):
+    """Remove the hold of a reconcile that is over - after doing what it
+    may not have done: it may have died after taking its tag's marker off
+    and before reading the tag file again (step 4 of
+    :func:`drop_tag_marker`), so the tag file is read again here and the
+    marker put back if the tag names the image (the hold still keeps it
+    meanwhile).  A hold whose tag cannot be read is kept.  Returns True if
+    removed.  (Found by the model checker: without this, a dead hold
+    removed by another reconcile loses the image.)"""
+    store = ctx.store
+    try:
+        key = layout.TagKey.parse(marker_doc(store, image_id, hold)['tag'])
+    except (KeyError, TypeError, ValueError, layout.InvalidName):
+        logger.error('refcount: keeping hold %s on %s: it does not say '
+                     'which tag it is for', hold, image_id)
+        return False
+    if read_tag(store, key) == image_id:
+        records.write_marker(store, image_id, key.marker, str(key))
+    records.remove_marker(store, image_id, hold)
+    return True
 
 
 #: Seconds after which a hold whose owner cannot be seen (another host)
@@ -971,7 +994,9 @@ def parse_intent(doc):
 def finish_intent(ctx, intent_id, doc):
     """Complete the work an intent records: reconcile its tags, release its
     pending marker, then drop the intent (after a tag request's response,
-    and in recovery).  :class:`BadInput` if the intent is malformed."""
+    and in recovery).  ``doc['failed']``: the request did not write its
+    tag, so its pending marker goes without deleting anything.
+    :class:`BadInput` if the intent is malformed."""
     try:
         intent = parse_intent(doc)
         if intent['repository']:
@@ -979,7 +1004,12 @@ def finish_intent(ctx, intent_id, doc):
         if intent['tag']:
             reconcile_tag(ctx, intent['tag'])
         crash.point('finish_before_release')
-        if intent['image']:
+        if intent['image'] and doc.get('failed'):
+            # the request did not write its tag: it deletes nothing (an
+            # image it alone named is left to gc and its grace period)
+            records.remove_marker(ctx.store, intent['image'],
+                                  layout.pending_marker(intent_id))
+        elif intent['image']:
             release_pending(ctx, intent_id, intent['image'],
                             intent['tag'].display)
         records.remove(ctx.store, layout.intent(intent_id))

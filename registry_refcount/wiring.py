@@ -111,6 +111,7 @@ def _connect():
     import flask
     from docker_registry.lib import signals
     flask.request_started.connect(on_request_started)
+    flask.request_finished.connect(on_request_finished)
     flask.request_tearing_down.connect(on_request_tearing_down)
     signals.tag_created.connect(on_tag_created)
     signals.tag_deleted.connect(on_tag_deleted)
@@ -323,6 +324,15 @@ def on_before_put_image_json(sender, image_json=None, **kwargs):
         return 'Registry storage is not available, retry the push'
 
 
+def on_request_finished(sender, response=None, **kwargs):
+    """Remember whether the tag request succeeded: one that did not
+    write its tag (refused by auth, a 500 of the registry's own write, a
+    tag that was not there) must delete nothing."""
+    state = getattr(flask.g, 'refcount', None)
+    if state and response is not None:
+        state['status'] = response.status_code
+
+
 def on_request_tearing_down(sender, **kwargs):
     """After the request: reconcile what it named, release the pending
     marker, drop the intent - after the response (:mod:`.background`).
@@ -334,6 +344,8 @@ def on_request_tearing_down(sender, **kwargs):
     ctx = _state['ctx']
     doc = dict((k, v) for k, v in state.items()
                if k in ('tag', 'repository', 'image'))
+    if state.get('status') != 200:
+        doc['failed'] = True
     background.run(_finish, ctx, state['id'], doc)
 
 
