@@ -12,6 +12,8 @@ import random
 import threading
 import time
 
+import requests
+
 from ..registry.harness import Client, image_id
 
 
@@ -21,6 +23,18 @@ class Refused(Exception):
 
 class PatientClient(Client):
     """Pushes like docker does, retrying what a busy registry refuses."""
+
+    def _req(self, method, path, **kw):
+        # a GET is tried again on a connection the server closed (a
+        # gunicorn worker ends after --max-requests 100, closing its
+        # keep-alive connections)
+        for attempt in range(3):
+            try:
+                return Client._req(self, method, path, **kw)
+            except requests.ConnectionError:
+                if method != 'GET' or attempt == 2:
+                    raise
+                time.sleep(0.2)
 
     def has(self, image):
         return self._req('GET', '/v1/images/%s/json' % image).status_code \
