@@ -581,21 +581,18 @@ def stall_once(make_registry, tmpdir, redis_server, point, conflicts):
     return a, b, cb
 
 
-@pytest.mark.xfail(strict=True, reason='L1 after recovery: a reconcile '
-                   'stopped at reconcile_before_drop past its lease leaves '
-                   'the image it held undeleted and unmarked (its hold made '
-                   'the other host keep it; it then drops the hold on its '
-                   'lost lock without the cascade); only gc frees it')
-def test_lost_hold_leaves_image_for_gc(make_registry, tmpdir, redis_server):
+def test_a_hold_on_a_lost_lock_still_goes_through_the_cascade(make_registry, tmpdir, redis_server):
     """T names X.  A retags T to Y: its reconcile puts its hold on X and
     stops before taking T's marker off.  B retags T to Z; B's reconcile
     (A's lease has run out) takes T's marker off X and, seeing A's hold,
-    keeps X.  A goes on, finds its lock lost, removes its hold and leaves
-    the rest to recovery - which finds the ledger right (B wrote it) and
-    never looks at X again.  X has no marker, no tag, and stays."""
+    keeps X.  A goes on and finds its lock lost.  It removed its hold
+    without the cascade, leaving the rest to recovery - which found the
+    ledger right (B wrote it) and never looked at X again: X stayed, with
+    no marker and no tag, until gc (seen every time).  The hold now goes
+    through the cascade whatever stops the reconcile."""
     a, b, cb = stall_once(make_registry, tmpdir, redis_server,
                           'reconcile_before_drop',
                           lambda cb: cb.put('ns/app', 't', image_id('Z')))
     left, after_gc = recover_then_gc(a, redis_server, cb)
     assert after_gc == []
-    assert left == []                                  # fails: X is left
+    assert left == []
