@@ -564,10 +564,7 @@ def layer_size(store, image_id):
 
 
 def _remove(store, path):
-    try:
-        store.remove(path)
-    except exceptions.FileNotFoundError:
-        pass
+    records.remove_file(store, path)
 
 
 def marker_doc(store, image_id, marker):
