@@ -471,6 +471,15 @@ def remove_file(store, path):
     forget(path)
 
 
+def removed(store, paths):
+    """Once files of the registry's are removed (an image's, one by one
+    with :func:`remove_file`): what a reader of the registry put back
+    meanwhile into its view of them goes again.  (A read of the cache's
+    that began before a removal stores what it read after it: the
+    registry would serve a deleted image's json from the cache.)"""
+    for path in paths:
+        forget(path)
+
 def write_file(store, path, data):
     """Rewrite one of the registry's files (a repository's
     ``_index_images``): to storage, then its cache entry dropped, so the

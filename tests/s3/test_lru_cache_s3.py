@@ -13,7 +13,7 @@ import threading
 import time
 
 from ..registry.conftest import assert_invariants, refcount_settings
-from ..registry.harness import Client
+from ..registry.harness import Client, image_id
 from ..services import FailingPuts, bucket_keys
 from .test_failures import wait_for
 
@@ -68,6 +68,33 @@ def test_failed_tag_marker_put_reaches_s3_on_its_retry(
         proxy.close()
 
 
+def answer(request, *args):
+    """A request's answer, or None when the connection failed (a request
+    that got no answer acknowledged nothing)."""
+    import requests
+    try:
+        return request(*args)
+    except requests.RequestException:
+        return None
+
+
+def push_with_retries(client, names, tries=5):
+    """Push a chain as docker does when a request fails: each image again
+    until it goes through (a child whose registration failed is refused
+    loudly, and pushed again)."""
+    ids, parent = [], None
+    for name in names:
+        image = image_id(name)
+        for _ in range(tries):
+            r = answer(client.push_image, image, parent)
+            if r is not None and r.status_code == 200:
+                break
+        assert r is not None and r.status_code == 200, (name, r)
+        ids.append(image)
+        parent = image
+    return ids
+
+
 def test_concurrent_pushes_retags_and_failing_puts(
         make_registry, tmpdir, moto, bucket, redis_server):
     """Pushes, retags and deletes from several clients at once, pulls
@@ -88,17 +115,21 @@ def test_concurrent_pushes_retags_and_failing_puts(
             try:
                 for round_ in range(6):
                     repo, tag = 'ns/r%d' % rnd.randrange(3), 'v'
-                    ids = client.push_chain(
-                        ['cc-%d-%d-%d' % (n, round_, i) for i in range(2)])
+                    ids = push_with_retries(
+                        client, ['cc-%d-%d-%d' % (n, round_, i)
+                                 for i in range(2)])
                     with lock:
                         pushed.update(ids)
-                    r = client.put_tag(repo, tag, ids[-1])
+                    r = answer(client.put_tag, repo, tag, ids[-1])
                     with lock:
-                        if r.status_code == 200:
+                        if r is not None and r.status_code == 200:
                             acknowledged[(repo, tag)] = ids[-1]
-                    client.pullable(repo, tag)      # fills the cache
-                    if rnd.random() < 0.3:
-                        client.delete_tag(repo, tag)
+                    answer(client.pullable, repo, tag)  # fills the cache
+                    if rnd.random() < 0.3:      # a tag of its own, deleted
+                        own = 'ns/w%d' % n
+                        answer(client.put_tag, own, tag, ids[0])
+                        answer(client.pullable, own, tag)
+                        answer(client.delete_tag, own, tag)
             except Exception as e:  # reported below, with the thread's
                 errors.append(e)
         threads = [threading.Thread(target=worker, args=(n,))
