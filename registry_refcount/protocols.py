@@ -514,12 +514,15 @@ def _tear_down(ctx, image_id, parent, reason):
 def _remove_files(store, image_id):
     """``json`` first, then every other file by its own path (tombstones
     stay: each goes with its own deletion)."""
-    _remove(store, layout.image_file(image_id, 'json'))
+    json_path = layout.image_file(image_id, 'json')
+    _remove(store, json_path)
     crash.point('after_json_removed')
-    names = list(records.listing(store, layout.image_dir(image_id)))
-    for name in names:
-        if name != 'json' and layout.tombstone_token(name) is None:
-            _remove(store, layout.image_file(image_id, name))
+    paths = [layout.image_file(image_id, name) for name in
+             records.listing(store, layout.image_dir(image_id))
+             if name != 'json' and layout.tombstone_token(name) is None]
+    for path in paths:
+        _remove(store, path)
+    records.removed(store, [json_path] + paths)
 
 
 def _finalize(ctx, image_id, token):
@@ -613,10 +616,7 @@ def layer_size(store, image_id):
 
 
 def _remove(store, path):
-    try:
-        store.remove(path)
-    except exceptions.FileNotFoundError:
-        pass
+    records.remove_file(store, path)
 
 
 def marker_doc(store, image_id, marker):
