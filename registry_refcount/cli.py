@@ -19,6 +19,7 @@ import sys
 import time
 
 from . import audit
+from . import durable
 from . import invariants
 from . import layout
 from . import locks
@@ -321,6 +322,7 @@ def main(argv=None):
     logging.getLogger('docker_registry').setLevel(logging.ERROR)
     try:
         cfg, settings, store = load(args)
+        durable.enabled = settings.sync_writes
         moved = protocols.move_predecessor_aside(store)
         if moved:
             print(moved, file=sys.stderr)

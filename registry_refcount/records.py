@@ -43,6 +43,7 @@ from docker_registry.core import exceptions
 from docker_registry.core import lru
 
 from . import background
+from . import durable
 from . import layout
 from . import spares
 
@@ -349,26 +350,56 @@ def quarantined(store):
     return found
 
 
-def write(store, path, obj, fresh=False):
+def write(store, path, obj, fresh=False, sync=False):
     """Write a document atomically: one PUT on object storage; on local
     storage, its bytes go into a spare file (or a new temporary one) that
     is then renamed into place.  ``fresh``: the name is new (an intent's,
     a marker's, a journal entry's, a ledger entry found absent), so no old
     file is kept as a spare (a wrong guess costs only that file: the
-    rename replaces it all the same)."""
-    put(store, path, encode(obj), fresh)
+    rename replaces it all the same).  ``sync``: its bytes reach the disk
+    before its name is made, so that after a power loss the name holds
+    them, never nothing nor a spare's old bytes (the name itself is made
+    durable by :func:`sync_names`, where an order needs it)."""
+    put(store, path, encode(obj), fresh, sync)
 
 
-def put(store, path, data, fresh=False):
+def put(store, path, data, fresh=False, sync=False):
     """Write raw bytes atomically (see :func:`write`)."""
     root = local_root(store)
     if root is None:
         direct(store).put_content(path, data)
     else:
-        _put_local(root, path, data, fresh)
+        _put_local(root, path, data, fresh, sync)
 
 
-def _put_local(root, path, data, fresh=False):
+def sync_names(store, *paths):
+    """On local storage, make the names of the records at ``paths`` - made
+    or removed - durable (their folders', :func:`.durable.names`): before
+    a step that relies on them after a power loss."""
+    root = local_root(store)
+    if root is not None:
+        durable.names(*['%s/%s' % (root, path.rsplit('/', 1)[0])
+                        for path in paths])
+
+
+def sync_file(store, path):
+    """On local storage, make one of the registry's files durable as it
+    is now - its bytes, and its name or its absence: the registry syncs
+    nothing, and a removal on the word of a tag file must not outlive the
+    tag file's content after a power loss."""
+    root = local_root(store)
+    if root is None:
+        return
+    fd = _open_if_there('%s/%s' % (root, path))
+    if fd is not None:
+        try:
+            durable.data(fd)
+        finally:
+            os.close(fd)
+    sync_names(store, path)
+
+
+def _put_local(root, path, data, fresh=False, sync=False):
     target = '%s/%s' % (root, path)
     folder = target.rsplit('/', 1)[0]
     for attempt in range(5):
@@ -387,6 +418,8 @@ def _put_local(root, path, data, fresh=False):
             try:
                 os.write(fd, data)
                 os.ftruncate(fd, len(data))
+                if sync:
+                    durable.data(fd)
             finally:
                 os.close(fd)
         except BaseException:
@@ -619,7 +652,8 @@ def names_starting(store, folder, prefix):
 
 # -- markers ---------------------------------------------------------------
 
-def write_marker(store, image_id, marker, content=b'', fresh=False):
+def write_marker(store, image_id, marker, content=b'', fresh=False,
+                 sync=False):
     """Write a marker.  Where a per-tag-list *file* of PR #606 stands in
     the way of the folder (``ENOTDIR``), that file is moved aside first
     (:func:`move_legacy_aside`), where it still counts: so a push or a tag
@@ -628,12 +662,12 @@ def write_marker(store, image_id, marker, content=b'', fresh=False):
         content = content.encode('utf-8')
     path = layout.marker_path(image_id, marker)
     try:
-        put(store, path, content, fresh)
+        put(store, path, content, fresh, sync)
     except OSError as e:
         if e.errno != errno.ENOTDIR:
             raise
         move_legacy_aside(store, image_id)  # (or another process did)
-        put(store, path, content, fresh)
+        put(store, path, content, fresh, sync)
 
 
 def link(store, source, path):
@@ -857,8 +891,15 @@ def _rmdirs(folders):
 
 
 def _make_folder(root, folder):
+    """Make ``folder`` and its missing parents, each noted as made (its
+    name is durable once its parent is synced, :func:`.durable.names`)."""
+    missing = [folder]
+    while not os.path.isdir(os.path.dirname(missing[-1])):
+        missing.append(os.path.dirname(missing[-1]))
     if not spares.place_folder(root, folder):
         spares.makedirs(folder)
+    for made in missing:
+        durable.made(made)
 
 
 def _unlink(path):
