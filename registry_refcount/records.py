@@ -495,12 +495,15 @@ def _remove_direct(store, path):
 
 def remove_file(store, path):
     """Remove one of the registry's files (an image's json, layer,
-    ancestry...); absent is fine.  Its cache entry is dropped after the
-    removal, too: a reader may have put the file back in the cache
-    between the drop and the removal, and the registry would go on
+    ancestry, a legacy record...); absent is fine.  Only ever a file:
+    the drivers' ``remove`` takes a folder of that name whole (the file
+    driver's ``rmtree``; on S3, when the key is absent, every key under
+    the name).  Past the registry's cache, and its cache entry dropped
+    after the removal too: a reader may have put the file back in the
+    cache between the drop and the removal, and the registry would go on
     serving a deleted image from it."""
     forget(path)
-    _remove_direct(store, path)
+    _remove_only_file(store, path)
     forget(path)
 
 
@@ -833,11 +836,8 @@ def move_file_aside(store, path, aside):
     return True
 
 
-def remove_file(store, path):
-    """Remove the file at ``path``, never a folder of that name nor what
-    it holds: the drivers' ``remove`` takes a folder whole (the file
-    driver's ``rmtree``; on S3, when the key is absent, every key under
-    the name)."""
+def _remove_only_file(store, path):
+    """Remove the file at ``path`` (see :func:`remove_file`)."""
     root = local_root(store)
     if root is not None:
         try:
@@ -852,7 +852,7 @@ def remove_file(store, path):
         bucket.delete_key(store._init_path(path))
         return
     if store.exists(path) and next(listing(store, path), None) is None:
-        store.remove(path)  # other drivers: the best they allow
+        _remove_direct(store, path)     # other drivers: the best they allow
 
 
 def prune(store, folder):
