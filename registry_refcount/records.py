@@ -110,6 +110,18 @@ def forget(path):
         lru.redis_conn.delete(lru.cache_key(path))
 
 
+def before_registry_write(path):
+    """The registry is about to write ``path`` through its cache, which
+    skips the storage write when it already holds the same value - as it
+    does after a write that reached Redis and then failed on storage: the
+    client's retry answers 200 while storage keeps the old value, and the
+    extension (which follows storage) would release the image the client
+    was told is tagged.  Dropping the entry first makes the registry write
+    storage.  (Best effort: a cache that cannot be told is not one that
+    can skip a write either.)"""
+    _forget_quietly(path)
+
+
 def _forget_quietly(path):
     """:func:`forget` after a read: a cache that cannot be told keeps what
     it holds, and the read stands (it came from storage)."""

@@ -230,6 +230,7 @@ def on_request_started(sender, **kwargs):
         _drop_intent(ctx, intent_id)
         flask.g.refcount = None
         _abort('Image not found', 404)
+    records.before_registry_write(layout.tag_file(key))
 
 
 def _tag_body(request):

@@ -155,3 +155,34 @@ def test_concurrent_pushes_retags_and_failing_puts(
                 assert r.status_code == 404, (image, what, r.status_code)
     finally:
         proxy.close()
+
+
+def test_a_tag_write_retried_after_a_failed_put_reaches_s3(
+        make_registry, tmpdir, moto, bucket, redis_server):
+    """The registry's own tag write fails on S3 after its cache took the
+    new value; the client's retry answered 200 without writing S3 (the
+    cache held the same bytes), so S3 kept the old image while the client
+    was told the new one is tagged - and the extension, following S3,
+    released the new image.  The entry is dropped before the write."""
+    reg, proxy = cached_registry(make_registry, tmpdir, moto, bucket,
+                                 redis_server)
+    try:
+        client = Client(reg.url)
+        old = client.push('ns/app', 'v', ['lru-tw-old'])
+        new = client.push_chain(['lru-tw-new'])
+        proxy.fail(r'/repositories/ns/app/tag_v$')
+        first = answer(client.put_tag, 'ns/app', 'v', new[-1])
+        assert first is None or first.status_code != 200
+        assert proxy.failed
+        assert client.put_tag('ns/app', 'v', new[-1]).status_code == 200
+        reg.wait_recovered(timeout=40)
+        keys = bucket_keys(moto.env(bucket))
+        tag = [k for k in keys if k.endswith('repositories/ns/app/tag_v')]
+        assert tag, sorted(keys)
+        assert reg.store().get_content(tag[0][tag[0].index(
+            'repositories/'):]).decode() == new[-1]
+        assert client.pullable('ns/app', 'v') is None
+        assert new[-1] in reg.images() and old[-1] not in reg.images()
+        assert_invariants(reg, client)
+    finally:
+        proxy.close()
