@@ -19,6 +19,7 @@ import sys
 import time
 
 from . import audit
+from . import durable
 from . import invariants
 from . import layout
 from . import locks
@@ -242,7 +243,7 @@ def _clean_index_images(store, deleted):
     for ns, repo in records.repositories(store, layout.REPOSITORIES):
         path = layout.index_images_file(ns, repo)
         try:
-            data = json.loads(layout.text(store.get_content(path)))
+            data = json.loads(layout.text(records.read_file(store, path)))
         except Exception:
             continue
         if not isinstance(data, list):
@@ -250,7 +251,8 @@ def _clean_index_images(store, deleted):
         kept = [e for e in data if not (isinstance(e, dict) and
                                         e.get('id') in deleted)]
         if len(kept) != len(data):
-            store.put_content(path, json.dumps(kept).encode('utf-8'))
+            records.write_file(store, path,
+                               json.dumps(kept).encode('utf-8'))
             updated += 1
     return updated
 
@@ -320,6 +322,7 @@ def main(argv=None):
     logging.getLogger('docker_registry').setLevel(logging.ERROR)
     try:
         cfg, settings, store = load(args)
+        durable.enabled = settings.sync_writes
         moved = protocols.move_predecessor_aside(store)
         if moved:
             print(moved, file=sys.stderr)

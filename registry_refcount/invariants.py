@@ -38,7 +38,7 @@ class Report(object):
         self.journal = []
         self.unreadable = []
         self.legacy = []
-        self.ledger_digests = set()
+        self.ledger_digests = {}      # a tag marker's name: its tag
 
     @property
     def consistent(self):
@@ -186,7 +186,7 @@ def ledger_entries(store):
 
 def _check_ledger(store, rep):
     entries = ledger_entries(store)
-    rep.ledger_digests = set(key.marker for key in entries)
+    rep.ledger_digests = dict((key.marker, key) for key in entries)
     for key, entry in sorted(entries.items()):
         if entry is protocols.UNKNOWN:
             rep.unreadable.append(layout.ledger(key))
@@ -219,7 +219,10 @@ def repair(ctx, rep, min_age=600):
             marker = diff['marker']
             if protocols.drop_stale_marker(
                     ctx, diff['image'], marker, min_age,
-                    digests.get(marker), unclaimed=(
+                    # a torn marker's tag, from its ledger entry if the
+                    # tag file is gone (one a power loss emptied)
+                    digests.get(marker) or rep.ledger_digests.get(marker),
+                    unclaimed=(
                         marker not in digests and
                         marker not in rep.ledger_digests)):
                 fixed += 1

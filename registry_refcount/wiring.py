@@ -22,6 +22,7 @@ import sys
 
 from . import audit
 from . import background
+from . import durable
 from . import layout
 from . import locks
 from . import names as naming
@@ -68,6 +69,7 @@ def boot(registry_config=None, store=None):
     moved = protocols.move_predecessor_aside(store)
     if moved:
         _announce(moved)
+    durable.enabled = settings.sync_writes
     lock_provider = settings_mod.make_locks(settings, records_root(store))
     if settings.lock_backend == 'local' and records_root(store) is None:
         logger.warning('refcount: lock_backend is local but storage is not: '
@@ -228,6 +230,7 @@ def on_request_started(sender, **kwargs):
         _drop_intent(ctx, intent_id)
         flask.g.refcount = None
         _abort('Image not found', 404)
+    records.before_registry_write(layout.tag_file(key))
 
 
 def _tag_body(request):
