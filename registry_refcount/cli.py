@@ -167,7 +167,11 @@ def cmd_verify(ctx, settings, args, progress):
 
 def cmd_rebuild(ctx, settings, args, progress):
     from . import rebuild
-    doc = rebuild.rebuild(ctx, args.jobs, progress)
+    doc = rebuild.rebuild_exclusively(ctx, args.jobs, progress)
+    if doc is None:
+        return FAILED, {'error': 'another rebuild is running'}, [
+            'registry-refcount rebuild: another rebuild is running (it '
+            'holds the rebuild lock); nothing done']
     lines = ['registry-refcount rebuild: %s' % (
         'done, registry initialised' if doc['initialised'] else
         'INCOMPLETE (run it again once the errors are fixed)')]
@@ -341,6 +345,9 @@ def main(argv=None):
     logging.getLogger('docker_registry').setLevel(logging.ERROR)
     try:
         cfg, settings, store = load(args)
+        moved = protocols.move_predecessor_aside(store)
+        if moved:
+            print(moved, file=sys.stderr)
         ctx = make_context(settings, store, 'gc' if args.command == 'gc'
                            else args.command)
         mismatch = (None if args.ignore_lockspace else

@@ -118,8 +118,8 @@ def _check_records(store, rep, jobs, progress=truth.no_progress):
 
     def markers_of(image_id):
         names = list(records.markers(store, image_id))
-        legacy = (not names and
-                  records.legacy_references(store, image_id) is not None)
+        # (beside markers too: moved aside by a marker's write)
+        legacy = records.legacy_references(store, image_id) is not None
         contents = {}
         for name in names:
             if name.startswith(layout.TAG_PREFIX):

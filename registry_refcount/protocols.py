@@ -81,6 +81,25 @@ def is_initialised(store):
     return False
 
 
+def move_predecessor_aside(store):
+    """Before anything is written under ``extensions/refcount/``: the
+    per-tag-list extension (docker-registry PR #606) kept its version
+    record in a *file* of that name, where our folder goes.  It is moved
+    aside to :data:`.layout.PREDECESSOR_INFO_ASIDE` (it says only that
+    PR #606 initialised its records; its per-image records are honoured
+    until ``rebuild`` converts them).  None, or what to tell the
+    operator (the caller says it: the registry's logging is not set up
+    yet when its workers boot)."""
+    if not records.move_file_aside(store, layout.PREFIX,
+                                   layout.PREDECESSOR_INFO_ASIDE):
+        return None
+    return ('refcount: moved the version record of the per-tag-list '
+            'extension (docker-registry PR #606) from %s aside to %s; its '
+            'per-image records count as references until `registry-refcount '
+            'rebuild` converts them' % (layout.PREFIX,
+                                       layout.PREDECESSOR_INFO_ASIDE))
+
+
 def initialise(store):
     """On first start: an empty registry is initialised at once; one that
     already holds images only tracks references until ``rebuild``."""
@@ -145,12 +164,19 @@ def read_tag(store, key):
     """The image id a tag file names, None if there is no tag file.
     :class:`BadInput` if it names no valid id, or is there but cannot be
     read (a folder, a permission error): never taken for an absent tag."""
-    try:
-        value = records.read_file(store, layout.tag_file(key), probe=True)
-    except EnvironmentError as e:
-        raise BadInput('tag %s cannot be read: %s' % (key.display, e))
-    if value is None:
-        return None
+    for attempt in range(EMPTY_READS):
+        try:
+            value = records.read_file(store, layout.tag_file(key),
+                                      probe=True)
+        except EnvironmentError as e:
+            raise BadInput('tag %s cannot be read: %s' % (key.display, e))
+        if value is None:
+            return None
+        if value:
+            break
+        # the registry rewrites a tag file in place (truncate, then
+        # write): read in between, it is empty for a moment
+        time.sleep(EMPTY_WAIT)
     value = layout.text(value)     # not stripped: '<id>\n' is another image
     if not layout.valid_id(value):
         raise BadInput('tag %s names an invalid image id %r (a torn or '
@@ -158,6 +184,11 @@ def read_tag(store, key):
                        'push the tag again, or delete it)'
                        % (key.display, value[:80]))
     return value
+
+
+#: Reads of a tag file found empty, and the wait between them, before it
+#: counts as torn.
+EMPTY_READS, EMPTY_WAIT = 5, 0.02
 
 
 def parent_of(store, image_id):
@@ -348,9 +379,11 @@ def _cascade(ctx, finished, image_id, marker, reason, partial=False):
     try:
         while image_id is not None:
             with ctx.locks.image(image_id):
-                if marker is not None:
-                    records.remove_marker(ctx.store, image_id, marker)
-                torn = _maybe_tear_down(ctx, image_id, reason, partial)
+                if marker is not None and not _take_marker(
+                        ctx.store, image_id, marker):
+                    torn = KEPT
+                else:
+                    torn = _maybe_tear_down(ctx, image_id, reason, partial)
                 partial = False
             if finished is not None:
                 _finalize(ctx, *finished)
@@ -369,6 +402,19 @@ def _cascade(ctx, finished, image_id, marker, reason, partial=False):
         if finished is not None:
             owner.end(finished[1])
         raise
+
+
+def _take_marker(store, image_id, marker):
+    """Remove a marker; False if it was not there.  Then an earlier run of
+    this very step removed it, and the image's fate was decided there
+    (deleted, journalled, or - if that run stopped in between - left to
+    gc): deciding it again could tear down the image pushed anew since
+    (a tag write's pending marker released by recovery after the image
+    was deleted and pushed again)."""
+    if not records.exists(store, layout.marker_path(image_id, marker)):
+        return False
+    records.remove_marker(store, image_id, marker)
+    return True
 
 
 def _maybe_tear_down(ctx, image_id, reason, partial=False):

@@ -4,7 +4,8 @@ and the way back when records are lost or corrupted.
 Safe while the registry serves traffic: every write goes through the same
 locks as the online protocols, and it only *adds* what the truth calls for
 (a union, never an overwrite), except the per-tag-list files of the earlier
-extension, which it converts (the truth decides, the old file goes).
+extension, which it converts (the truth decides; then the old file goes,
+and only that file: never the folder of markers beside or after it).
 Stale markers are left to ``verify --repair`` and gc.  Every step is
 idempotent, and a checkpoint records finished phases, so an interrupted
 rebuild resumes where it stopped.  The registry is marked initialised -
@@ -16,6 +17,7 @@ from __future__ import absolute_import, unicode_literals
 import logging
 import time
 
+from . import crash
 from . import layout
 from . import locks
 from . import protocols
@@ -25,6 +27,22 @@ from . import truth
 logger = logging.getLogger(__name__)
 CHECKPOINT = layout.PREFIX + '/rebuild'
 PHASES = ('children', 'tags')
+
+
+def rebuild_exclusively(ctx, jobs=8, progress=truth.no_progress):
+    """:func:`rebuild` under the ``rebuild`` lock; None if another
+    process holds it (within the lock timeout).  The lock spares the
+    work twice over; a rebuild that runs twice all the same (a lock held
+    twice: see the fault model) loses nothing either."""
+    lock = ctx.locks.named('rebuild')
+    try:
+        lock.__enter__()
+    except locks.LockTimeout:   # (only the lock's: not a timeout inside)
+        return None
+    try:
+        return rebuild(ctx, jobs, progress)
+    finally:
+        lock.__exit__(None, None, None)
 
 
 def rebuild(ctx, jobs=8, progress=truth.no_progress):
@@ -90,9 +108,11 @@ def _children(ctx, images, tags, report, jobs, progress):
     def one(image_id):
         added = 0
         legacy = records.legacy_references(store, image_id) is not None
+        if legacy:
+            crash.point('rebuild_before_convert')
         with ctx.locks.image(image_id):
             if legacy:
-                _remove_legacy(store, image_id)
+                records.move_legacy_aside(store, image_id)
                 for key in tagged.get(image_id, []):
                     records.write_marker(store, image_id, key.marker,
                                          str(key))
@@ -102,6 +122,8 @@ def _children(ctx, images, tags, report, jobs, progress):
                 if marker not in existing:
                     records.write_marker(store, image_id, marker)
                     added += 1
+            if legacy:
+                _remove_legacy(store, image_id)
         return legacy, added
 
     ids = sorted(set(images) & (set(children) | set(
@@ -114,9 +136,13 @@ def _children(ctx, images, tags, report, jobs, progress):
 
 
 def _remove_legacy(store, image_id):
-    logger.warning('refcount: converting the per-tag-list record of %s',
+    """Once the markers the truth calls for are written: the record goes.
+    Only the file: a rebuild that runs twice (a lock held twice) may come
+    here long after another converted the image and markers were added,
+    and the folder of markers is not its to remove."""
+    logger.warning('refcount: converted the per-tag-list record of %s',
                    image_id)
-    store.remove(layout.references_dir(image_id))
+    records.remove_legacy(store, image_id)
 
 
 def _checkpoint(store, done, phase):

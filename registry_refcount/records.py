@@ -497,9 +497,20 @@ def names_starting(store, folder, prefix):
 # -- markers ---------------------------------------------------------------
 
 def write_marker(store, image_id, marker, content=b'', fresh=False):
+    """Write a marker.  Where a per-tag-list *file* of PR #606 stands in
+    the way of the folder (``ENOTDIR``), that file is moved aside first
+    (:func:`move_legacy_aside`), where it still counts: so a push or a tag
+    write works from the first start, not only after ``rebuild``."""
     if not isinstance(content, bytes):
         content = content.encode('utf-8')
-    put(store, layout.marker_path(image_id, marker), content, fresh)
+    path = layout.marker_path(image_id, marker)
+    try:
+        put(store, path, content, fresh)
+    except OSError as e:
+        if e.errno != errno.ENOTDIR:
+            raise
+        move_legacy_aside(store, image_id)  # (or another process did)
+        put(store, path, content, fresh)
 
 
 def link(store, source, path):
@@ -561,14 +572,19 @@ def referenced(store, image_id):
         try:
             st = os.stat(folder)
             if st.st_size <= max(st.st_blksize, 4096):
-                return bool(os.listdir(folder))
-            os.rmdir(folder)
+                if os.listdir(folder):
+                    return True
+            else:
+                os.rmdir(folder)
         except OSError as e:
             if e.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
                 return True
             if e.errno != errno.ENOENT:
                 raise
-        return False
+        # after ``_references``: a file moved aside is there before it
+        # left that name (:func:`move_file_aside`)
+        return os.path.exists('%s/%s' % (root, layout.legacy_aside(
+            image_id)))
     bucket = getattr(store, '_boto_bucket', None)
     if bucket is not None and hasattr(store, '_init_path'):
         prefix = store._init_path(path)
@@ -597,14 +613,89 @@ def retire_references(store, image_id):
 
 
 def legacy_references(store, image_id):
-    """The per-tag-list file of the earlier extension, or None.
+    """The per-tag-list file of the earlier extension (docker-registry
+    PR #606), in place or moved aside, or None.
 
-    Such an image is needed until ``rebuild`` converts it.
+    Such an image is needed until ``rebuild`` converts it.  (In place
+    first: a file being moved aside has its new name before it loses its
+    old one.)
     """
+    for path in _legacy_paths(image_id):
+        try:
+            data = get_if_exists(store, path)
+        except (IOError, OSError):
+            continue        # a folder, on local storage
+        if data is not None:
+            return data
+    return None
+
+
+def _legacy_paths(image_id):
+    return layout.references_dir(image_id), layout.legacy_aside(image_id)
+
+
+def move_legacy_aside(store, image_id):
+    """Make room for an image's folder of markers where PR #606 left a
+    per-tag-list *file* (:func:`move_file_aside`)."""
+    return move_file_aside(store, layout.references_dir(image_id),
+                           layout.legacy_aside(image_id))
+
+
+def remove_legacy(store, image_id):
+    """``rebuild``, once it wrote the markers the truth calls for: the
+    per-tag-list file goes, wherever it is - and never the folder of
+    markers beside it (:func:`remove_file`)."""
+    for path in _legacy_paths(image_id):
+        remove_file(store, path)
+
+
+def move_file_aside(store, path, aside):
+    """Give the *file* at ``path`` the name ``aside``, and never touch a
+    folder there: a ``link``, then an ``unlink`` of the old name, which
+    both fail on a folder - where a ``rename`` or the driver's ``remove``
+    would move or remove a folder that another process's move made, and
+    every marker in it.  At every moment one of the two names holds the
+    file.  True if this call moved a file.
+
+    Local storage only: object storage holds a key and keys under that
+    name side by side, so nothing is in the way there.
+    """
+    root = local_root(store)
+    if root is None:
+        return False
+    source = '%s/%s' % (root, path)
     try:
-        return get_if_exists(store, layout.references_dir(image_id))
-    except (IOError, OSError):
-        return None         # a folder, on local storage
+        os.link(source, '%s/%s' % (root, aside))
+    except OSError as e:
+        if e.errno != errno.EEXIST:
+            return False    # absent, or a folder (EPERM)
+    try:
+        os.unlink(source)
+    except OSError:
+        return False        # moved by another meanwhile, or a folder
+    return True
+
+
+def remove_file(store, path):
+    """Remove the file at ``path``, never a folder of that name nor what
+    it holds: the drivers' ``remove`` takes a folder whole (the file
+    driver's ``rmtree``; on S3, when the key is absent, every key under
+    the name)."""
+    root = local_root(store)
+    if root is not None:
+        try:
+            os.unlink('%s/%s' % (root, path))
+        except OSError as e:
+            if e.errno not in (errno.ENOENT, errno.EISDIR, errno.EPERM,
+                               errno.ENOTDIR):
+                raise
+        return
+    bucket = getattr(store, '_boto_bucket', None)
+    if bucket is not None and hasattr(store, '_init_path'):
+        bucket.delete_key(store._init_path(path))
+        return
+    if store.exists(path) and next(listing(store, path), None) is None:
+        store.remove(path)  # other drivers: the best they allow
 
 
 def prune(store, folder):

@@ -65,6 +65,9 @@ def boot(registry_config=None, store=None):
         from docker_registry.lib import cache  # noqa: F401
         from docker_registry import storage
         store = storage.load()
+    moved = protocols.move_predecessor_aside(store)
+    if moved:
+        _announce(moved)
     lock_provider = settings_mod.make_locks(settings, records_root(store))
     if settings.lock_backend == 'local' and records_root(store) is None:
         logger.warning('refcount: lock_backend is local but storage is not: '
@@ -129,6 +132,9 @@ def _start_recovery(settings):
     except ImportError:
         return
 
+    import gevent.event
+    wake = _state['wake'] = gevent.event.Event()
+
     def loop():
         while True:
             ctx = _state['ctx']
@@ -138,9 +144,24 @@ def _start_recovery(settings):
                     settings.intent_timeout)
             except Exception:
                 logger.exception('refcount: recovery failed; will retry')
-            gevent.sleep(settings.recovery_interval)
+            wake.clear()
+            wake.wait(settings.recovery_interval)
+            gevent.sleep(RETRY_AFTER)
 
     gevent.spawn_later(0.5, loop)
+
+
+#: Seconds before work a request left (a storage error, a lock not had)
+#: is tried again by this worker's recovery, rather than at its next
+#: round: a deletion left with its tombstone refuses re-pushes of the
+#: image meanwhile.
+RETRY_AFTER = 1
+
+
+def _recover_soon():
+    wake = _state.get('wake')
+    if wake is not None:
+        wake.set()
 
 
 # -- receivers -------------------------------------------------------------
@@ -240,10 +261,12 @@ def _run(what, fn, *args):
         return True
     except locks.LockTimeout as e:
         logger.error('refcount: %s: %s; left to recovery', what, e)
+        _recover_soon()
     except (protocols.BadInput, layout.InvalidName) as e:
         logger.error('refcount: %s: %s; nothing deleted', what, e)
     except Exception:
         logger.exception('refcount: %s failed; left to recovery', what)
+        _recover_soon()
     return False
 
 

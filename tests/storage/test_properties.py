@@ -531,7 +531,12 @@ class Run(object):
         """The operation did not finish (a crash, a lock not had)."""
         m = self.m
         m.dirty = True
-        m.referenced |= self.touched
+        # an image the operation touched is referenced if a marker of it
+        # is there: one that the crash came before (a pending marker never
+        # written) was never referenced by it, and its release deletes
+        # nothing (see protocols._take_marker)
+        m.referenced |= set(i for i in self.touched
+                            if next(records.markers(self.store, i), None))
         if self.pushing:
             image, parent = self.pushing
             if (parent is not None and not self.has_json(image) and
