@@ -155,6 +155,9 @@ def cmd_verify(ctx, settings, args, progress):
     lines += ['  unfinished deletion: %s' % i for i in rep.journal]
     lines += ['  per-tag-list record (run rebuild): %s' % i
               for i in rep.legacy]
+    lines += ['  damaged ancestry: %s (%s)' % (d['problem'], (
+        'repair writes it from the json parents' if d['ancestry'] else
+        'the json parents cannot say it either')) for d in rep.damaged]
     if doc['repaired']:
         lines.append('  repaired %d record(s)' % doc['repaired'])
     lines.append('  %d tags, %d images, %d unreachable, %d intents in flight'
@@ -179,7 +182,13 @@ def cmd_rebuild(ctx, settings, args, progress):
               '  child markers added: %d' % doc['child_markers_added'],
               '  tags reconciled: %d' % doc['tags_reconciled']]
     lines += ['  error: %s' % e for e in doc['errors']]
-    return (OK if doc['initialised'] else FAILED), doc, lines
+    lines += ['  damaged: %s' % d['problem'] for d in doc['damaged']]
+    if doc['damaged']:
+        lines.append('  (records were built for everything else; '
+                     '`verify --repair` writes the damaged ancestries '
+                     'again from the json parents)')
+    return (OK if doc['initialised'] and not doc['damaged'] else FAILED), \
+        doc, lines
 
 
 def cmd_recover(ctx, settings, args, progress):
@@ -232,7 +241,23 @@ def cmd_gc(ctx, settings, args, progress):
                   verb, len(doc['deleted']), _bytes(doc['bytes_freed']),
                   doc['kept_young'], doc['kept_referenced'])]
     lines += ['  error: %s' % e for e in doc['errors']]
-    return (FAILED if doc['errors'] else OK), doc, lines
+    if doc['stopped']:
+        lines.append('  NOTHING DELETED: %s' % doc['stopped'])
+    lines += _damage_lines(doc)
+    return (FAILED if doc['errors'] or doc['damaged'] else OK), doc, lines
+
+
+def _damage_lines(doc):
+    """Each damaged record gc met and what it keeps because of it."""
+    lines = []
+    for d in doc['damaged']:
+        lines += ['  damaged %s: %s' % (d['image'], d['problem']),
+                  '    kept for it: %s' % ', '.join(d['protects'])]
+    if doc['damaged'] and doc['kept_damaged']:
+        lines.append('  %d candidate(s) kept for damaged records '
+                     '(`verify --repair` writes a damaged ancestry again '
+                     'from whole json parents)' % doc['kept_damaged'])
+    return lines
 
 
 def _clean_index_images(store, deleted):

@@ -49,7 +49,7 @@ def rebuild(ctx, jobs=8, progress=truth.no_progress):
     store = ctx.store
     report = {'resumed_after': None, 'legacy_converted': 0,
               'child_markers_added': 0, 'tags_reconciled': 0,
-              'errors': [], 'initialised': False}
+              'errors': [], 'initialised': False, 'damaged': []}
     try:
         done = (records.read(store, CHECKPOINT) or {}).get('done', [])
     except records.Unreadable:
@@ -60,8 +60,11 @@ def rebuild(ctx, jobs=8, progress=truth.no_progress):
     report['errors'].extend(sorted(bad.values()))
     if 'children' not in done:
         images = truth.read_images(store, jobs, progress=progress)
+        report['damaged'] = truth.damaged_ancestries(images)
+        errors = len(report['errors'])
         _children(ctx, images, tags, report, jobs, progress)
-        done = _checkpoint(store, done, 'children')
+        if len(report['errors']) == errors:   # else read it all again
+            done = _checkpoint(store, done, 'children')
     if 'tags' not in done:
         keys = set(tags)
         for ns, repo in records.repositories(store, layout.LEDGER):
@@ -91,8 +94,11 @@ def _children(ctx, images, tags, report, jobs, progress):
     store = ctx.store
     children = {}
     for img in images.values():
-        if img.problem:
-            report['errors'].append('%s: %s' % (img.id, img.problem))
+        if img.parent_unknown:      # damage elsewhere is only reported
+            report['errors'].append(
+                '%s: %s; its parent cannot be known, so no child marker '
+                'holds it: deletions stay off until its json or ancestry '
+                'is repaired, or it is removed' % (img.id, img.problem))
         if img.has_json and img.parent:
             children.setdefault(img.parent, []).append(img.id)
     tagged = {}
