@@ -1,0 +1,244 @@
+"""Writes the extension did not see, and catching up with them.
+
+The registry may write without the extension: while it was disabled or
+its block absent, on a host of the fleet that runs without it, or when a
+full disk let a request through untracked (:mod:`.wiring`).  Such a
+write leaves a child's json naming a parent that carries no
+``child-`` marker, or a tag file naming an image that carries no tag
+marker - and a cascade that reaches that parent or image would delete
+what the write made needed.
+
+The extension notices these writes by the registry's own files, not by
+its own liveness: every registry file that creates a reference (an
+image's ``json``, a tag file) gets the storage's time when it is
+written.  The record ``extensions/refcount/checked`` holds a time
+(``until``, on the storage's clock) up to which every such file has been
+checked: its reference carries its marker.  So the unchecked writes are
+exactly the files stamped after ``until`` (less :data:`SLACK`, for coarse
+timestamps), whoever made them and however short the gap:
+
+* :func:`claims` - before a deletion removes anything: does an unchecked
+  write name this image?  Then it is kept (``protocols._tear_down``);
+* :func:`catch_up` - in every recovery round: register each unchecked
+  write's reference (the handshake of ``protocols.add_reference``; a tag
+  through ``reconcile_tag``), reconcile tags deleted unseen, then move
+  ``until`` to the time the round began.
+
+Both walk the names of every image and tag and stat their files (no
+reads but of the new ones): cheaper than a rebuild, which reads them
+all.
+"""
+
+from __future__ import absolute_import, unicode_literals
+
+import errno
+import json
+import logging
+import time
+
+from . import background
+from . import layout
+from . import locks
+from . import protocols
+from . import records
+
+logger = logging.getLogger(__name__)
+
+CHECKED = layout.PREFIX + '/checked'
+#: Seconds before ``until`` that are checked again: timestamps may be
+#: coarse (a second on S3), and a check is idempotent.
+SLACK = 2.0
+
+
+def no_space(error):
+    """Is this error a full disk (or quota)?  Then a request goes through
+    untracked, and :func:`catch_up` registers its write later."""
+    return getattr(error, 'errno', None) in (errno.ENOSPC, errno.EDQUOT)
+
+
+# -- the cursor ---------------------------------------------------------------
+
+def checked_until(store):
+    """The storage time up to which every registry write was checked, or
+    None: never (every file is unchecked)."""
+    try:
+        doc = records.read(store, CHECKED)
+    except records.Unreadable:
+        return None
+    try:
+        return float(doc['until']) if doc else None
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def mark_checked(store, until):
+    """Move the cursor forward to ``until`` (never back: two rounds may
+    end in any order)."""
+    old = checked_until(store)
+    if old is None or until > old:
+        records.write(store, CHECKED, {'until': until})
+
+
+def storage_now(store):
+    """Now on the clock that stamps the registry's files: a probe written
+    in the storage itself and its stamp (this process's own probe, so
+    another's later write cannot make the time later than it is)."""
+    path = '%s/clock-%s' % (layout.PREFIX, protocols.new_intent_id())
+    try:
+        records.put(store, path, b'now', fresh=True)
+        written = records.stamp(store, path)
+    finally:
+        records.remove(store, path)
+    return time.time() if written is None else written
+
+
+def start_checked(store):
+    """An empty registry: nothing is unchecked yet."""
+    mark_checked(store, storage_now(store))
+
+
+# -- the unchecked writes ------------------------------------------------------
+
+def unchecked(store, since):
+    """``('image', id)`` and ``('tag', key)`` of every image json and tag
+    file stamped after ``since`` (all when None).  Off the gevent hub:
+    it stats every image's json."""
+    return background.off_hub(_unchecked, store, since)
+
+
+def _unchecked(store, since):
+    found = []
+    after = None if since is None else since - SLACK
+
+    def new(path):
+        written = records.stamp(store, path)
+        return written is not None and (after is None or written > after)
+    for name in records.listing(store, layout.IMAGES):
+        if layout.valid_id(name) and new(layout.image_file(name, 'json')):
+            found.append(('image', name))
+    for key in _tag_files(store):
+        if new(layout.tag_file(key)):
+            found.append(('tag', key))
+    return found
+
+
+def _tag_files(store):
+    """Every tag with a tag file (names the extension cannot handle are
+    skipped: it refuses requests with them)."""
+    for ns, repo in records.repositories(store, layout.REPOSITORIES):
+        try:
+            for key in protocols.repository_tags(store, ns, repo):
+                yield key
+        except layout.InvalidName:
+            continue
+
+
+def names(store, kind, value):
+    """The image an unchecked write makes needed: a json's parent, the
+    image a tag file names; None when it names none or cannot tell."""
+    try:
+        if kind == 'tag':
+            return protocols.read_tag(store, value)
+        parent = protocols.stored_parent(store, value)
+        return None if parent is protocols.NOT_STORED else parent
+    except (protocols.BadInput, layout.InvalidName) as e:
+        logger.warning('refcount: an unchecked write says nothing: %s', e)
+        return None
+
+
+def claims(ctx, image_id):
+    """Does a write not yet checked name ``image_id`` (a child's json, a
+    tag file)?  A deletion that found no marker asks, after its
+    tombstone: such a write made the image needed unseen."""
+    store = ctx.store
+    for kind, value in unchecked(store, checked_until(store)):
+        if names(store, kind, value) == image_id:
+            logger.warning('refcount: keeping %s: %s %s, written without '
+                           'the extension, names it', image_id, kind,
+                           getattr(value, 'display', value))
+            return True
+    return False
+
+
+# -- catching up --------------------------------------------------------------
+
+class Refused(Exception):
+    """A reference the catch-up could not add yet (its image is being
+    deleted): the cursor stays, and the next round tries again."""
+
+
+def catch_up(ctx):
+    """Register the reference of every unchecked write, then move the
+    cursor to the time this round began.  Returns a report; a write that
+    could not be registered keeps the cursor where it was."""
+    store = ctx.store
+    began = storage_now(store)
+    report = {'registered': 0, 'errors': []}
+    for kind, value in unchecked(store, checked_until(store)):
+        try:
+            report['registered'] += _register(ctx, kind, value)
+        except (Refused, protocols.BadInput, layout.InvalidName,
+                locks.LockTimeout, EnvironmentError) as e:
+            report['errors'].append('%s %s: %s' % (
+                kind, getattr(value, 'display', value), e))
+    _deleted_tags(ctx, report)
+    if not report['errors']:
+        mark_checked(store, began)
+    if report['registered'] or report['errors']:
+        logger.warning('refcount: caught up with writes made without the '
+                       'extension: %s', report)
+    return report
+
+
+def _register(ctx, kind, value):
+    """1 if a missing reference was added, else 0."""
+    image = names(ctx.store, kind, value)
+    if image is None:
+        return 0
+    if kind == 'tag':
+        return _register_tag(ctx, value, image)
+    return _register_child(ctx, value, image)
+
+
+def _register_child(ctx, child, parent):
+    marker = layout.child_marker(child)
+    if records.exists(ctx.store, layout.marker_path(parent, marker)):
+        return 0
+    doc = json.dumps({'at': time.time(), 'by': 'catch-up'})
+    if protocols.add_reference(ctx, parent, marker, doc):
+        return 1
+    if protocols.image_state(ctx.store, parent) == 'deleting':
+        raise Refused('parent %s is being deleted' % parent)
+    logger.error('refcount: image %s was pushed without the extension on '
+                 'parent %s, which is gone: push it again', child, parent)
+    return 0
+
+
+def _register_tag(ctx, key, image):
+    store = ctx.store
+    if records.exists(store, layout.marker_path(image, key.marker)) and (
+            protocols.read_ledger(store, key) == image):
+        return 0
+    protocols.reconcile_tag(ctx, key)
+    return 1
+
+
+def _deleted_tags(ctx, report):
+    """Tags deleted unseen: a ledger entry without a tag file.  Their
+    reconcile drops the marker (and may delete the image, which asks
+    :func:`claims` like any deletion)."""
+    store = ctx.store
+    for ns, repo in records.repositories(store, layout.LEDGER):
+        try:
+            keys = list(protocols.ledger_tags(store, ns, repo))
+        except layout.InvalidName:
+            continue
+        for key in keys:
+            if records.exists(store, layout.tag_file(key)):
+                continue
+            try:
+                protocols.reconcile_tag(ctx, key)
+                report['registered'] += 1
+            except (protocols.BadInput, locks.LockTimeout,
+                    EnvironmentError) as e:
+                report['errors'].append('%s: %s' % (key.display, e))
