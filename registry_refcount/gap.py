@@ -224,10 +224,12 @@ def _register_tag(ctx, key, image):
 
 
 def _deleted_tags(ctx, report):
-    """Tags deleted unseen: a ledger entry without a tag file.  Their
+    """Tags deleted unseen: a ledger entry without a tag file, and no
+    request in flight that will reconcile it (its intent).  Their
     reconcile drops the marker (and may delete the image, which asks
     :func:`claims` like any deletion)."""
     store = ctx.store
+    owned = None
     for ns, repo in records.repositories(store, layout.LEDGER):
         try:
             keys = list(protocols.ledger_tags(store, ns, repo))
@@ -236,9 +238,27 @@ def _deleted_tags(ctx, report):
         for key in keys:
             if records.exists(store, layout.tag_file(key)):
                 continue
+            owned = _intended(store) if owned is None else owned
+            if str(key) in owned or '%s/%s' % (ns, repo) in owned:
+                continue
             try:
                 protocols.reconcile_tag(ctx, key)
                 report['registered'] += 1
             except (protocols.BadInput, locks.LockTimeout,
                     EnvironmentError) as e:
                 report['errors'].append('%s: %s' % (key.display, e))
+
+
+def _intended(store):
+    """The tags and repositories that requests in flight name (their
+    intents): their own reconcile, or recovery's, is theirs to run."""
+    found = set()
+    for name in records.listing(store, layout.INTENTS):
+        if layout.is_scratch(name):
+            continue
+        try:
+            doc = records.read(store, layout.intent(name)) or {}
+        except (records.Unreadable, layout.InvalidName):
+            continue
+        found.update(doc.get(k) for k in ('tag', 'repository'))
+    return found
