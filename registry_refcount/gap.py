@@ -79,30 +79,18 @@ def mark_checked(store, until):
         records.write(store, CHECKED, {'until': until})
 
 
-def storage_now(store):
-    """Now on the clock that stamps the registry's files: a probe written
-    in the storage itself and its stamp (this process's own probe, so
-    another's later write cannot make the time later than it is)."""
-    path = '%s/clock-%s' % (layout.PREFIX, protocols.new_intent_id())
-    try:
-        records.put(store, path, b'now', fresh=True)
-        written = records.stamp(store, path)
-    finally:
-        records.remove(store, path)
-    return time.time() if written is None else written
-
-
 def start_checked(store):
     """An empty registry: nothing is unchecked yet."""
-    mark_checked(store, storage_now(store))
+    mark_checked(store, records.now(store))
 
 
 # -- the unchecked writes ------------------------------------------------------
 
 def unchecked(store, since):
-    """``('image', id)`` and ``('tag', key)`` of every image json and tag
-    file stamped after ``since`` (all when None).  Off the gevent hub:
-    it stats every image's json."""
+    """``(kind, value, stamp)`` - ``('image', id)``, ``('tag', key)`` -
+    of every image json and tag file stamped after ``since`` less
+    :data:`SLACK` (all when None).  Off the gevent hub: it stats every
+    image's json."""
     return background.off_hub(_unchecked, store, since)
 
 
@@ -110,15 +98,15 @@ def _unchecked(store, since):
     found = []
     after = None if since is None else since - SLACK
 
-    def new(path):
+    def add(kind, value, path):
         written = records.stamp(store, path)
-        return written is not None and (after is None or written > after)
+        if written is not None and (after is None or written > after):
+            found.append((kind, value, written))
     for name in records.listing(store, layout.IMAGES):
-        if layout.valid_id(name) and new(layout.image_file(name, 'json')):
-            found.append(('image', name))
+        if layout.valid_id(name):
+            add('image', name, layout.image_file(name, 'json'))
     for key in _tag_files(store):
-        if new(layout.tag_file(key)):
-            found.append(('tag', key))
+        add('tag', key, layout.tag_file(key))
     return found
 
 
@@ -151,7 +139,7 @@ def claims(ctx, image_id):
     tag file)?  A deletion that found no marker asks, after its
     tombstone: such a write made the image needed unseen."""
     store = ctx.store
-    for kind, value in unchecked(store, checked_until(store)):
+    for kind, value, _ in unchecked(store, checked_until(store)):
         if names(store, kind, value) == image_id:
             logger.warning('refcount: keeping %s: %s %s, written without '
                            'the extension, names it', image_id, kind,
@@ -172,9 +160,11 @@ def catch_up(ctx):
     cursor to the time this round began.  Returns a report; a write that
     could not be registered keeps the cursor where it was."""
     store = ctx.store
-    began = storage_now(store)
+    began = records.now(store)
     report = {'registered': 0, 'errors': []}
-    for kind, value in unchecked(store, checked_until(store)):
+    since = checked_until(store)
+    found = unchecked(store, since)
+    for kind, value, _ in found:
         try:
             report['registered'] += _register(ctx, kind, value)
         except (Refused, protocols.BadInput, layout.InvalidName,
@@ -182,8 +172,9 @@ def catch_up(ctx):
             report['errors'].append('%s %s: %s' % (
                 kind, getattr(value, 'display', value), e))
     _deleted_tags(ctx, report)
-    if not report['errors']:
-        mark_checked(store, began)
+    if not report['errors'] and any(
+            since is None or written > since for _, _, written in found):
+        mark_checked(store, began)  # (only the slack's again: not written)
     if report['registered'] or report['errors']:
         logger.warning('refcount: caught up with writes made without the '
                        'extension: %s', report)
