@@ -109,6 +109,9 @@ def initialise(store):
     except records.Unreadable:
         return False
     empty = next(iter(records.listing(store, layout.IMAGES)), None) is None
+    if empty:
+        from . import gap
+        gap.start_checked(store)     # no write is unchecked yet
     records.write(store, layout.STATE, {'initialised': empty,
                                         'since': time.time()})
     if not empty:
@@ -500,7 +503,9 @@ def _tear_down(ctx, image_id, parent, reason):
                         json.dumps(doc).encode('utf-8'))
         crash.point('after_tombstone')
         crash.point('teardown_before_check')
-        if needed(store, image_id):    # a marker written meanwhile
+        if needed(store, image_id) or _claimed(ctx, image_id):
+            # a marker written meanwhile, or a write the extension did
+            # not see (:mod:`.gap`) names the image
             _finalize(ctx, image_id, token)
             return KEPT
         # the journal entry and the tombstone reach the disk before the
@@ -538,6 +543,14 @@ def _remove_files(store, image_id):
         _remove(store, path)
     records.removed(store, [json_path] + paths)
     records.sync_names(store, json_path)
+
+
+def _claimed(ctx, image_id):
+    """Does a registry write the extension has not checked yet name the
+    image (:func:`.gap.claims`)?  (Imported here: :mod:`.gap` uses this
+    module.)"""
+    from . import gap
+    return gap.claims(ctx, image_id)
 
 
 def _finalize(ctx, image_id, token):

@@ -23,6 +23,7 @@ import sys
 from . import audit
 from . import background
 from . import durable
+from . import gap
 from . import layout
 from . import locks
 from . import names as naming
@@ -208,7 +209,9 @@ def on_request_started(sender, **kwargs):
     intent_id = protocols.new_intent_id()
     try:
         protocols.write_intent(ctx.store, intent_id, **intent)
-    except Exception:
+    except Exception as e:
+        if gap.no_space(e):
+            return _untracked('tag request %s' % intent, e)
         logger.exception('refcount: could not record intent %s', intent)
         if endpoint == 'put_tag':
             _abort('Registry storage is not available, retry later', 503)
@@ -222,7 +225,11 @@ def on_request_started(sender, **kwargs):
     except locks.LockTimeout as e:
         logger.error('refcount: %s; refusing tag write %s', e, key.display)
         _abort('Registry busy, retry the tag write', 503)
-    except Exception:
+    except Exception as e:
+        if gap.no_space(e):
+            _drop_intent(ctx, intent_id)
+            flask.g.refcount = None
+            return _untracked('tag write %s' % key.display, e)
         logger.exception('refcount: could not protect image %s for tag %s',
                          intent['image'], key.display)
         _abort('Registry storage is not available, retry later', 503)
@@ -344,10 +351,23 @@ def on_before_put_image_json(sender, image_json=None, **kwargs):
     except locks.LockTimeout as e:
         logger.error('refcount: %s; refusing image %s', e, image_id)
         return 'Registry busy, retry the push'
-    except Exception:
+    except Exception as e:
+        if gap.no_space(e):
+            return _untracked('image %s' % image_id, e)
         logger.exception('refcount: could not register image %s as a child '
                          'of %s', image_id, parent)
         return 'Registry storage is not available, retry the push'
+
+
+def _untracked(what, error):
+    """A full disk: the extension's record could not be written.  The
+    request goes on as the registry alone would answer it (refusing it
+    would block the registry's writes, which may still fit); its write
+    is registered by the catch-up once there is room (:mod:`.gap`), and
+    a deletion keeps what it names meanwhile."""
+    logger.error('refcount: %s goes through untracked: %s; it is caught '
+                 'up with once there is room', what, error)
+    return None
 
 
 def on_request_finished(sender, response=None, **kwargs):
