@@ -21,6 +21,7 @@ import time
 from docker_registry.core import exceptions
 
 from registry_refcount import layout
+from registry_refcount import gap
 from registry_refcount import protocols
 from registry_refcount import records
 
@@ -44,6 +45,11 @@ class Flow(object):
         self.meter = meter
         self.ctx = (protocols.context(store, locks) if mode == 'refcount'
                     else None)
+        if self.ctx is not None:
+            # a worker's first recovery round, at its start: until one
+            # found every reference in place, deletions look for writes
+            # the extension did not see (gap.suspected)
+            gap.catch_up(self.ctx)
 
     @contextlib.contextmanager
     def ext(self, hook):

@@ -217,8 +217,10 @@ def catch_up(ctx):
                 kind, getattr(value, 'display', value), e))
     _deleted_tags(ctx, report)
     missing = report['registered']
-    if not report['errors'] and (missing or _checked(store)[1] or any(
-            since is None or written > since for _, _, written in found)):
+    if not report['errors'] and (since is None or missing or
+                                 _checked(store)[1] or any(
+                                     written > since
+                                     for _, _, written in found)):
         mark_checked(store, began, missing)  # (else nothing new: no write)
     _set_clean(store, not (missing or report['errors']))
     if report['registered'] or report['errors']:

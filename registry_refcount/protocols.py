@@ -486,7 +486,7 @@ def _tear_down(ctx, image_id, parent, reason):
     gives up.  Each deleter has a tombstone of its own, so a deletion that
     cancels never removes the tombstone another one relies on."""
     store = ctx.store
-    _step(ctx, 'before_tombstone')
+    crash.point('before_tombstone')
     token = new_intent_id()
     doc = {'image': image_id, 'parent': parent, 'reason': reason,
            'at': time.time(), 'by': ctx.by, 'token': token,
@@ -513,11 +513,10 @@ def _tear_down(ctx, image_id, parent, reason):
         # json and without a record that it was being deleted
         records.sync_names(store, layout.journal(image_id, token),
                            layout.tombstone(image_id, token))
-        try:
-            _step(ctx, 'teardown_before_json')
-        except locks.LockTimeout:
-            _finalize(ctx, image_id, token)
-            raise
+        # (no lock is verified here: the handshake alone guards a
+        # deletion, and one stopped on a lost lock left its image, whose
+        # last marker had gone, to gc)
+        crash.point('teardown_before_json')
         records.retire_references(store, image_id)
         size = layer_size(store, image_id)
         _remove_files(store, image_id)
@@ -938,8 +937,7 @@ def drop_tag_marker(ctx, key, image_id, reason):
             # same, through the cascade, or the image it may have been the
             # last marker of would wait for gc.  (A crash leaves it: dead,
             # it is retired by the next drop from this image, or by gc.)
-            _release_hold(ctx._replace(locks=_Unverified(ctx.locks)),
-                          image_id, hold, reason)
+            _release_hold(ctx, image_id, hold, reason)
             raise
         _release_hold(ctx, image_id, hold, reason if dropped else None)
     finally:
@@ -949,26 +947,18 @@ def drop_tag_marker(ctx, key, image_id, reason):
 
 def _release_hold(ctx, image_id, hold, reason):
     """Remove a hold: through the cascade (``reason``: the image goes if
-    that was its last marker), else by itself."""
-    if reason is None:
-        records.remove_marker(ctx.store, image_id, hold)
-    else:
-        remove_reference(ctx, image_id, hold, reason)
-
-
-class _Unverified(object):
-    """A lock provider whose ``verify`` asks nothing: to finish a step
-    that is safe whatever the locks (the handshake) after a lost lock
-    stopped the work around it."""
-
-    def __init__(self, inner):
-        self._inner = inner
-
-    def __getattr__(self, name):
-        return getattr(self._inner, name)
-
-    def verify(self, strict=False):
-        pass
+    that was its last marker), else - or when the image's lock cannot be
+    had (Redis down) - by itself: a hold left behind would keep the image
+    for :data:`HOLD_AGE`, one removed leaves it to gc."""
+    if reason is not None:
+        try:
+            remove_reference(ctx, image_id, hold, reason)
+            return
+        except locks.LockTimeout as e:
+            logger.error('refcount: %s; the hold on %s goes without its '
+                         'cascade (gc frees the image if it was the last '
+                         'marker)', e, image_id)
+    records.remove_marker(ctx.store, image_id, hold)
 
 
 def _add_hold(ctx, image_id, hold, key):

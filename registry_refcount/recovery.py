@@ -32,6 +32,7 @@ from . import locks
 from . import owner
 from . import protocols
 from . import records
+from . import settings
 from . import spares
 
 logger = logging.getLogger(__name__)
@@ -142,6 +143,9 @@ def abandoned(store, path, doc, token, now, timeout):
         return not alive
     if timeout is None:
         return False
+    # below this, a live tag write of another host would count as
+    # abandoned (the CLI and the config refuse less; the API too, here)
+    timeout = max(timeout, settings.MIN_INTENT_TIMEOUT)
     written = records.stamp(store, path)
     if written is None:           # a driver that tells no time
         try:

@@ -142,6 +142,9 @@ def _start_recovery(settings):
         while True:
             ctx = _state['ctx']
             try:
+                # again each round: a Redis flushed or a lock folder wiped
+                # is a new lock space, which a CLI must find recorded
+                protocols.record_lockspace(ctx.store, ctx.locks)
                 recovery.recover_exclusively(
                     ctx._replace(by='recovery'), ctx.locks,
                     settings.intent_timeout)
