@@ -310,3 +310,84 @@ def lost_tags(model, url):
             problems.append('%s:%s -> %s: %s' % (repo, tag, image[:12],
                                                  problem))
     return problems
+
+
+# -- stalled workers (pause points) ------------------------------------------
+
+def stopped_workers(reg):
+    """Pids of the registry's workers that are stopped (SIGSTOP)."""
+    found = []
+    for pid in reg.worker_pids():
+        try:
+            with open('/proc/%d/stat' % pid) as f:
+                state = f.read().rsplit(')', 1)[1].split()[0]
+        except (IOError, OSError, IndexError):
+            continue
+        if state in ('T', 't'):
+            found.append(pid)
+    return found
+
+
+class Stall(object):
+    """The workers of ``hosts`` were started with
+    ``REGISTRY_REFCOUNT_PAUSE_AT``: each stops itself there once.  Keep
+    each stopped worker stopped ``hold`` seconds (the other hosts'
+    background recovery runs meanwhile), then resume it; ``hold`` None:
+    the first stalled worker of each host until :meth:`resume_all`, the
+    others ``after`` seconds (a host keeps a worker that answers).  A thread; :meth:`finish` resumes whatever is still stopped and
+    says how many stalls there were."""
+
+    def __init__(self, hosts, hold, after=1):
+        self.hosts, self.hold, self.after = hosts, hold, after
+        self.stalls = []          # (host, pid, time)
+        self.seen = set()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run)
+        self.thread.daemon = True
+        self.thread.start()
+
+    def stalled_hosts(self):
+        return set(id(host) for host, pid, at in self.stalls)
+
+    def _run(self):
+        while not self.done.is_set():
+            for host in self.hosts:
+                try:
+                    pids = stopped_workers(host)
+                except Exception:
+                    continue
+                for pid in pids:
+                    if pid in self.seen:
+                        continue
+                    self.seen.add(pid)
+                    first = id(host) not in self.stalled_hosts()
+                    self.stalls.append((host, pid, time.time()))
+                    hold = self.hold if self.hold is not None or first \
+                        else self.after
+                    if hold is not None:
+                        threading.Timer(hold, self._resume,
+                                        args=(pid,)).start()
+            time.sleep(0.05)
+
+    @staticmethod
+    def _resume(pid):
+        import signal
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except OSError:
+            pass
+
+    def resume_all(self):
+        self.hold = self.after
+        for host, pid, at in list(self.stalls):
+            self._resume(pid)
+
+    def finish(self):
+        self.done.set()
+        self.thread.join(10)
+        for host in self.hosts:
+            for pid in stopped_workers(host):
+                self._resume(pid)
+        for host, pid, at in self.stalls:
+            self._resume(pid)
+        return len(self.stalls)

@@ -40,18 +40,33 @@ from registry_refcount import recovery
 from ..registry.conftest import (assert_invariants, refcount_settings,
                                  registries)
 from ..registry.harness import Client, image_id
-from .faults import (STRESS, Model, ModelClient, cli_package_dir, host_command,
+from .faults import (STRESS, Model, ModelClient, Stall, cli_package_dir, host_command,
                      lost_tags, model_workload, need_faketime,
                      response_skew, run_cli, skewed_env, wait_for)
 
 CLIENTS = 4
-ROUNDS = 40 if STRESS else 12
+ROUNDS = 40 if STRESS else 8
+
+
+def report(what, model, stalls, skewed):
+    print('%s: %d operations, %d acknowledged, %d stalls, skewed host\'s '
+          'recovery finished %d intents during the load, errors %s' % (
+              what, model.ops, model.acked, stalls,
+              recovery_finished_intents(skewed.log()), model.errors[:3]))
 
 
 def recovery_finished_intents(log):
     """How many intents background recovery finished (it logs a report
     whenever it did anything)."""
     return sum(int(n) for n in re.findall(r"'intents_finished': (\d+)", log))
+
+
+#: Each host's first tag write stops (SIGSTOP) once its pending marker is
+#: written, for HOLD seconds: several rounds of the other host's recovery
+#: see a live tag write of another host, a few seconds old on the
+#: storage's clock (on the skewed host's own clock: 15 min or an hour).
+PAUSE = {'REGISTRY_REFCOUNT_PAUSE_AT': 'after_pending'}
+HOLD = 4
 
 
 def two_hosts(make_registry, tmpdir, redis_server, env_a, **overrides):
@@ -63,8 +78,8 @@ def two_hosts(make_registry, tmpdir, redis_server, env_a, **overrides):
                       command=host_command('refcount-host-a'))
     b = make_registry(refcount=settings, workers=2,
                       command=host_command('refcount-host-b'))
-    a.start(env=env_a)
-    b.start()
+    a.start(env=dict(env_a, **PAUSE))
+    b.start(env=PAUSE)
     return a, b
 
 
@@ -94,14 +109,18 @@ def test_skewed_host_recovers_often_under_load(make_registry, tmpdir,
     expected = 900 if offset == '+15m' else -900
     assert abs(response_skew(a.url) - expected) < 30, 'faketime not applied'
     assert abs(response_skew(b.url)) < 30
-    base = Client(b.url).push('ns/base', 'keep', ['clk-base'])[-1]
-    model = Model()
-    model.ack('ns/base', 'keep', base)
-    model_workload([[a.url, b.url]] * CLIENTS, model, base, ROUNDS,
-                   seed=1 if offset[0] == '+' else 2)
+    stall = Stall([a, b], HOLD)
+    try:
+        base = Client(b.url).push('ns/base', 'keep', ['clk-base'])[-1]
+        model = Model()
+        model.ack('ns/base', 'keep', base)
+        model_workload([[a.url, b.url]] * CLIENTS, model, base, ROUNDS,
+                       seed=1 if offset[0] == '+' else 2)
+    finally:
+        stalls = stall.finish()
+    assert len(stall.stalled_hosts()) == 2, 'no stalled tag write on a host'
     assert model.acked > CLIENTS * ROUNDS // 2, (model.acked, model.errors)
-    # live work on B was never taken for abandoned by A's recovery
-    assert recovery_finished_intents(a.log()) == 0
+    report(offset, model, stalls, a)
     final_checks([a, b], redis_server, model)
     assert 'lost lock' not in a.log() + b.log()
 
@@ -114,30 +133,44 @@ def test_clock_jumps_forward_mid_run(make_registry, tmpdir, redis_server):
     a, b = two_hosts(make_registry, tmpdir, redis_server,
                      skewed_env(timestamp_file=offset_file))
     assert abs(response_skew(a.url)) < 30
-    base = Client(b.url).push('ns/base', 'keep', ['jmp-base'])[-1]
+    # the first tag write on each host stalls before the jump, and stays
+    # stopped until the skewed host's recovery ran a few rounds after it
+    stall = Stall([a, b], hold=None)
+    # (the base's tag write is B's first: it waits for the resume)
+    base_ids = []
+    pusher = threading.Thread(target=lambda: base_ids.extend(Client(
+        b.url).push('ns/base', 'keep', ['jmp-base'])))
+    pusher.daemon = True
+    pusher.start()
+    wait_for(lambda: Client(b.url)._req('GET', '/v1/images/%s/json' % (
+        image_id('jmp-base'))).status_code == 200, 30, 'the base')
+    base = image_id('jmp-base')
     model = Model()
-    model.ack('ns/base', 'keep', base)
-    stop = threading.Event()
     done = []
     worker = threading.Thread(target=lambda: done.append(model_workload(
-        [[a.url, b.url]] * CLIENTS, model, base, ROUNDS, seed=3, stop=stop)))
+        [[a.url, b.url]] * CLIENTS, model, base, ROUNDS, seed=3)))
     worker.daemon = True
     worker.start()
     try:
-        wait_for(lambda: model.ops >= CLIENTS * ROUNDS // 3, 120,
-                 'a third of the workload')
+        wait_for(lambda: len(stall.stalled_hosts()) == 2, 120,
+                 'a stalled tag write on each host')
         with open(offset_file, 'w') as f:
             f.write('+1h\n')
-        # every worker of A has stepped (libfaketime re-reads the file
-        # each second); the load goes on meanwhile
-        wait_for(lambda: response_skew(a.url) > 3000 and
-                 response_skew(a.url) > 3000, 30, 'the jump')
+        # (libfaketime re-reads the file every second)
+        wait_for(lambda: response_skew(a.url) > 3000, 30, 'the jump')
         jumped_at = model.ops
+        time.sleep(HOLD)
+        stall.resume_all()
     finally:
+        stalls = stall.finish()
         worker.join(600)
+        pusher.join(60)
     assert done, 'workload failed'
+    assert base_ids[-1] == base
+    model.ack('ns/base', 'keep', base)
+    assert stalls >= 2
     assert jumped_at < CLIENTS * ROUNDS, 'the jump came after the load'
-    assert recovery_finished_intents(a.log()) == 0
+    report('jump', model, stalls, a)
     final_checks([a, b], redis_server, model)
 
 
