@@ -148,6 +148,7 @@ class Model(object):
         self.ops = 0
         self.acked = 0
         self.violations = []      # tag PUTs refused for an image that exists
+        self.untagged = set()     # fresh images whose tag PUT failed
         self.errors = []
         self.lock = threading.Lock()
 
@@ -204,9 +205,10 @@ class ModelClient(Client):
                     ids.append(image)
                     up = image
                 return ids
-            except Gone as e:
+            except Exception as e:
                 last = e
                 time.sleep(0.05 * (attempt + 1))
+        self.model.untagged.update(image_id(n) for n in names)
         raise Gone('gave up: %s' % last)
 
     def write_tag(self, repo, tag, image, fresh=False):
@@ -218,6 +220,8 @@ class ModelClient(Client):
             r = self.put_tag(repo, tag, image)
         except Exception as e:
             self.model.doubt(repo, tag)
+            if fresh:
+                self.model.untagged.add(image)
             self.model.errors.append('PUT %s:%s: %r' % (repo, tag, e))
             return None
         if r.status_code == 200:
@@ -225,6 +229,8 @@ class ModelClient(Client):
         else:
             # the tag file may or may not have been written
             self.model.doubt(repo, tag)
+            if fresh:
+                self.model.untagged.add(image)
             if fresh and r.status_code == 404 and self.has(image):
                 self.model.violations.append(
                     'tag PUT %s:%s -> %s answered %s for an existing image '
