@@ -198,3 +198,49 @@ def test_api_recovery_with_no_timeout_from_another_host(make_registry,
     assert rounds[0] > 5
     assert model.violations == [], model.violations
     assert lost_tags(model, reg.url) == []
+
+
+@pytest.mark.parametrize('timeout', [60, pytest.param(0, marks=pytest.mark.xfail(
+    strict=True, reason=(
+        'issue 20: recovery.recover(ctx, intent_timeout=0) is not refused '
+        '(only the config and the CLI refuse < 60 s); from another host '
+        'it takes a live tag write stalled between its pending marker and '
+        'the tag file for abandoned (age >= 0 on the storage clock), '
+        'releases the pending marker and deletes the freshly pushed '
+        'image: the tag PUT then answers 404 "Image not found"')))])
+def test_api_recovery_meets_a_stalled_tag_write_of_another_host(
+        make_registry, tmpdir, redis_server, timeout):
+    """The deterministic form of the loop above: a tag write of a fresh
+    image stops (SIGSTOP) between its pending marker and the tag file, on
+    a registry host the test process cannot see into; recovery runs from
+    the test process with ``intent_timeout`` 60 s (the minimum the config
+    and the CLI accept) or 0 (the Python API takes it); the writer
+    resumes.  Its tag PUT must answer 200 and the tag pull whole."""
+    from .faults import Stall, stopped_workers
+    settings = refcount_settings(tmpdir, lock_backend='redis',
+                                 redis=redis_server.settings(),
+                                 intent_timeout=60, recovery_interval=3600)
+    reg = make_registry(refcount=settings, workers=1,
+                        command=host_command('refcount-host-s'))
+    reg.start(env={'REGISTRY_REFCOUNT_PAUSE_AT': 'after_pending'})
+    client = Client(reg.url)
+    image = client.push_chain(['st-fresh'])[-1]
+    stall = Stall([reg], hold=None)
+    answer = []
+    writer = threading.Thread(target=lambda: answer.append(
+        client.put_tag('ns/app', 'v', image)))
+    writer.daemon = True
+    writer.start()
+    try:
+        wait_for(lambda: stopped_workers(reg), 30, 'the stalled tag write')
+        ctx = protocols.context(reg.store(), locks.RedisLocks(
+            port=redis_server.port, timeout=30), by='test')
+        report = recovery.recover(ctx, intent_timeout=timeout)
+    finally:
+        stall.finish()
+        writer.join(60)
+    print('recover(%s) next to a stalled tag write of another host: %s'
+          % (timeout, report))
+    assert answer and answer[0].status_code == 200, (
+        report, answer and (answer[0].status_code, answer[0].text))
+    assert Client(reg.url).pullable('ns/app', 'v') is None, report
