@@ -39,7 +39,9 @@ test: setup
 
 stress: setup
 	@REFCOUNT_STRESS=1 $(VENV27)/bin/python -m pytest -q \
-	  tests/registry/test_concurrency.py tests/storage/test_properties.py $(PYTEST_ARGS)
+	  tests/registry/test_concurrency.py tests/registry/test_fuzz.py \
+	  tests/storage/test_properties.py \
+	  tests/model $(PYTEST_ARGS)
 
 bench: setup
 	@bash scripts/bench.sh

@@ -475,10 +475,10 @@ def main(argv=None):
             out.setdefault('files_after', {})[name] = storage_files(
                 reg.storage)
             if name == 'enabled':
-                log = reg.log()
-                out['enabled_log_errors'] = sum(
-                    1 for line in log.splitlines()
-                    if 'ERROR' in line or 'Traceback' in line)
+                errors = [line for line in reg.log().splitlines()
+                          if 'ERROR' in line or 'Traceback' in line]
+                out['enabled_log_errors'] = len(errors)
+                out['enabled_log_error_lines'] = errors[:5]
     finally:
         for reg in registries.values():
             reg.stop()

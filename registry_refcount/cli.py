@@ -19,6 +19,7 @@ import sys
 import time
 
 from . import audit
+from . import durable
 from . import invariants
 from . import layout
 from . import locks
@@ -154,6 +155,9 @@ def cmd_verify(ctx, settings, args, progress):
     lines += ['  unfinished deletion: %s' % i for i in rep.journal]
     lines += ['  per-tag-list record (run rebuild): %s' % i
               for i in rep.legacy]
+    lines += ['  damaged ancestry: %s (%s)' % (d['problem'], (
+        'repair writes it from the json parents' if d['ancestry'] else
+        'the json parents cannot say it either')) for d in rep.damaged]
     if doc['repaired']:
         lines.append('  repaired %d record(s)' % doc['repaired'])
     lines.append('  %d tags, %d images, %d unreachable, %d intents in flight'
@@ -164,7 +168,11 @@ def cmd_verify(ctx, settings, args, progress):
 
 def cmd_rebuild(ctx, settings, args, progress):
     from . import rebuild
-    doc = rebuild.rebuild(ctx, args.jobs, progress)
+    doc = rebuild.rebuild_exclusively(ctx, args.jobs, progress)
+    if doc is None:
+        return FAILED, {'error': 'another rebuild is running'}, [
+            'registry-refcount rebuild: another rebuild is running (it '
+            'holds the rebuild lock); nothing done']
     lines = ['registry-refcount rebuild: %s' % (
         'done, registry initialised' if doc['initialised'] else
         'INCOMPLETE (run it again once the errors are fixed)')]
@@ -174,7 +182,13 @@ def cmd_rebuild(ctx, settings, args, progress):
               '  child markers added: %d' % doc['child_markers_added'],
               '  tags reconciled: %d' % doc['tags_reconciled']]
     lines += ['  error: %s' % e for e in doc['errors']]
-    return (OK if doc['initialised'] else FAILED), doc, lines
+    lines += ['  damaged: %s' % d['problem'] for d in doc['damaged']]
+    if doc['damaged']:
+        lines.append('  (records were built for everything else; '
+                     '`verify --repair` writes the damaged ancestries '
+                     'again from the json parents)')
+    return (OK if doc['initialised'] and not doc['damaged'] else FAILED), \
+        doc, lines
 
 
 def cmd_recover(ctx, settings, args, progress):
@@ -227,7 +241,23 @@ def cmd_gc(ctx, settings, args, progress):
                   verb, len(doc['deleted']), _bytes(doc['bytes_freed']),
                   doc['kept_young'], doc['kept_referenced'])]
     lines += ['  error: %s' % e for e in doc['errors']]
-    return (FAILED if doc['errors'] else OK), doc, lines
+    if doc['stopped']:
+        lines.append('  NOTHING DELETED: %s' % doc['stopped'])
+    lines += _damage_lines(doc)
+    return (FAILED if doc['errors'] or doc['damaged'] else OK), doc, lines
+
+
+def _damage_lines(doc):
+    """Each damaged record gc met and what it keeps because of it."""
+    lines = []
+    for d in doc['damaged']:
+        lines += ['  damaged %s: %s' % (d['image'], d['problem']),
+                  '    kept for it: %s' % ', '.join(d['protects'])]
+    if doc['damaged'] and doc['kept_damaged']:
+        lines.append('  %d candidate(s) kept for damaged records '
+                     '(`verify --repair` writes a damaged ancestry again '
+                     'from whole json parents)' % doc['kept_damaged'])
+    return lines
 
 
 def _clean_index_images(store, deleted):
@@ -238,7 +268,7 @@ def _clean_index_images(store, deleted):
     for ns, repo in records.repositories(store, layout.REPOSITORIES):
         path = layout.index_images_file(ns, repo)
         try:
-            data = json.loads(layout.text(store.get_content(path)))
+            data = json.loads(layout.text(records.read_file(store, path)))
         except Exception:
             continue
         if not isinstance(data, list):
@@ -246,7 +276,8 @@ def _clean_index_images(store, deleted):
         kept = [e for e in data if not (isinstance(e, dict) and
                                         e.get('id') in deleted)]
         if len(kept) != len(data):
-            store.put_content(path, json.dumps(kept).encode('utf-8'))
+            records.write_file(store, path,
+                               json.dumps(kept).encode('utf-8'))
             updated += 1
     return updated
 
@@ -316,6 +347,10 @@ def main(argv=None):
     logging.getLogger('docker_registry').setLevel(logging.ERROR)
     try:
         cfg, settings, store = load(args)
+        durable.enabled = settings.sync_writes
+        moved = protocols.move_predecessor_aside(store)
+        if moved:
+            print(moved, file=sys.stderr)
         ctx = make_context(settings, store, 'gc' if args.command == 'gc'
                            else args.command)
         mismatch = (None if args.ignore_lockspace else

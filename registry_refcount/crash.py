@@ -51,6 +51,8 @@ PAUSES = (
     'teardown_before_json',   # markers and truth checked, json not removed
     'child_before_marker',    # child registration about to write its marker
     'finish_before_release',  # a request's tag reconciled, pending still on
+    'rebuild_before_convert',  # rebuild found a per-tag-list record, not
+                               # yet converted
 )
 
 ALL_POINTS = POINTS + PAUSES

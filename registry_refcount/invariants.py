@@ -8,6 +8,9 @@ the records (markers, ledger, intents, journal) and reports:
 * **R1** - every record that differs from what the truth says, each with
   the repair that would fix it (never a deletion of an image);
 * **L1** - images that no tag reaches;
+* damaged ancestries (missing, malformed, truncated on an image whose
+  json is stored), each with the ancestry its json parents give when
+  they are whole: what :func:`repair` writes;
 * work in flight or unfinished (intents, journal entries) and unreadable
   records.
 
@@ -20,6 +23,7 @@ from __future__ import absolute_import, unicode_literals
 import json
 import os
 
+from . import damage
 from . import layout
 from . import protocols
 from . import records
@@ -38,12 +42,13 @@ class Report(object):
         self.journal = []
         self.unreadable = []
         self.legacy = []
-        self.ledger_digests = set()
+        self.ledger_digests = {}      # a tag marker's name: its tag
+        self.damaged = []     # {'image', 'problem', 'ancestry' or None}
 
     @property
     def consistent(self):
         return not (self.s1 or self.r1 or self.unreadable or self.journal
-                    or self.legacy)
+                    or self.legacy or self.damaged)
 
     def as_dict(self):
         return {
@@ -55,6 +60,7 @@ class Report(object):
             's1': self.s1, 'r1': self.r1,
             'intents': self.intents, 'journal': self.journal,
             'unreadable': self.unreadable, 'legacy': self.legacy,
+            'damaged': self.damaged,
         }
 
 
@@ -76,6 +82,7 @@ def check(store, jobs=8, progress=truth.no_progress):
                 layout.image_file(image_id, 'layer')):
             rep.s1.append({'tag': None, 'problem': 'reachable image %s has '
                            'no layer' % image_id})
+    rep.damaged = truth.damaged_ancestries(rep.images)
     rep.unreachable = sorted(i for i, img in rep.images.items()
                              if i not in rep.reachable and img.has_json)
     rep.intents = sorted(i for i in records.listing(store, layout.INTENTS)
@@ -111,8 +118,8 @@ def _check_records(store, rep, jobs, progress=truth.no_progress):
 
     def markers_of(image_id):
         names = list(records.markers(store, image_id))
-        legacy = (not names and
-                  records.legacy_references(store, image_id) is not None)
+        # (beside markers too: moved aside by a marker's write)
+        legacy = records.legacy_references(store, image_id) is not None
         contents = {}
         for name in names:
             if name.startswith(layout.TAG_PREFIX):
@@ -186,7 +193,7 @@ def ledger_entries(store):
 
 def _check_ledger(store, rep):
     entries = ledger_entries(store)
-    rep.ledger_digests = set(key.marker for key in entries)
+    rep.ledger_digests = dict((key.marker, key) for key in entries)
     for key, entry in sorted(entries.items()):
         if entry is protocols.UNKNOWN:
             rep.unreadable.append(layout.ledger(key))
@@ -219,17 +226,38 @@ def repair(ctx, rep, min_age=600):
             marker = diff['marker']
             if protocols.drop_stale_marker(
                     ctx, diff['image'], marker, min_age,
-                    digests.get(marker), unclaimed=(
+                    # a torn marker's tag, from its ledger entry if the
+                    # tag file is gone (one a power loss emptied)
+                    digests.get(marker) or rep.ledger_digests.get(marker),
+                    unclaimed=(
                         marker not in digests and
                         marker not in rep.ledger_digests)):
                 fixed += 1
         elif kind == 'ledger':
             protocols.rewrite_ledger(ctx, layout.TagKey.parse(diff['key']))
             fixed += 1
+    fixed += _repair_ancestries(ctx.store, rep.damaged)
     for path in rep.unreadable:
         if path.startswith(layout.LEDGER + '/'):
             protocols.rewrite_ledger(ctx, layout.TagKey(
                 *path[len(layout.LEDGER) + 1:].split('/')))
+            fixed += 1
+    return fixed
+
+
+def _repair_ancestries(store, found):
+    """Write each damaged ancestry again from the json parents, read
+    afresh just before (a push done again meanwhile writes its own), only
+    where they are whole: the one file written outside the extension's
+    records, ``images/<id>/ancestry``, as the registry writes it."""
+    fixed = 0
+    ends = damage.Ends(store)
+    for diff in found:
+        if diff['ancestry'] is None:
+            continue
+        ancestry = damage.expected_ancestry(store, diff['image'], ends)
+        if ancestry is not None:
+            damage.write_ancestry(store, diff['image'], ancestry)
             fixed += 1
     return fixed
 

@@ -41,8 +41,15 @@ LOCKSPACE = PREFIX + '/lockspace'
 QUARANTINE = PREFIX + '/quarantine'
 AUDIT = PREFIX + '/audit'
 SPARES = PREFIX + '/spares'
+#: Where the per-tag-list extension (docker-registry PR #606) kept its
+#: version record - a *file* at ``PREFIX`` - is moved aside to.
+PREDECESSOR_INFO_ASIDE = PREFIX + '.pr606'
 
 REFERENCES = '_references'
+#: An image's per-tag-list file of PR #606 (a *file* ``_references``),
+#: moved aside to make room for the folder of markers.  Counts as a
+#: reference until ``rebuild`` converts it.
+LEGACY_ASIDE = '_references.legacy'
 TOMBSTONE = '_deleting'
 # The registry's own mark of a push not finished: written before the json,
 # removed once the layer's checksum is in.
@@ -261,6 +268,10 @@ def check_length(key, name_max=None, path_max=None, prefix=0):
 
 def references_dir(image_id):
     return image_file(image_id, REFERENCES)
+
+
+def legacy_aside(image_id):
+    return image_file(image_id, LEGACY_ASIDE)
 
 
 def marker_path(image_id, marker):

@@ -81,6 +81,25 @@ def is_initialised(store):
     return False
 
 
+def move_predecessor_aside(store):
+    """Before anything is written under ``extensions/refcount/``: the
+    per-tag-list extension (docker-registry PR #606) kept its version
+    record in a *file* of that name, where our folder goes.  It is moved
+    aside to :data:`.layout.PREDECESSOR_INFO_ASIDE` (it says only that
+    PR #606 initialised its records; its per-image records are honoured
+    until ``rebuild`` converts them).  None, or what to tell the
+    operator (the caller says it: the registry's logging is not set up
+    yet when its workers boot)."""
+    if not records.move_file_aside(store, layout.PREFIX,
+                                   layout.PREDECESSOR_INFO_ASIDE):
+        return None
+    return ('refcount: moved the version record of the per-tag-list '
+            'extension (docker-registry PR #606) from %s aside to %s; its '
+            'per-image records count as references until `registry-refcount '
+            'rebuild` converts them' % (layout.PREFIX,
+                                       layout.PREDECESSOR_INFO_ASIDE))
+
+
 def initialise(store):
     """On first start: an empty registry is initialised at once; one that
     already holds images only tracks references until ``rebuild``."""
@@ -90,6 +109,9 @@ def initialise(store):
     except records.Unreadable:
         return False
     empty = next(iter(records.listing(store, layout.IMAGES)), None) is None
+    if empty:
+        from . import gap
+        gap.start_checked(store)     # no write is unchecked yet
     records.write(store, layout.STATE, {'initialised': empty,
                                         'since': time.time()})
     if not empty:
@@ -145,12 +167,19 @@ def read_tag(store, key):
     """The image id a tag file names, None if there is no tag file.
     :class:`BadInput` if it names no valid id, or is there but cannot be
     read (a folder, a permission error): never taken for an absent tag."""
-    try:
-        value = records.read_file(store, layout.tag_file(key), probe=True)
-    except EnvironmentError as e:
-        raise BadInput('tag %s cannot be read: %s' % (key.display, e))
-    if value is None:
-        return None
+    for attempt in range(EMPTY_READS):
+        try:
+            value = records.read_file(store, layout.tag_file(key),
+                                      probe=True)
+        except EnvironmentError as e:
+            raise BadInput('tag %s cannot be read: %s' % (key.display, e))
+        if value is None:
+            return None
+        if value:
+            break
+        # the registry rewrites a tag file in place (truncate, then
+        # write): read in between, it is empty for a moment
+        time.sleep(EMPTY_WAIT)
     value = layout.text(value)     # not stripped: '<id>\n' is another image
     if not layout.valid_id(value):
         raise BadInput('tag %s names an invalid image id %r (a torn or '
@@ -158,6 +187,11 @@ def read_tag(store, key):
                        'push the tag again, or delete it)'
                        % (key.display, value[:80]))
     return value
+
+
+#: Reads of a tag file found empty, and the wait between them, before it
+#: counts as torn.
+EMPTY_READS, EMPTY_WAIT = 5, 0.02
 
 
 def parent_of(store, image_id):
@@ -267,7 +301,8 @@ def needed(store, image_id):
 
 # -- references --------------------------------------------------------------
 
-def add_reference(ctx, image_id, marker, content=b'', same_as=None):
+def add_reference(ctx, image_id, marker, content=b'', same_as=None,
+                  sync=False):
     """Write a marker on a live image.  False, and nothing left written,
     if the image is gone or being deleted.
 
@@ -279,16 +314,22 @@ def add_reference(ctx, image_id, marker, content=b'', same_as=None):
     about to cancel - refuses: the caller tries again or fails loudly,
     and the marker goes again, unless it is a tag's.
     ``same_as``: a record whose content will do for the marker's (linked
-    to it on local storage).
+    to it on local storage).  ``sync``: the marker's content and, once
+    accepted, its name are durable when this returns (a hold: see
+    docs/design.rst, *Power loss*); other callers sync the name
+    themselves where an order needs it.
     """
     store = ctx.store
     # Written ``fresh``: a marker is nearly always a new name (a rewrite of
     # one that is there - a retried push, a crash - costs only its file).
     if not (same_as and records.link(
             store, same_as, layout.marker_path(image_id, marker))):
-        records.write_marker(store, image_id, marker, content, fresh=True)
+        records.write_marker(store, image_id, marker, content, fresh=True,
+                             sync=sync)
     crash.point('add_before_check')
     if image_state(store, image_id) == 'live':
+        if sync:
+            records.sync_names(store, layout.marker_path(image_id, marker))
         return True
     if not marker.startswith(layout.TAG_PREFIX):
         # (a tag's marker is one file for every writer of that tag: it may
@@ -348,9 +389,11 @@ def _cascade(ctx, finished, image_id, marker, reason, partial=False):
     try:
         while image_id is not None:
             with ctx.locks.image(image_id):
-                if marker is not None:
-                    records.remove_marker(ctx.store, image_id, marker)
-                torn = _maybe_tear_down(ctx, image_id, reason, partial)
+                if marker is not None and not _take_marker(
+                        ctx.store, image_id, marker):
+                    torn = KEPT
+                else:
+                    torn = _maybe_tear_down(ctx, image_id, reason, partial)
                 partial = False
             if finished is not None:
                 _finalize(ctx, *finished)
@@ -369,6 +412,19 @@ def _cascade(ctx, finished, image_id, marker, reason, partial=False):
         if finished is not None:
             owner.end(finished[1])
         raise
+
+
+def _take_marker(store, image_id, marker):
+    """Remove a marker; False if it was not there.  Then an earlier run of
+    this very step removed it, and the image's fate was decided there
+    (deleted, journalled, or - if that run stopped in between - left to
+    gc): deciding it again could tear down the image pushed anew since
+    (a tag write's pending marker released by recovery after the image
+    was deleted and pushed again)."""
+    if not records.exists(store, layout.marker_path(image_id, marker)):
+        return False
+    records.remove_marker(store, image_id, marker)
+    return True
 
 
 def _maybe_tear_down(ctx, image_id, reason, partial=False):
@@ -406,13 +462,16 @@ def _maybe_tear_down(ctx, image_id, reason, partial=False):
     return _tear_down(ctx, image_id, parent, reason)
 
 
-def _step(ctx, point):
-    """A named point before a destructive step: crash or pause there in
-    the fault tests, then make sure every lock this task holds is still
-    ours (:class:`.locks.LockLost` if not: the work is left to recovery).
-    Safety does not depend on it; a lost lock found here only spares the
-    records an interleaving that recovery would have to mend."""
-    crash.point(point)
+def _step(ctx, point=None):
+    """A named point before a destructive step or a record's write: crash
+    or pause there in the fault tests, then make sure every lock this task
+    holds is still ours (:class:`.locks.LockLost` if not: the work is left
+    to recovery).  Safety does not depend on it; a lost lock found here
+    only spares the records an interleaving that recovery would have to
+    mend (a ledger written from a tag file read before another holder's
+    write)."""
+    if point is not None:
+        crash.point(point)
     verify = getattr(ctx.locks, 'verify', None)
     if verify is not None:
         verify()
@@ -435,7 +494,7 @@ def _tear_down(ctx, image_id, parent, reason):
     owner.begin(token)
     try:
         records.write(store, layout.journal(image_id, token), doc,
-                      fresh=True)
+                      fresh=True, sync=True)
         # the tombstone holds the same document: on local storage it is
         # another name of the journal entry
         if not records.link(store, layout.journal(image_id, token),
@@ -444,9 +503,16 @@ def _tear_down(ctx, image_id, parent, reason):
                         json.dumps(doc).encode('utf-8'))
         crash.point('after_tombstone')
         crash.point('teardown_before_check')
-        if needed(store, image_id):    # a marker written meanwhile
+        if needed(store, image_id) or _claimed(ctx, image_id):
+            # a marker written meanwhile, or a write the extension did
+            # not see (:mod:`.gap`) names the image
             _finalize(ctx, image_id, token)
             return KEPT
+        # the journal entry and the tombstone reach the disk before the
+        # json's removal can: else a power loss may leave an image without
+        # json and without a record that it was being deleted
+        records.sync_names(store, layout.journal(image_id, token),
+                           layout.tombstone(image_id, token))
         try:
             _step(ctx, 'teardown_before_json')
         except locks.LockTimeout:
@@ -464,13 +530,27 @@ def _tear_down(ctx, image_id, parent, reason):
 
 def _remove_files(store, image_id):
     """``json`` first, then every other file by its own path (tombstones
-    stay: each goes with its own deletion)."""
-    _remove(store, layout.image_file(image_id, 'json'))
+    stay: each goes with its own deletion).  The removals reach the disk
+    before the parent loses this image's ``child-`` marker: else a power
+    loss may bring back a child whose parent is gone."""
+    json_path = layout.image_file(image_id, 'json')
+    _remove(store, json_path)
     crash.point('after_json_removed')
-    names = list(records.listing(store, layout.image_dir(image_id)))
-    for name in names:
-        if name != 'json' and layout.tombstone_token(name) is None:
-            _remove(store, layout.image_file(image_id, name))
+    paths = [layout.image_file(image_id, name) for name in
+             records.listing(store, layout.image_dir(image_id))
+             if name != 'json' and layout.tombstone_token(name) is None]
+    for path in paths:
+        _remove(store, path)
+    records.removed(store, [json_path] + paths)
+    records.sync_names(store, json_path)
+
+
+def _claimed(ctx, image_id):
+    """Does a registry write the extension has not checked yet name the
+    image (:func:`.gap.claims`)?  (Imported here: :mod:`.gap` uses this
+    module.)"""
+    from . import gap
+    return gap.claims(ctx, image_id)
 
 
 def _finalize(ctx, image_id, token):
@@ -515,9 +595,11 @@ def finish_deletion(ctx, image_id, token=None):
         doc = None
     if doc is None:
         doc = _tombstone_doc(store, image_id, token)
-    if doc is None or 'parent' not in doc:
-        logger.error('refcount: cannot finish deletion of %s: neither its '
-                     'journal entry nor its tombstone can be read', image_id)
+    if doc is None:
+        return _finish_unrecorded(ctx, image_id, token)
+    if 'parent' not in doc:
+        logger.error('refcount: cannot finish deletion of %s: its journal '
+                     'entry does not say its parent', image_id)
         return False
     parent = doc.get('parent')
     if parent is not None and not layout.valid_id(parent):
@@ -547,6 +629,28 @@ def finish_deletion(ctx, image_id, token=None):
     return True
 
 
+def _finish_unrecorded(ctx, image_id, token):
+    """A deletion whose journal entry and tombstone (one inode on local
+    storage) came back unreadable, emptied by a power loss: what it was
+    doing is lost, so nothing is decided on its word.  While the json is
+    there it had removed nothing (the json goes first): it is cancelled,
+    and gc judges the image again.  Without the json it had decided: the
+    image's other files go, and its parent's ``child-`` marker is left to
+    gc (a marker of a child without json is stale once its writer is
+    gone).  Either way the tombstone goes: it never blocks for ever."""
+    store = ctx.store
+    with ctx.locks.image(image_id):
+        whole = records.exists(store, layout.image_file(image_id, 'json'))
+        if not whole:
+            _remove_files(store, image_id)
+    logger.warning('refcount: the record of a deletion of %s could not be '
+                   'read (a power loss?); %s', image_id,
+                   'cancelled it' if whole else 'finished its removals, '
+                   'its parent is left to gc')
+    _finalize(ctx, image_id, token)
+    return True
+
+
 def _tombstone_doc(store, image_id, token=None):
     try:
         doc = json.loads(layout.text(records.read_raw(
@@ -564,10 +668,7 @@ def layer_size(store, image_id):
 
 
 def _remove(store, path):
-    try:
-        store.remove(path)
-    except exceptions.FileNotFoundError:
-        pass
+    records.remove_file(store, path)
 
 
 def marker_doc(store, image_id, marker):
@@ -647,6 +748,7 @@ def drop_stale_marker(ctx, image_id, marker, min_age, key=None, now=None,
         elif kind == 'hold':
             if in_flight(store, image_id, marker, HOLD_AGE, now):
                 return False
+            return retire_hold(ctx, image_id, marker)
         elif not child_marker_stale(store, image_id, value, min_age, now):
             return False
         records.remove_marker(store, image_id, marker)
@@ -759,6 +861,7 @@ def _reconcile_round(ctx, key):
                     store, layout.marker_path(truth, key.marker))):
             return truth, False
     drop = sorted(set([image] + others) - set([truth, None]))
+    _step(ctx)
     if (image, others) != (truth, drop) and not (
             drop and truth in [None, image] + others):
         # where the marker goes and which images it must leave, before
@@ -769,9 +872,14 @@ def _reconcile_round(ctx, key):
         records.write(store, layout.ledger(key), dict(
             {'image': truth, 'tag': str(key)},
             **({'others': drop} if drop else {})),
-            fresh=entry == (None, []))     # read absent, under the lock
+            fresh=entry == (None, []),     # read absent, under the lock
+            sync=True)
     if truth is not None:
-        if not add_reference_patiently(ctx, truth, key.marker, str(key)):
+        if add_reference_patiently(ctx, truth, key.marker, str(key)):
+            # durable before any marker comes off on its word (the other
+            # images', the tag write's pending marker after this)
+            records.sync_names(store, layout.marker_path(truth, key.marker))
+        else:
             logger.error('refcount: tag %s names image %s, which is gone',
                          key.display, truth)
         crash.point('after_tag_reference')
@@ -781,12 +889,12 @@ def _reconcile_round(ctx, key):
         reason = ('tag %s was deleted' % key.display if truth is None
                   else 'tag %s moved to %s' % (key.display, truth))
         drop_tag_marker(ctx, key, stale, reason)
-    crash.point('before_ledger')
+    _step(ctx, 'before_ledger')
     if truth is None:
         records.remove(store, layout.ledger(key))
     else:
         records.write(store, layout.ledger(key),
-                      {'image': truth, 'tag': str(key)})
+                      {'image': truth, 'tag': str(key)}, sync=True)
     return truth, True
 
 
@@ -817,18 +925,50 @@ def drop_tag_marker(ctx, key, image_id, reason):
             return True
         try:
             _step(ctx, 'reconcile_before_drop')
+            # the tag file, as read, outlives a power loss that the
+            # marker's removal may outlive (the hold is durable already)
+            records.sync_file(store, layout.tag_file(key))
             records.remove_marker(store, image_id, key.marker)
             dropped = read_tag(store, key) != image_id
             if not dropped:
-                records.write_marker(store, image_id, key.marker, str(key))
+                _put_back(store, image_id, key)
             _drop_dead_holds(ctx, image_id, hold)
-            if reason is not None and dropped:
-                remove_reference(ctx, image_id, hold, reason)
-        finally:
-            records.remove_marker(store, image_id, hold)
+        except Exception:
+            # stopped (a lost lock, a storage error): the hold goes all the
+            # same, through the cascade, or the image it may have been the
+            # last marker of would wait for gc.  (A crash leaves it: dead,
+            # it is retired by the next drop from this image, or by gc.)
+            _release_hold(ctx._replace(locks=_Unverified(ctx.locks)),
+                          image_id, hold, reason)
+            raise
+        _release_hold(ctx, image_id, hold, reason if dropped else None)
     finally:
         owner.end(token)
     return dropped
+
+
+def _release_hold(ctx, image_id, hold, reason):
+    """Remove a hold: through the cascade (``reason``: the image goes if
+    that was its last marker), else by itself."""
+    if reason is None:
+        records.remove_marker(ctx.store, image_id, hold)
+    else:
+        remove_reference(ctx, image_id, hold, reason)
+
+
+class _Unverified(object):
+    """A lock provider whose ``verify`` asks nothing: to finish a step
+    that is safe whatever the locks (the handshake) after a lost lock
+    stopped the work around it."""
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def verify(self, strict=False):
+        pass
 
 
 def _add_hold(ctx, image_id, hold, key):
@@ -839,7 +979,8 @@ def _add_hold(ctx, image_id, hold, key):
     content = json.dumps({'tag': str(key), 'at': time.time(),
                           'owner': owner.me()})
     for attempt in range(RETRIES):
-        if add_reference(ctx, image_id, hold, content):
+        # durable, its tag with it, before the tag's marker comes off
+        if add_reference(ctx, image_id, hold, content, sync=True):
             return True
         if not records.exists(ctx.store, layout.image_file(image_id,
                                                            'json')):
@@ -857,7 +998,36 @@ def _drop_dead_holds(ctx, image_id, ours):
             store, layout.references_dir(image_id), layout.HOLD_PREFIX):
         if name != ours and not in_flight(store, image_id, name, HOLD_AGE,
                                           records.now(store)):
-            records.remove_marker(store, image_id, name)
+            retire_hold(ctx, image_id, name)
+
+
+def retire_hold(ctx, image_id, hold):
+    """Remove the hold of a reconcile that is over - after doing what it
+    may not have done: it may have died after taking its tag's marker off
+    and before reading the tag file again (step 4 of
+    :func:`drop_tag_marker`), so the tag file is read again here and the
+    marker put back if the tag names the image (the hold still keeps it
+    meanwhile).  A hold whose tag cannot be read is kept.  Returns True if
+    removed.  (Found by the model checker: without this, a dead hold
+    removed by another reconcile loses the image.)"""
+    store = ctx.store
+    try:
+        key = layout.TagKey.parse(marker_doc(store, image_id, hold)['tag'])
+    except (KeyError, TypeError, ValueError, layout.InvalidName):
+        logger.error('refcount: keeping hold %s on %s: it does not say '
+                     'which tag it is for', hold, image_id)
+        return False
+    if read_tag(store, key) == image_id:
+        _put_back(store, image_id, key)
+    records.remove_marker(store, image_id, hold)
+    return True
+
+
+def _put_back(store, image_id, key):
+    """Write a tag's marker back on the image its tag names, durable
+    before the hold that kept the image meanwhile goes."""
+    records.write_marker(store, image_id, key.marker, str(key))
+    records.sync_names(store, layout.marker_path(image_id, key.marker))
 
 
 #: Seconds after which a hold whose owner cannot be seen (another host)
@@ -877,7 +1047,7 @@ def rewrite_ledger(ctx, key):
         if not records.exists(store, layout.marker_path(truth, key.marker)):
             add_reference_patiently(ctx, truth, key.marker, str(key))
         records.write(store, layout.ledger(key),
-                      {'image': truth, 'tag': str(key)})
+                      {'image': truth, 'tag': str(key)}, sync=True)
 
 
 def ledger_tags(store, namespace, repository):
@@ -920,7 +1090,10 @@ def write_intent(store, intent_id, **fields):
     fields['at'] = time.time()
     fields['owner'] = owner.me()
     owner.begin(intent_id)
-    records.write(store, layout.intent(intent_id), fields, fresh=True)
+    # a tag write's intent: its bytes durable before its name, and before
+    # the pending marker that is another name of it (:func:`add_pending`)
+    records.write(store, layout.intent(intent_id), fields, fresh=True,
+                  sync=fields.get('image') is not None)
     crash.point('after_intent')
 
 
@@ -931,9 +1104,13 @@ def add_pending(ctx, intent_id, key, image_id):
     storage the marker is another name of the intent (which also holds
     the tag and the time)."""
     content = json.dumps({'tag': str(key), 'at': time.time()})
-    ok = add_reference(ctx, image_id, layout.pending_marker(intent_id),
-                       content, same_as=layout.intent(intent_id))
+    marker = layout.pending_marker(intent_id)
+    ok = add_reference(ctx, image_id, marker, content,
+                       same_as=layout.intent(intent_id))
     if ok:
+        # both names durable before the registry writes the tag file
+        records.sync_names(ctx.store, layout.intent(intent_id),
+                           layout.marker_path(image_id, marker))
         crash.point('after_pending')
     return ok
 
@@ -971,7 +1148,9 @@ def parse_intent(doc):
 def finish_intent(ctx, intent_id, doc):
     """Complete the work an intent records: reconcile its tags, release its
     pending marker, then drop the intent (after a tag request's response,
-    and in recovery).  :class:`BadInput` if the intent is malformed."""
+    and in recovery).  ``doc['failed']``: the request did not write its
+    tag, so its pending marker goes without deleting anything.
+    :class:`BadInput` if the intent is malformed."""
     try:
         intent = parse_intent(doc)
         if intent['repository']:
@@ -979,7 +1158,12 @@ def finish_intent(ctx, intent_id, doc):
         if intent['tag']:
             reconcile_tag(ctx, intent['tag'])
         crash.point('finish_before_release')
-        if intent['image']:
+        if intent['image'] and doc.get('failed'):
+            # the request did not write its tag: it deletes nothing (an
+            # image it alone named is left to gc and its grace period)
+            records.remove_marker(ctx.store, intent['image'],
+                                  layout.pending_marker(intent_id))
+        elif intent['image']:
             release_pending(ctx, intent_id, intent['image'],
                             intent['tag'].display)
         records.remove(ctx.store, layout.intent(intent_id))
@@ -993,12 +1177,15 @@ def register_child(ctx, child_id, parent_id):
     """Before a child's json is stored: mark the parent as needed by it.
     Returns an error string for the client, or None."""
     crash.point('child_before_marker')
-    if not add_reference(ctx, parent_id, layout.child_marker(child_id),
+    marker = layout.child_marker(child_id)
+    if not add_reference(ctx, parent_id, marker,
                          json.dumps({'at': time.time(),
                                      'owner': owner.me()})):
         state = image_state(ctx.store, parent_id)
         return ('Parent image %s is %s; push it again'
                 % (parent_id, 'being deleted' if state == 'deleting'
                    else 'not found'))
+    # durable before the registry writes the child's json
+    records.sync_names(ctx.store, layout.marker_path(parent_id, marker))
     crash.point('after_child_marker')
     return None

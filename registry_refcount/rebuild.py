@@ -4,7 +4,8 @@ and the way back when records are lost or corrupted.
 Safe while the registry serves traffic: every write goes through the same
 locks as the online protocols, and it only *adds* what the truth calls for
 (a union, never an overwrite), except the per-tag-list files of the earlier
-extension, which it converts (the truth decides, the old file goes).
+extension, which it converts (the truth decides; then the old file goes,
+and only that file: never the folder of markers beside or after it).
 Stale markers are left to ``verify --repair`` and gc.  Every step is
 idempotent, and a checkpoint records finished phases, so an interrupted
 rebuild resumes where it stopped.  The registry is marked initialised -
@@ -16,6 +17,7 @@ from __future__ import absolute_import, unicode_literals
 import logging
 import time
 
+from . import crash
 from . import layout
 from . import locks
 from . import protocols
@@ -27,11 +29,27 @@ CHECKPOINT = layout.PREFIX + '/rebuild'
 PHASES = ('children', 'tags')
 
 
+def rebuild_exclusively(ctx, jobs=8, progress=truth.no_progress):
+    """:func:`rebuild` under the ``rebuild`` lock; None if another
+    process holds it (within the lock timeout).  The lock spares the
+    work twice over; a rebuild that runs twice all the same (a lock held
+    twice: see the fault model) loses nothing either."""
+    lock = ctx.locks.named('rebuild')
+    try:
+        lock.__enter__()
+    except locks.LockTimeout:   # (only the lock's: not a timeout inside)
+        return None
+    try:
+        return rebuild(ctx, jobs, progress)
+    finally:
+        lock.__exit__(None, None, None)
+
+
 def rebuild(ctx, jobs=8, progress=truth.no_progress):
     store = ctx.store
     report = {'resumed_after': None, 'legacy_converted': 0,
               'child_markers_added': 0, 'tags_reconciled': 0,
-              'errors': [], 'initialised': False}
+              'errors': [], 'initialised': False, 'damaged': []}
     try:
         done = (records.read(store, CHECKPOINT) or {}).get('done', [])
     except records.Unreadable:
@@ -42,8 +60,11 @@ def rebuild(ctx, jobs=8, progress=truth.no_progress):
     report['errors'].extend(sorted(bad.values()))
     if 'children' not in done:
         images = truth.read_images(store, jobs, progress=progress)
+        report['damaged'] = truth.damaged_ancestries(images)
+        errors = len(report['errors'])
         _children(ctx, images, tags, report, jobs, progress)
-        done = _checkpoint(store, done, 'children')
+        if len(report['errors']) == errors:   # else read it all again
+            done = _checkpoint(store, done, 'children')
     if 'tags' not in done:
         keys = set(tags)
         for ns, repo in records.repositories(store, layout.LEDGER):
@@ -73,8 +94,11 @@ def _children(ctx, images, tags, report, jobs, progress):
     store = ctx.store
     children = {}
     for img in images.values():
-        if img.problem:
-            report['errors'].append('%s: %s' % (img.id, img.problem))
+        if img.parent_unknown:      # damage elsewhere is only reported
+            report['errors'].append(
+                '%s: %s; its parent cannot be known, so no child marker '
+                'holds it: deletions stay off until its json or ancestry '
+                'is repaired, or it is removed' % (img.id, img.problem))
         if img.has_json and img.parent:
             children.setdefault(img.parent, []).append(img.id)
     tagged = {}
@@ -84,9 +108,11 @@ def _children(ctx, images, tags, report, jobs, progress):
     def one(image_id):
         added = 0
         legacy = records.legacy_references(store, image_id) is not None
+        if legacy:
+            crash.point('rebuild_before_convert')
         with ctx.locks.image(image_id):
             if legacy:
-                _remove_legacy(store, image_id)
+                records.move_legacy_aside(store, image_id)
                 for key in tagged.get(image_id, []):
                     records.write_marker(store, image_id, key.marker,
                                          str(key))
@@ -96,6 +122,8 @@ def _children(ctx, images, tags, report, jobs, progress):
                 if marker not in existing:
                     records.write_marker(store, image_id, marker)
                     added += 1
+            if legacy:
+                _remove_legacy(store, image_id)
         return legacy, added
 
     ids = sorted(set(images) & (set(children) | set(
@@ -108,9 +136,13 @@ def _children(ctx, images, tags, report, jobs, progress):
 
 
 def _remove_legacy(store, image_id):
-    logger.warning('refcount: converting the per-tag-list record of %s',
+    """Once the markers the truth calls for are written: the record goes.
+    Only the file: a rebuild that runs twice (a lock held twice) may come
+    here long after another converted the image and markers were added,
+    and the folder of markers is not its to remove."""
+    logger.warning('refcount: converted the per-tag-list record of %s',
                    image_id)
-    store.remove(layout.references_dir(image_id))
+    records.remove_legacy(store, image_id)
 
 
 def _checkpoint(store, done, phase):

@@ -13,28 +13,123 @@ Two kinds of record:
   recovery rebuilds the document from the truth.
 
 On local storage records (documents, markers, tombstones) are written and
-read outside the driver (the rename is not something the driver can do),
-which also keeps them out of the registry's per-path LRU cache; a removed
-record becomes a spare file for the next write (:mod:`.spares`).
+read outside the driver (the rename is not something the driver can do);
+a removed record becomes a spare file for the next write (:mod:`.spares`).
+
+The registry's Redis LRU cache (``cache_lru``) wraps the driver's
+``get_content``, ``put_content`` and ``remove``, per path.  Its ``set``
+writes Redis *before* storage and skips the storage write when Redis
+already holds the same bytes, so a PUT that failed once is "done" by its
+retry without reaching storage; its ``get`` refills Redis with what a
+reader read, which may be a value replaced or a file removed meanwhile.
+So every record, and every read of the truth (tag files, json, ancestry),
+goes to storage through the driver's own methods with the cache's
+wrappers peeled off (:func:`direct`); a file of the registry's that the
+extension removes or rewrites, or reads to act on, has its cache entry
+dropped (:func:`forget`), so the registry serves what the extension saw.
 """
 
 from __future__ import absolute_import, unicode_literals
 
+import collections
 import errno
+import functools
 import json
 import logging
 import os
 import time
 
 from docker_registry.core import exceptions
+from docker_registry.core import lru
 
 from . import background
+from . import durable
 from . import layout
 from . import spares
 
 FORMAT = 1
 logger = logging.getLogger(__name__)
 _reported = set()
+
+
+# -- around the registry's LRU cache -----------------------------------------
+
+#: The code of the wrappers ``docker_registry.core.lru`` puts around a
+#: driver's methods: how a wrapper is told from a driver's own override.
+_LRU_WRAPPERS = frozenset(
+    c for decorator in (lru.get, lru.set, lru.remove)
+    for c in decorator.__code__.co_consts if hasattr(c, 'co_freevars'))
+
+
+def _unwrapped(fn):
+    """The driver method an LRU wrapper wraps, or None if ``fn`` is not
+    one.  (``functools.wraps`` sets no ``__wrapped__`` on Python 2: the
+    original is the wrapper's closure cell ``f``.)"""
+    code = getattr(fn, '__code__', None)
+    if code not in _LRU_WRAPPERS:
+        return None
+    cells = dict(zip(code.co_freevars, fn.__closure__ or ()))
+    return cells['f'].cell_contents
+
+
+def _direct_method(store, name):
+    """``store.<name>`` without the LRU cache: the innermost cached
+    implementation in the driver's class hierarchy, unwrapped (an override
+    above it, such as the S3 driver's retries of a missing key, is skipped
+    with the cache: :func:`get_if_exists` asks ``exists`` first anyway).
+    Without the cache, the method itself."""
+    for klass in type(store).__mro__:
+        original = _unwrapped(vars(klass).get(name))
+        if original is not None:
+            return functools.partial(original, store)
+    return getattr(store, name)
+
+
+def direct(store):
+    """The driver's ``get_content``, ``put_content`` and ``remove``
+    straight to storage, past the registry's LRU cache (chosen once per
+    driver object, and remembered in its own ``__dict__``)."""
+    own = getattr(store, '__dict__', {})
+    methods = own.get('_refcount_direct')
+    if methods is None:
+        methods = own['_refcount_direct'] = _Direct(
+            *[_direct_method(store, name) for name in _Direct._fields])
+    return methods
+
+
+_Direct = collections.namedtuple('_Direct',
+                                 'get_content put_content remove')
+
+
+def forget(path):
+    """Drop the registry's cache entry of ``path``, if it caches: its next
+    read of the file comes from storage.  Raises if Redis cannot be told
+    (a deletion is then left to recovery, which removes and forgets the
+    files again: an entry left behind would be served once Redis is back)."""
+    if lru.redis_conn is not None:
+        lru.redis_conn.delete(lru.cache_key(path))
+
+
+def before_registry_write(path):
+    """The registry is about to write ``path`` through its cache, which
+    skips the storage write when it already holds the same value - as it
+    does after a write that reached Redis and then failed on storage: the
+    client's retry answers 200 while storage keeps the old value, and the
+    extension (which follows storage) would release the image the client
+    was told is tagged.  Dropping the entry first makes the registry write
+    storage.  (Best effort: a cache that cannot be told is not one that
+    can skip a write either.)"""
+    _forget_quietly(path)
+
+
+def _forget_quietly(path):
+    """:func:`forget` after a read: a cache that cannot be told keeps what
+    it holds, and the read stands (it came from storage)."""
+    try:
+        forget(path)
+    except Exception as e:
+        logger.warning('refcount: could not drop the cache entry of %s: %s',
+                       path, e)
 
 
 class Unreadable(Exception):
@@ -123,7 +218,7 @@ def get_if_exists(store, path):
     if not store.exists(path):
         return None
     try:
-        return store.get_content(path)
+        return direct(store).get_content(path)
     except exceptions.FileNotFoundError:
         return None
     except Exception as e:
@@ -142,17 +237,26 @@ def read_raw(store, path):
 
 def read_file(store, path, probe=False):
     """Bytes of one of the registry's files (a tag file, an image's json
-    or ancestry), or None when absent.  On local storage: one ``open`` and
-    its reads (the file driver's ``get_content`` adds an ``exists`` and a
-    buffered file object, twice the system calls; a tag file is read
-    after every tag request).  Elsewhere through the driver: ``probe``
-    where absence is common (see :func:`get_if_exists`)."""
+    or ancestry), or None when absent: the truth, from storage.  On local
+    storage: one ``open`` and its reads (the file driver's ``get_content``
+    adds an ``exists`` and a buffered file object, twice the system calls;
+    a tag file is read after every tag request).  Elsewhere through the
+    driver, past its cache: ``probe`` where absence is common (see
+    :func:`get_if_exists`).  The cache's copy, which may be older or
+    newer than storage's (see the module's notes), is dropped: the
+    registry then serves what the extension acts on."""
+    data = _read_file(store, path, probe)
+    _forget_quietly(path)
+    return data
+
+
+def _read_file(store, path, probe):
     root = local_root(store)
     if root is None:
         if probe:
             return get_if_exists(store, path)
         try:
-            return store.get_content(path)
+            return direct(store).get_content(path)
         except exceptions.FileNotFoundError:
             return None
     fd = _open_if_there('%s/%s' % (root, path))
@@ -258,26 +362,56 @@ def quarantined(store):
     return found
 
 
-def write(store, path, obj, fresh=False):
+def write(store, path, obj, fresh=False, sync=False):
     """Write a document atomically: one PUT on object storage; on local
     storage, its bytes go into a spare file (or a new temporary one) that
     is then renamed into place.  ``fresh``: the name is new (an intent's,
     a marker's, a journal entry's, a ledger entry found absent), so no old
     file is kept as a spare (a wrong guess costs only that file: the
-    rename replaces it all the same)."""
-    put(store, path, encode(obj), fresh)
+    rename replaces it all the same).  ``sync``: its bytes reach the disk
+    before its name is made, so that after a power loss the name holds
+    them, never nothing nor a spare's old bytes (the name itself is made
+    durable by :func:`sync_names`, where an order needs it)."""
+    put(store, path, encode(obj), fresh, sync)
 
 
-def put(store, path, data, fresh=False):
+def put(store, path, data, fresh=False, sync=False):
     """Write raw bytes atomically (see :func:`write`)."""
     root = local_root(store)
     if root is None:
-        store.put_content(path, data)
+        direct(store).put_content(path, data)
     else:
-        _put_local(root, path, data, fresh)
+        _put_local(root, path, data, fresh, sync)
 
 
-def _put_local(root, path, data, fresh=False):
+def sync_names(store, *paths):
+    """On local storage, make the names of the records at ``paths`` - made
+    or removed - durable (their folders', :func:`.durable.names`): before
+    a step that relies on them after a power loss."""
+    root = local_root(store)
+    if root is not None:
+        durable.names(*['%s/%s' % (root, path.rsplit('/', 1)[0])
+                        for path in paths])
+
+
+def sync_file(store, path):
+    """On local storage, make one of the registry's files durable as it
+    is now - its bytes, and its name or its absence: the registry syncs
+    nothing, and a removal on the word of a tag file must not outlive the
+    tag file's content after a power loss."""
+    root = local_root(store)
+    if root is None:
+        return
+    fd = _open_if_there('%s/%s' % (root, path))
+    if fd is not None:
+        try:
+            durable.data(fd)
+        finally:
+            os.close(fd)
+    sync_names(store, path)
+
+
+def _put_local(root, path, data, fresh=False, sync=False):
     target = '%s/%s' % (root, path)
     folder = target.rsplit('/', 1)[0]
     for attempt in range(5):
@@ -296,6 +430,8 @@ def _put_local(root, path, data, fresh=False):
             try:
                 os.write(fd, data)
                 os.ftruncate(fd, len(data))
+                if sync:
+                    durable.data(fd)
             finally:
                 os.close(fd)
         except BaseException:
@@ -357,12 +493,47 @@ def remove(store, path):
     On local storage the file becomes a spare (:mod:`.spares`)."""
     root = local_root(store)
     if root is None:
-        try:
-            store.remove(path)
-        except exceptions.FileNotFoundError:
-            pass
+        _remove_direct(store, path)
     else:
         spares.give(root, '%s/%s' % (root, path))
+
+
+def _remove_direct(store, path):
+    try:
+        direct(store).remove(path)
+    except exceptions.FileNotFoundError:
+        pass
+
+
+def remove_file(store, path):
+    """Remove one of the registry's files (an image's json, layer,
+    ancestry, a legacy record...); absent is fine.  Only ever a file:
+    the drivers' ``remove`` takes a folder of that name whole (the file
+    driver's ``rmtree``; on S3, when the key is absent, every key under
+    the name).  Past the registry's cache, and its cache entry dropped
+    after the removal too: a reader may have put the file back in the
+    cache between the drop and the removal, and the registry would go on
+    serving a deleted image from it."""
+    forget(path)
+    _remove_only_file(store, path)
+    forget(path)
+
+
+def removed(store, paths):
+    """Once files of the registry's are removed (an image's, one by one
+    with :func:`remove_file`): what a reader of the registry put back
+    meanwhile into its view of them goes again.  (A read of the cache's
+    that began before a removal stores what it read after it: the
+    registry would serve a deleted image's json from the cache.)"""
+    for path in paths:
+        forget(path)
+
+def write_file(store, path, data):
+    """Rewrite one of the registry's files (a repository's
+    ``_index_images``): to storage, then its cache entry dropped, so the
+    registry reads the new bytes."""
+    direct(store).put_content(path, data)
+    forget(path)
 
 
 def listing(store, path):
@@ -427,7 +598,7 @@ def now(store):
             return os.fstat(f.fileno()).st_mtime
     bucket = getattr(store, '_boto_bucket', None)
     if bucket is not None and hasattr(store, '_init_path'):
-        store.put_content(layout.CLOCK, b'now')
+        direct(store).put_content(layout.CLOCK, b'now')  # each time
         key = bucket.get_key(store._init_path(layout.CLOCK))
         if key is not None:
             return _parse_time(key.last_modified)
@@ -496,10 +667,22 @@ def names_starting(store, folder, prefix):
 
 # -- markers ---------------------------------------------------------------
 
-def write_marker(store, image_id, marker, content=b'', fresh=False):
+def write_marker(store, image_id, marker, content=b'', fresh=False,
+                 sync=False):
+    """Write a marker.  Where a per-tag-list *file* of PR #606 stands in
+    the way of the folder (``ENOTDIR``), that file is moved aside first
+    (:func:`move_legacy_aside`), where it still counts: so a push or a tag
+    write works from the first start, not only after ``rebuild``."""
     if not isinstance(content, bytes):
         content = content.encode('utf-8')
-    put(store, layout.marker_path(image_id, marker), content, fresh)
+    path = layout.marker_path(image_id, marker)
+    try:
+        put(store, path, content, fresh, sync)
+    except OSError as e:
+        if e.errno != errno.ENOTDIR:
+            raise
+        move_legacy_aside(store, image_id)  # (or another process did)
+        put(store, path, content, fresh, sync)
 
 
 def link(store, source, path):
@@ -561,14 +744,19 @@ def referenced(store, image_id):
         try:
             st = os.stat(folder)
             if st.st_size <= max(st.st_blksize, 4096):
-                return bool(os.listdir(folder))
-            os.rmdir(folder)
+                if os.listdir(folder):
+                    return True
+            else:
+                os.rmdir(folder)
         except OSError as e:
             if e.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
                 return True
             if e.errno != errno.ENOENT:
                 raise
-        return False
+        # after ``_references``: a file moved aside is there before it
+        # left that name (:func:`move_file_aside`)
+        return os.path.exists('%s/%s' % (root, layout.legacy_aside(
+            image_id)))
     bucket = getattr(store, '_boto_bucket', None)
     if bucket is not None and hasattr(store, '_init_path'):
         prefix = store._init_path(path)
@@ -597,14 +785,86 @@ def retire_references(store, image_id):
 
 
 def legacy_references(store, image_id):
-    """The per-tag-list file of the earlier extension, or None.
+    """The per-tag-list file of the earlier extension (docker-registry
+    PR #606), in place or moved aside, or None.
 
-    Such an image is needed until ``rebuild`` converts it.
+    Such an image is needed until ``rebuild`` converts it.  (In place
+    first: a file being moved aside has its new name before it loses its
+    old one.)
     """
+    for path in _legacy_paths(image_id):
+        try:
+            data = get_if_exists(store, path)
+        except (IOError, OSError):
+            continue        # a folder, on local storage
+        if data is not None:
+            return data
+    return None
+
+
+def _legacy_paths(image_id):
+    return layout.references_dir(image_id), layout.legacy_aside(image_id)
+
+
+def move_legacy_aside(store, image_id):
+    """Make room for an image's folder of markers where PR #606 left a
+    per-tag-list *file* (:func:`move_file_aside`)."""
+    return move_file_aside(store, layout.references_dir(image_id),
+                           layout.legacy_aside(image_id))
+
+
+def remove_legacy(store, image_id):
+    """``rebuild``, once it wrote the markers the truth calls for: the
+    per-tag-list file goes, wherever it is - and never the folder of
+    markers beside it (:func:`remove_file`)."""
+    for path in _legacy_paths(image_id):
+        remove_file(store, path)
+
+
+def move_file_aside(store, path, aside):
+    """Give the *file* at ``path`` the name ``aside``, and never touch a
+    folder there: a ``link``, then an ``unlink`` of the old name, which
+    both fail on a folder - where a ``rename`` or the driver's ``remove``
+    would move or remove a folder that another process's move made, and
+    every marker in it.  At every moment one of the two names holds the
+    file.  True if this call moved a file.
+
+    Local storage only: object storage holds a key and keys under that
+    name side by side, so nothing is in the way there.
+    """
+    root = local_root(store)
+    if root is None:
+        return False
+    source = '%s/%s' % (root, path)
     try:
-        return get_if_exists(store, layout.references_dir(image_id))
-    except (IOError, OSError):
-        return None         # a folder, on local storage
+        os.link(source, '%s/%s' % (root, aside))
+    except OSError as e:
+        if e.errno != errno.EEXIST:
+            return False    # absent, or a folder (EPERM)
+    try:
+        os.unlink(source)
+    except OSError:
+        return False        # moved by another meanwhile, or a folder
+    return True
+
+
+def _remove_only_file(store, path):
+    """Remove the file at ``path`` (see :func:`remove_file`)."""
+    root = local_root(store)
+    if root is not None:
+        try:
+            os.unlink('%s/%s' % (root, path))
+        except OSError as e:
+            if e.errno not in (errno.ENOENT, errno.EISDIR, errno.EPERM,
+                               errno.ENOTDIR):
+                raise
+        return
+    bucket = getattr(store, '_boto_bucket', None)
+    if bucket is not None and hasattr(store, '_init_path'):
+        bucket.delete_key(store._init_path(path))
+        return
+    if store.exists(path) and next(listing(store, path), None) is None:
+        _remove_direct(store, path)     # other drivers: the best they allow
 
 
 def prune(store, folder):
@@ -643,8 +903,15 @@ def _rmdirs(folders):
 
 
 def _make_folder(root, folder):
+    """Make ``folder`` and its missing parents, each noted as made (its
+    name is durable once its parent is synced, :func:`.durable.names`)."""
+    missing = [folder]
+    while not os.path.isdir(os.path.dirname(missing[-1])):
+        missing.append(os.path.dirname(missing[-1]))
     if not spares.place_folder(root, folder):
         spares.makedirs(folder)
+    for made in missing:
+        durable.made(made)
 
 
 def _unlink(path):

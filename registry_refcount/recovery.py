@@ -26,6 +26,7 @@ from __future__ import absolute_import, unicode_literals
 import logging
 import time
 
+from . import gap
 from . import layout
 from . import locks
 from . import owner
@@ -80,13 +81,26 @@ def recover(ctx, intent_timeout, now=None):
             report['errors'].append('%s: %s' % (intent_id, e))
     report['rebuilt'] = _rebuild_quarantined(ctx, intent_timeout, now,
                                              report)
+    _catch_up(ctx, report)
     root = records.local_root(store)
     if root is not None:
         spares.clean(root, time.time())
     if any(report[k] for k in ('intents_finished', 'deletions_finished',
-                               'rebuilt', 'errors', 'unreadable')):
+                               'rebuilt', 'caught_up', 'errors',
+                               'unreadable')):
         logger.warning('refcount: recovery: %s', report)
     return report
+
+
+def _catch_up(ctx, report):
+    """Register the references of writes made without the extension
+    (:func:`.gap.catch_up`), counting into ``report``."""
+    try:
+        found = gap.catch_up(ctx)
+    except Exception as e:    # the storage may be failing, or full
+        found = {'registered': 0, 'errors': ['catch-up: %s' % e]}
+    report['caught_up'] = found['registered']
+    report['errors'].extend(found['errors'])
 
 
 def finish_deletions(ctx, intent_timeout, now, report):

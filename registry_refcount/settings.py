@@ -31,7 +31,7 @@ class ConfigError(Exception):
 Settings = collections.namedtuple('Settings', [
     'enabled', 'dry_run', 'lock_backend', 'lock_dir', 'redis',
     'grace_period', 'intent_timeout', 'lock_timeout', 'allow_mirroring',
-    'audit_log', 'recovery_interval', 'lock_lease'])
+    'audit_log', 'recovery_interval', 'lock_lease', 'sync_writes'])
 
 DEFAULTS = {
     'enabled': False,
@@ -44,6 +44,7 @@ DEFAULTS = {
     'allow_mirroring': False,
     'audit_log': None,
     'recovery_interval': 300,
+    'sync_writes': True,
     'lock_lease': 30,
 }
 REDIS_DEFAULTS = {'host': '127.0.0.1', 'port': 6379, 'db': 0,
@@ -171,6 +172,8 @@ def parse(block):
         recovery_interval=_number('recovery_interval',
                                   _get(block, 'recovery_interval'),
                                   DEFAULTS['recovery_interval']),
+        sync_writes=_bool('sync_writes', _get(block, 'sync_writes'),
+                          DEFAULTS['sync_writes']),
         lock_lease=lock_lease,
     )
 

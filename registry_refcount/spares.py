@@ -16,7 +16,13 @@ registry's files.  A spare holds stale bytes until reused and is never
 read as a record.  The folder belongs to one process: nothing is shared,
 so nothing needs a lock.  A new process adopts the folder of one that
 exited on this host (gunicorn recycles its workers every 100 requests),
-and :func:`clean` (recovery) removes folders nobody adopted.  If a live
+and :func:`clean` (recovery) removes folders nobody adopted.  A folder is
+named by its process's identity (:mod:`.owner`: the host's name, boot and
+pid namespace, the pid and the process's start time), and whether that
+process is gone is :func:`.owner.alive`'s answer, never a host name and a
+pid alone: two containers that share a host name but not a pid namespace
+would each take the other's live folder for a dead one's, and two writers
+would then share one inode.  If a live
 process's folder is removed under it, it falls back to creating and
 unlinking files, and starts a new one.
 """
@@ -24,15 +30,16 @@ unlinking files, and starts a new one.
 from __future__ import absolute_import, unicode_literals
 
 import errno
+import hashlib
 import itertools
 import os
 import shutil
-import socket
 import stat
 import time
 import uuid
 
 from . import layout
+from . import owner
 
 #: Spares kept per process (each is a small file).
 LIMIT = 64
@@ -42,16 +49,28 @@ LIMIT = 64
 STALE = 86400
 UNADOPTED = 600
 
-_HOST = socket.gethostname().replace('-', '_') or 'host'
 _pools = {}
+
+
+def _host_tag(host):
+    """A host identity (:func:`.owner.host`: it holds ``/`` and ``:``) as
+    a short file name part."""
+    return hashlib.sha1(host.encode('utf-8')).hexdigest()[:16]
+
+
+def folder_name(me, token):
+    """The spare folder's name of the process ``me`` (:func:`.owner.me`):
+    ``<host>-<pid>-<start>-<token>``."""
+    return '%s-%d-%s-%s' % (_host_tag(me['host']), me['pid'],
+                            me['start'] or 'x', token)
 
 
 class _Pool(object):
     def __init__(self, root):
         self.base = os.path.join(root, layout.SPARES)
         self.token = uuid.uuid4().hex[:8]
-        self.folder = os.path.join(self.base, '%s-%d-%s' % (
-            _HOST, os.getpid(), self.token))
+        self.folder = os.path.join(self.base, folder_name(owner.me(),
+                                                          self.token))
         self.free = []
         self.folders = []
         self.names = itertools.count()
@@ -288,17 +307,18 @@ def clean(root, now=None):
 
 
 def _dead_here(name):
-    """Is ``name`` the folder of a process of this host that is gone?"""
+    """Is ``name`` the folder of a process of this host (same name, boot
+    and pid namespace) that is gone?  False where that cannot be told: a
+    folder of another host, of an earlier version (named by host name and
+    pid only), or of a process whose start time was unknown."""
     parts = name.split('-')
-    if len(parts) != 3 or parts[0] != _HOST or not parts[1].isdigit():
+    if len(parts) != 4 or not parts[1].isdigit() or parts[2] == 'x':
         return False
-    if int(parts[1]) == os.getpid():
+    me = owner.me()
+    if parts[0] != _host_tag(me['host']):
         return False
-    try:
-        os.kill(int(parts[1]), 0)
-    except OSError as e:
-        return e.errno == errno.ESRCH
-    return False
+    return owner.alive({'host': me['host'], 'pid': int(parts[1]),
+                        'start': parts[2]}) is False
 
 
 def _gone(name, folder, now):

@@ -2,8 +2,11 @@
 delete protocol.
 
 1. **Mark**: read every tag file and the ancestry of every tagged image;
-   everything on those chains is reachable.  A broken chain (a missing
-   image, a missing ancestry) stops the sweep from deleting anything.
+   everything on those chains is reachable.  Where an ancestry is damaged
+   (missing, malformed, truncated) the chain is followed through the json
+   parents instead (:mod:`.damage`), and the damage reported.  Only a tag
+   that cannot be read - it could name any image - or tags that cannot be
+   listed stop the sweep from deleting anything.
 2. **Repair** each tag's reference: ledger and marker equal the tag file.
 3. **Candidates**: every other image, remembered with the time it was
    first seen unreachable (``extensions/refcount/candidates``).
@@ -11,7 +14,11 @@ delete protocol.
    markers are all stale (a tag that names another image, a pending write
    with no intent, a child that is itself being swept or never stored and
    older than the grace period) lose those markers and are deleted through
-   the delete protocol, which cascades up to their parents.
+   the delete protocol, which cascades up to their parents.  Kept, and
+   reported with the damage: a damaged candidate and its chain, what the
+   records name as the parent of an image whose parent the truth cannot
+   say, and a candidate whose deletion would cascade into a damaged
+   image.
 
 Only candidates are read beyond the mark, so a sweep costs about one read
 per tag and per tagged chain plus a listing of ``images/``.
@@ -23,6 +30,7 @@ import logging
 
 from docker_registry.core import exceptions
 
+from . import damage as damage_mod
 from . import layout
 from . import locks
 from . import protocols
@@ -46,7 +54,8 @@ def sweep(ctx, grace_period, dry_run=False, jobs=8, now=None,
     report = {'dry_run': bool(dry_run), 'grace_period': grace_period,
               'tags': 0, 'images': 0, 'reachable': 0, 'candidates': 0,
               'deleted': [], 'kept_young': 0, 'kept_referenced': 0,
-              'repaired': [], 'errors': [], 'bytes_freed': 0}
+              'repaired': [], 'errors': [], 'bytes_freed': 0,
+              'damaged': [], 'kept_damaged': 0, 'stopped': None}
 
     with truth.workers(jobs) as pool:
         return _sweep(ctx, grace_period, dry_run, now, progress, report,
@@ -65,7 +74,9 @@ def _sweep(ctx, grace_period, dry_run, now, progress, report, pool,
                     'errors': report['errors']}
         recovery.finish_deletions(ctx, None, now, finished)
     # 1. mark (and 2. repair tag references), a batch of tags at a time
-    reachable = _mark(ctx, pool, progress, report, dry_run)
+    ends = damage_mod.Ends(store)
+    damages = {}
+    reachable = _mark(ctx, pool, progress, report, dry_run, ends, damages)
     report['reachable'] = len(reachable)
 
     # 3. candidates
@@ -81,18 +92,28 @@ def _sweep(ctx, grace_period, dry_run, now, progress, report, pool,
     report['candidates'] = len(seen)
     if not dry_run:
         records.write(store, layout.CANDIDATES, {'first_seen': seen})
-    if report['errors']:
-        logger.error('refcount: gc deletes nothing: %s', report['errors'])
+    if report['stopped']:
+        report['damaged'] = _damage_report(damages)
+        logger.error('refcount: gc deletes nothing: %s (%s)',
+                     report['stopped'], report['errors'])
         return report
     ripe = [i for i in unreachable if now - seen[i] >= grace_period]
     report['kept_young'] = len(unreachable) - len(ripe)
+    infos = dict(zip(ripe, truth.pool_map(
+        lambda i: _candidate(store, i, ends), ripe,
+        tick=progress('candidates', len(ripe)), pool=pool)))
+    protected = _protect(store, infos, damages, ends)
+    report['damaged'] = _damage_report(damages)
+    for d in report['damaged']:
+        logger.error('refcount: damaged record on %s: %s; kept: %s',
+                     d['image'], d['problem'], ', '.join(d['protects']))
 
     # 4. sweep, deepest first, so children go before their parents
-    infos = dict(zip(ripe, truth.pool_map(
-        lambda i: _candidate(store, i), ripe,
-        tick=progress('candidates', len(ripe)), pool=pool)))
     doomed = set()
     for image in sorted(ripe, key=lambda i: -infos[i]['depth']):
+        if image in protected:
+            report['kept_damaged'] += 1
+            continue
         stale, live = _judge(store, infos[image], doomed, now,
                              in_flight_age)
         if live:
@@ -135,7 +156,7 @@ def _sweep(ctx, grace_period, dry_run, now, progress, report, pool,
 BATCH = 250
 
 
-def _mark(ctx, pool, progress, report, dry_run):
+def _mark(ctx, pool, progress, report, dry_run, ends, damages):
     """Every image reachable from a tag, as a set of compact ids.
 
     Tags are read a batch at a time (memory stays proportional to the
@@ -143,18 +164,33 @@ def _mark(ctx, pool, progress, report, dry_run):
     chain is read only for a top not already marked (its ancestors then
     are too), and folded into the set as soon as it is read: a batch's
     chains together, as lists of full ids, would weigh ~1.5 MB.  Tag
-    references that differ from the truth are repaired.  A tag folder that
-    cannot be listed is an error (the sweep then deletes nothing), never
-    an empty folder."""
+    references that differ from the truth are repaired.  A chain whose
+    ancestry is damaged is walked through the json parents
+    (:func:`.damage.walk`), its damage kept in ``damages``.  A tag folder
+    that cannot be listed stops the sweep (it deletes nothing), never an
+    empty folder."""
     reachable = set()
     try:
-        _mark_tags(ctx, pool, progress, report, dry_run, reachable)
+        _mark_tags(ctx, pool, progress, report, dry_run, reachable, ends,
+                   damages)
     except EnvironmentError as e:
-        report['errors'].append('the mark could not read the tags: %s' % e)
+        _stop(report, 'the mark could not read the tags: %s' % e,
+              'the tags could not all be listed')
+    if report['errors'] and not report['stopped']:
+        report['stopped'] = ('work before the sweep failed (see the '
+                             'errors): what it left may be needed')
     return reachable
 
 
-def _mark_tags(ctx, pool, progress, report, dry_run, reachable):
+def _stop(report, error, why):
+    """An error that could concern any image: the sweep deletes nothing,
+    and ``stopped`` says why (the first reason)."""
+    report['errors'].append(error)
+    report['stopped'] = report['stopped'] or why
+
+
+def _mark_tags(ctx, pool, progress, report, dry_run, reachable, ends,
+               damages):
     """The mark proper (see :func:`_mark`), into ``reachable``."""
     store = ctx.store
     tick = progress('tags')
@@ -165,19 +201,31 @@ def _mark_tags(ctx, pool, progress, report, dry_run, reachable):
         for key, (top, error, stale_reference) in zip(batch, found):
             report['tags'] += 1
             if error:
-                report['errors'].append(error)
+                _stop(report, error, 'tag %s cannot be read: it could name '
+                      'any image, so nothing is deleted until it is pushed '
+                      'again or deleted' % key.display)
             if top is None:
                 continue
             if truth.compact(top) not in reachable:
                 tops.add(top)
             if stale_reference and not dry_run:
                 _repair_tag(ctx, key, top, report)
-        for chain in truth.pool_imap(lambda top: _chain(store, top),
-                                     sorted(tops), pool=pool):
-            if isinstance(chain, list):
-                reachable.update(truth.compact(i) for i in chain)
-            else:
-                report['errors'].append(chain)
+        for chain, found in truth.pool_imap(
+                lambda top: damage_mod.walk(store, top, ends), sorted(tops),
+                pool=pool):
+            reachable.update(truth.compact(i) for i in chain)
+            _add_damages(damages, found)
+
+
+def _add_damages(damages, found):
+    """Fold damaged records into ``{image: Damage}`` (walks that share a
+    chain meet the same damage)."""
+    for damage in found:
+        damages.setdefault(damage.image, damage)
+
+
+def _damage_report(damages):
+    return [damages[i].as_dict() for i in sorted(damages)]
 
 
 def _tag(store, key):
@@ -193,14 +241,6 @@ def _tag(store, key):
     return image, None, stale
 
 
-def _chain(store, top):
-    """The ancestry of a tagged image, or a string saying what is wrong."""
-    try:
-        return protocols.read_ancestry(store, top)
-    except protocols.BadInput as e:
-        return str(e)
-
-
 def _repair_tag(ctx, key, image, report):
     try:
         protocols.reconcile_tag(ctx, key)
@@ -211,19 +251,84 @@ def _repair_tag(ctx, key, image, report):
         report['errors'].append('%s: %s' % (key.display, e))
 
 
-def _candidate(store, image):
-    """What the sweep needs of one candidate: depth, size, markers."""
-    try:
-        depth = len(protocols.read_ancestry(store, image))
-    except protocols.BadInput:
-        depth = 0
+def _candidate(store, image, ends):
+    """What the sweep needs of one candidate: depth, size, markers, its
+    ancestors (compact ids: is a damaged image among them?) and whether
+    its ancestry is whole (``damaged``: it is not)."""
+    ancestry, problem = damage_mod.read_chain(store, image, ends)
     try:
         size = store.get_size(layout.image_file(image, 'layer'))
     except (exceptions.FileNotFoundError, OSError):
         size = 0
-    return {'id': image, 'depth': depth, 'size': size,
+    return {'id': image, 'depth': len(ancestry or ()), 'size': size,
+            'ancestors': tuple(truth.compact(i) for i in ancestry or ())[1:],
+            'damaged': problem is not None and damage_mod.stored(store,
+                                                                 image),
             'markers': list(records.markers(store, image)),
             'legacy': records.legacy_references(store, image) is not None}
+
+
+def _protect(store, infos, damages, ends):
+    """The candidates the damaged records could decide, never deleted by
+    this sweep; each one added to the ``protects`` of its damage:
+
+    * a damaged candidate, and its chain walked through the json parents;
+    * where a damaged image's parent is unknown to the truth: the
+      candidates whose records name it as a child (``child-<id>``, put on
+      its parent before its json was stored), with their chains;
+    * a candidate whose deletion would cascade into a damaged candidate
+      (one of its ancestors): the cascade deletes a parent that lost its
+      last child, and a damaged record must never be deleted on its word.
+
+    Walks go on until no new damage turns up (a chain walked may hold
+    more)."""
+    chains, named_by, resolved = {}, {}, set()
+    pending = [i for i in sorted(infos) if infos[i]['damaged']]
+    pending += _named_parents(infos, damages, resolved, named_by)
+    while pending:
+        image = pending.pop()
+        if image not in chains:
+            chains[image], found = damage_mod.walk(store, image, ends)
+            _add_damages(damages, found)
+            pending += _named_parents(infos, damages, resolved, named_by)
+        for damage in named_by.get(image, []):
+            _also_protects(damage, chains[image])
+    protected = set(i for chain in chains.values() for i in chain)
+    _protect_descendants(infos, damages, protected)
+    return protected
+
+
+def _also_protects(damage, chain):
+    damage.protects.extend(i for i in chain if i not in damage.protects)
+
+
+def _named_parents(infos, damages, resolved, named_by):
+    """Candidates whose records name an image of unknown parent as their
+    child: what that image's parent may be (``named_by``: for which
+    damage).  Each such image once (``resolved``)."""
+    found = []
+    for damage in sorted(damages.values(), key=lambda d: d.image):
+        if not damage.unknown or damage.image in resolved:
+            continue
+        resolved.add(damage.image)
+        marker = layout.child_marker(damage.image)
+        for image in sorted(infos):
+            if marker in infos[image]['markers']:
+                named_by.setdefault(image, []).append(damage)
+                found.append(image)
+    return found
+
+
+def _protect_descendants(infos, damages, protected):
+    """Add the candidates whose cascade would reach a damaged candidate."""
+    damaged = dict((truth.compact(i), d) for i, d in damages.items()
+                   if i in protected)
+    for image in sorted(infos):
+        hit = [damaged[a] for a in infos[image]['ancestors'] if a in damaged]
+        if hit and image not in protected:
+            protected.add(image)
+            for damage in hit:
+                _also_protects(damage, [image])
 
 
 def _judge(store, info, doomed, now, in_flight_age):

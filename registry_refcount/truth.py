@@ -188,11 +188,12 @@ def read_images(store, jobs=8, ids=None, progress=no_progress):
 
 
 def mark(tags, images):
-    """Mark every image reachable from a tag through its ancestry.
+    """Mark every image reachable from a tag through its ancestry - or,
+    where that is damaged (:func:`ancestry_problem`), its json parents.
 
     Returns ``(reachable, broken)``: ``broken`` maps a tag to what is wrong
-    with its chain (a missing image, a missing or malformed ancestry); when
-    any chain is broken, nothing may be swept.
+    with its chain (a missing image, a parent neither the json nor the
+    ancestry can say).
     """
     reachable = set()
     broken = {}
@@ -202,8 +203,8 @@ def mark(tags, images):
             broken[key] = 'image %s is missing' % top
             continue
         chain = img.ancestry
-        if chain is None:
-            chain = _parent_chain(images, top)
+        if chain is None or ancestry_problem(images, img):
+            chain = json_chain(images, top)
             if chain is None:
                 broken[key] = img.problem or 'no ancestry for %s' % top
                 continue
@@ -215,14 +216,53 @@ def mark(tags, images):
     return reachable, broken
 
 
-def _parent_chain(images, top):
+def ancestry_problem(images, img):
+    """What is wrong with a stored image's ancestry, None if it is whole:
+    missing, malformed, or not what the json parents say (its second id
+    is not the json's parent; its last image names a parent: cut
+    short).  Only what the json can tell is checked."""
+    if not img.has_json:
+        return None
+    if img.ancestry is None:
+        return img.problem or 'image %s has no ancestry' % img.id
+    if img.parent_unknown:
+        return None             # the json is damaged, not the ancestry
+    second = img.ancestry[1] if len(img.ancestry) > 1 else None
+    if second != img.parent:
+        return ('the ancestry of %s names parent %s, its json %s'
+                % (img.id, second, img.parent))
+    last = images.get(img.ancestry[-1])
+    if last is not None and last.has_json and not last.parent_unknown \
+            and last.parent is not None:
+        return ('the ancestry of %s ends at %s, whose json names parent '
+                '%s: it is truncated' % (img.id, last.id, last.parent))
+    return None
+
+
+def damaged_ancestries(images):
+    """Every stored image whose ancestry is not whole, with the one its
+    json parents give (None when they cannot: a json that cannot be read,
+    an ancestor missing): ``[{'image', 'problem', 'ancestry'}]``."""
+    found = []
+    for image_id in sorted(images):
+        problem = ancestry_problem(images, images[image_id])
+        if problem:
+            found.append({'image': image_id, 'problem': problem,
+                          'ancestry': json_chain(images, image_id)})
+    return found
+
+
+def json_chain(images, top):
+    """``[top, parent, ..., root]`` by the json parents, None unless each
+    image on the way has a stored json that names its parent."""
     chain, seen = [], set()
     current = top
     while current is not None:
-        if (current in seen or current not in images or
-                images[current].parent_unknown):
+        img = images.get(current)
+        if (current in seen or img is None or not img.has_json or
+                img.parent_unknown):
             return None
         seen.add(current)
         chain.append(current)
-        current = images[current].parent
+        current = img.parent
     return chain

@@ -22,6 +22,8 @@ import sys
 
 from . import audit
 from . import background
+from . import durable
+from . import gap
 from . import layout
 from . import locks
 from . import names as naming
@@ -65,6 +67,10 @@ def boot(registry_config=None, store=None):
         from docker_registry.lib import cache  # noqa: F401
         from docker_registry import storage
         store = storage.load()
+    moved = protocols.move_predecessor_aside(store)
+    if moved:
+        _announce(moved)
+    durable.enabled = settings.sync_writes
     lock_provider = settings_mod.make_locks(settings, records_root(store))
     if settings.lock_backend == 'local' and records_root(store) is None:
         logger.warning('refcount: lock_backend is local but storage is not: '
@@ -111,6 +117,7 @@ def _connect():
     import flask
     from docker_registry.lib import signals
     flask.request_started.connect(on_request_started)
+    flask.request_finished.connect(on_request_finished)
     flask.request_tearing_down.connect(on_request_tearing_down)
     signals.tag_created.connect(on_tag_created)
     signals.tag_deleted.connect(on_tag_deleted)
@@ -128,6 +135,9 @@ def _start_recovery(settings):
     except ImportError:
         return
 
+    import gevent.event
+    wake = _state['wake'] = gevent.event.Event()
+
     def loop():
         while True:
             ctx = _state['ctx']
@@ -137,9 +147,24 @@ def _start_recovery(settings):
                     settings.intent_timeout)
             except Exception:
                 logger.exception('refcount: recovery failed; will retry')
-            gevent.sleep(settings.recovery_interval)
+            wake.clear()
+            wake.wait(settings.recovery_interval)
+            gevent.sleep(RETRY_AFTER)
 
     gevent.spawn_later(0.5, loop)
+
+
+#: Seconds before work a request left (a storage error, a lock not had)
+#: is tried again by this worker's recovery, rather than at its next
+#: round: a deletion left with its tombstone refuses re-pushes of the
+#: image meanwhile.
+RETRY_AFTER = 1
+
+
+def _recover_soon():
+    wake = _state.get('wake')
+    if wake is not None:
+        wake.set()
 
 
 # -- receivers -------------------------------------------------------------
@@ -184,7 +209,9 @@ def on_request_started(sender, **kwargs):
     intent_id = protocols.new_intent_id()
     try:
         protocols.write_intent(ctx.store, intent_id, **intent)
-    except Exception:
+    except Exception as e:
+        if gap.no_space(e):
+            return _untracked('tag request %s' % intent, e)
         logger.exception('refcount: could not record intent %s', intent)
         if endpoint == 'put_tag':
             _abort('Registry storage is not available, retry later', 503)
@@ -198,7 +225,11 @@ def on_request_started(sender, **kwargs):
     except locks.LockTimeout as e:
         logger.error('refcount: %s; refusing tag write %s', e, key.display)
         _abort('Registry busy, retry the tag write', 503)
-    except Exception:
+    except Exception as e:
+        if gap.no_space(e):
+            _drop_intent(ctx, intent_id)
+            flask.g.refcount = None
+            return _untracked('tag write %s' % key.display, e)
         logger.exception('refcount: could not protect image %s for tag %s',
                          intent['image'], key.display)
         _abort('Registry storage is not available, retry later', 503)
@@ -206,6 +237,7 @@ def on_request_started(sender, **kwargs):
         _drop_intent(ctx, intent_id)
         flask.g.refcount = None
         _abort('Image not found', 404)
+    records.before_registry_write(layout.tag_file(key))
 
 
 def _tag_body(request):
@@ -239,10 +271,12 @@ def _run(what, fn, *args):
         return True
     except locks.LockTimeout as e:
         logger.error('refcount: %s: %s; left to recovery', what, e)
+        _recover_soon()
     except (protocols.BadInput, layout.InvalidName) as e:
         logger.error('refcount: %s: %s; nothing deleted', what, e)
     except Exception:
         logger.exception('refcount: %s failed; left to recovery', what)
+        _recover_soon()
     return False
 
 
@@ -317,10 +351,32 @@ def on_before_put_image_json(sender, image_json=None, **kwargs):
     except locks.LockTimeout as e:
         logger.error('refcount: %s; refusing image %s', e, image_id)
         return 'Registry busy, retry the push'
-    except Exception:
+    except Exception as e:
+        if gap.no_space(e):
+            return _untracked('image %s' % image_id, e)
         logger.exception('refcount: could not register image %s as a child '
                          'of %s', image_id, parent)
         return 'Registry storage is not available, retry the push'
+
+
+def _untracked(what, error):
+    """A full disk: the extension's record could not be written.  The
+    request goes on as the registry alone would answer it (refusing it
+    would block the registry's writes, which may still fit); its write
+    is registered by the catch-up once there is room (:mod:`.gap`), and
+    a deletion keeps what it names meanwhile."""
+    logger.error('refcount: %s goes through untracked: %s; it is caught '
+                 'up with once there is room', what, error)
+    return None
+
+
+def on_request_finished(sender, response=None, **kwargs):
+    """Remember whether the tag request succeeded: one that did not
+    write its tag (refused by auth, a 500 of the registry's own write, a
+    tag that was not there) must delete nothing."""
+    state = getattr(flask.g, 'refcount', None)
+    if state and response is not None:
+        state['status'] = response.status_code
 
 
 def on_request_tearing_down(sender, **kwargs):
@@ -334,6 +390,8 @@ def on_request_tearing_down(sender, **kwargs):
     ctx = _state['ctx']
     doc = dict((k, v) for k, v in state.items()
                if k in ('tag', 'repository', 'image'))
+    if state.get('status') != 200:
+        doc['failed'] = True
     background.run(_finish, ctx, state['id'], doc)
 
 

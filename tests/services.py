@@ -327,6 +327,44 @@ class TcpProxy(object):
             pass
 
 
+class FailingPuts(TcpProxy):
+    """A :class:`TcpProxy` that fails chosen PUTs: :meth:`fail` names a
+    pattern of the request line and how many such PUTs to fail; each is
+    cut before a byte of it reaches the server (what a client sees when
+    a request fails on the way).  ``failed`` lists the request lines it
+    cut."""
+
+    def __init__(self, target_port):
+        import threading
+        self.rules = []
+        self.failed = []
+        self.rule_lock = threading.Lock()
+        TcpProxy.__init__(self, target_port)
+
+    def fail(self, pattern, times=1):
+        """Fail the next ``times`` PUTs whose path matches ``pattern`` (a
+        regular expression searched in the path)."""
+        import re
+        with self.rule_lock:
+            self.rules.append([re.compile(pattern.encode()), times])
+
+    def _watcher(self, up):
+        return self._check if up else None
+
+    def _check(self, data):
+        import re
+        line = re.match(br'PUT (\S+) HTTP/1\.[01]\r\n', data)
+        if line is None:
+            return
+        with self.rule_lock:
+            for rule in self.rules:
+                if rule[1] > 0 and rule[0].search(line.group(1)):
+                    rule[1] -= 1
+                    self.failed.append(line.group(1).decode())
+                    raise socket.error('FailingPuts: cut %s'
+                                       % line.group(1).decode())
+
+
 def _reset(sock):
     """Close with a TCP reset (SO_LINGER 0)."""
     import struct

@@ -189,9 +189,12 @@ class Explorer(object):
     (kind, message).
     """
 
-    def __init__(self, world, crashes=True, max_states=None):
+    def __init__(self, world, crashes=True, max_states=None, crash_after=None):
         self.world = world
         self.crashes = crashes
+        # {actor name: step id}: that actor crashes right after the first
+        # step with that id (a crash point), and nowhere else explicitly
+        self.crash_after = dict(crash_after or {})
         self.max_states = max_states
         self.programs = [Program(n, f) for n, f in world.actors()]
         self.storages = []
@@ -249,8 +252,14 @@ class Explorer(object):
             nsid, result = self.apply(sid, st.op, nodes)
             new = list(nodes)
             new[i] = prog.advance(node, result)
+            if self.crash_after.get(prog.name) == st.label:
+                new[i] = CRASHED
+                yield (i, node, 'dies'), (nsid, tuple(new))
+                continue
             yield (i, node), (nsid, tuple(new))
-            if self.crashes is True:
+            if self.crashes is True or (
+                    isinstance(self.crashes, frozenset)
+                    and prog.name in self.crashes):
                 new = list(nodes)
                 new[i] = CRASHED
                 yield (i, None), (sid, tuple(new))
@@ -286,11 +295,12 @@ class Explorer(object):
                     entry[0] += paths
                     if depth + 1 < entry[1]:
                         entry[1:] = [depth + 1, state, label]
-            if terminal or self.crashes == 'at-end':
+            if terminal or self.crashes is not True:
                 # 'at-end': every state is also the end of the runs in which
                 # every actor still live crashes here (nobody can tell when
                 # a stalled actor crashed unless it watches for crashes:
-                # recovery and gc do, so scenarios with them use crashes=True)
+                # recovery and gc do, so scenarios with them use crashes=True;
+                # a frozenset of names: those crash explicitly, others at end)
                 if terminal:
                     res.terminals += 1
                 res.interleavings += paths
@@ -323,12 +333,14 @@ class Explorer(object):
             _, _, parent, label = info[state]
             if parent is None:
                 break
-            i, node = label
+            i, node = label[:2]
             prog = self.programs[i]
             if node is None:
                 steps.append('%s: CRASHES' % prog.name)
             else:
-                steps.append('%s: %r' % (prog.name, prog.step(node)))
+                steps.append('%s: %r%s' % (prog.name, prog.step(node),
+                                           ' -- and CRASHES' if len(label) > 2
+                                           else ''))
             state = parent
         steps.reverse()
         return steps

@@ -29,15 +29,19 @@ anywhere), but each generator follows the code, function by function:
                              refused with json gone -> tag:T off, done;
                              with json -> again, BUSY after ``retries``);
                              h2 tag:T off; h3 tag again: names I -> tag:T
-                             back; h4 dead holds off; h5 dropped: cascade
-                             from the hold (reason given), else hold off
+                             back; h4 dead holds retired (retire_hold, each:
+                             the hold's content read (its tag T'), tag T'
+                             read, names I -> tag:T' written back, hold
+                             off); h5 dropped: cascade from the hold
+                             (reason given), else hold off
     finish_intent            reconcile; pending:X off + tear-down; intent off
     recovery                 dead deletions first (finish_deletion), then
                              dead intents (finish_intent)
     gc (sweep)               dead deletions; mark (tags read, stale
                              references repaired, ancestries read); the
                              unreachable images' markers read; deepest first:
-                             judge, drop_stale_marker, collect
+                             judge, drop_stale_marker (a dead hold:
+                             retire_hold, as in h4), collect
 
 Simplifications (each a merge of reads, never of a write with anything):
 the journal entry and the tombstone are one record (the journal is only
@@ -66,7 +70,7 @@ def holdm(owner):
 class Implemented(Protocols):
     """The protocols of registry_refcount/protocols.py (variant switches:
     ``keep_refused_tag_marker``, ``retries``, ``rounds``; wrong on purpose:
-    ``wrong_no_hold``)."""
+    ``wrong_no_hold``, ``wrong_unretired_hold``)."""
 
     # -- add_reference ---------------------------------------------------------
     def image_state(self, I, label):
@@ -76,8 +80,11 @@ class Implemented(Protocols):
         has = yield step(label, 'read_json', I)
         yield Return('live' if has else 'gone')
 
-    def add_ref(self, I, m):
-        yield step('a1', 'add_marker', I, m)
+    def add_ref(self, I, m, content=True):
+        if content is True:
+            yield step('a1', 'add_marker', I, m)
+        else:
+            yield step('a1', 'add_marker', I, m, content)
         state = yield Call(self.image_state(I, 'a2'))
         if state == 'live':
             yield Return(OK)
@@ -200,7 +207,7 @@ class Implemented(Protocols):
             if reason:
                 yield Call(self.cascade_from(None, I, None, me))
             yield Return(True)
-        r = yield Call(self.add_hold(I, hold))
+        r = yield Call(self.add_hold(I, hold, T))
         if r == BUSY:
             yield Return(BUSY)
         if r == GONE:
@@ -212,8 +219,8 @@ class Implemented(Protocols):
         if not dropped:
             yield step('h3', 'add_marker', I, tagm(T))
         dead = yield step('h4', 'list_dead_holds', I, hold)
-        for h in sorted(dead):
-            yield step('h4', 'remove_marker', I, h)
+        for h in sorted(dead):                       # _drop_dead_holds
+            yield Call(self.retire_hold(I, h, 'h4'))
         if reason and dropped:
             # remove_reference(hold): the cascade removes the hold first;
             # the `finally` removing it again is a no-op (nobody else ever
@@ -223,15 +230,35 @@ class Implemented(Protocols):
             yield step('h5', 'remove_marker', I, hold)
         yield Return(dropped)
 
-    def add_hold(self, I, hold):
+    def add_hold(self, I, hold, T):
+        """_add_hold: the hold's content names the tag T."""
         for _ in range(self.v.retries):
-            r = yield Call(self.add_ref(I, hold))
+            r = yield Call(self.add_ref(I, hold, T))
             if r == OK:
                 yield Return(OK)
             has = yield step('h1', 'read_json', I)
             if not has:
                 yield Return(GONE)
         yield Return(BUSY)
+
+    def retire_hold(self, I, h, label):
+        """retire_hold: the tag the hold's content names read again, its
+        marker put back (a plain write, no refusal) if the tag names I,
+        then the hold removed.  A hold whose content names no tag (here:
+        gone meanwhile, marker_doc gives {}) is kept."""
+        if self.v.wrong_unretired_hold:
+            # WRONG ON PURPOSE (e): the code before the fix: a dead hold
+            # is simply removed, its reconcile's h3 never redone.
+            yield step(label, 'remove_marker', I, h)
+            yield Return(True)
+        T = yield step(label, 'read_marker_content', I, h)
+        if T is None or T is True:
+            yield Return(False)
+        named = yield step(label, 'read_tag', T)
+        if named == I:
+            yield step(label, 'add_marker', I, tagm(T))
+        yield step(label, 'remove_marker', I, h)
+        yield Return(True)
 
     def finish_intent(self, X, T, I, me, label):
         r = yield Call(self.reconcile(T, me))
@@ -278,9 +305,13 @@ class Implemented(Protocols):
         yield Return('stored')
 
     # -- recovery ----------------------------------------------------------------
-    def recover(self, me):
+    def recover(self, me, order=None):
+        """``order``: a permutation of the dead intents (listed in the order
+        of their random ids: any order)."""
         yield Call(self.finish_deletions(me, 'v1'))
         intents = yield step('v2', 'list_dead_intents')
+        if order is not None and len(order) == len(intents):
+            intents = [intents[i] for i in order]
         for X, T, I in intents:
             yield Call(self.finish_intent(X, T, I, me, 'v3'))
 
@@ -409,6 +440,8 @@ class Implemented(Protocols):
             alive = yield step('g6', 'hold_live', I, m)
             if alive:
                 yield Return(False)
+            r = yield Call(self.retire_hold(I, m, 'g6'))
+            yield Return(r)
         else:
             gone = yield step('g6', 'child_abandoned', name)
             if not gone:

@@ -14,6 +14,8 @@ Storage is a frozenset of (key, value) items:
     ('json', I): True               the image's json (the registry sees I)
     ('files', I): True              its other files (layer, ancestry, ...)
     ('marker', I, m): True          one reference marker: tag:T, child:C, pending:X
+                                    (implemented.py: hold:A too, whose value is
+                                    the tag T its content names)
     ('tomb', I, d): checks          deleter d's tombstone (+ its journal entry:
                                     the truth checks of that tear-down)
     ('tag', T): I                   the tag file (absent: no tag)
@@ -52,7 +54,8 @@ class Variant(object):
                  fix_remove_under_tombstone=False,
                  fix_keep_refused_tag_marker=False, repeats=2,
                  implemented=False, keep_refused_tag_marker=True,
-                 retries=2, rounds=3, wrong_no_hold=False):
+                 retries=2, rounds=3, wrong_no_hold=False,
+                 wrong_unretired_hold=False):
         self.name = name
         self.wrong_check_first = wrong_check_first
         self.wrong_no_truth_check = wrong_no_truth_check
@@ -69,6 +72,7 @@ class Variant(object):
         self.retries = retries          # RETRIES (5 in the code)
         self.rounds = rounds            # ROUNDS (3 in the code)
         self.wrong_no_hold = wrong_no_hold
+        self.wrong_unretired_hold = wrong_unretired_hold
 
 
 class Protocols(object):
@@ -393,6 +397,10 @@ class Storage(object):
     def op_read_ledger(self, d, dead, live, T):
         return d.get(('ledger', T), (None, EMPTY))
 
+    def op_read_marker_content(self, d, dead, live, I, m):
+        # marker_doc: None once the marker is gone
+        return d.get(('marker', I, m))
+
     def op_read_intent(self, d, dead, live, X):
         return ('intent', X) in d
 
@@ -439,8 +447,8 @@ class Storage(object):
     def op_remove_ledger(self, d, dead, live, T):
         d.pop(('ledger', T), None)
 
-    def op_add_marker(self, d, dead, live, I, m):
-        d[('marker', I, m)] = True
+    def op_add_marker(self, d, dead, live, I, m, content=True):
+        d[('marker', I, m)] = content
 
     def op_remove_marker(self, d, dead, live, I, m):
         d.pop(('marker', I, m), None)

@@ -2,6 +2,8 @@
 actors, and the invariants S1, L1 and R1."""
 from __future__ import absolute_import, division, print_function
 
+import itertools
+
 from .explorer import Explorer, run_alone
 from .implemented import Implemented
 from .protocol import EMPTY, Protocols, Storage, childm, tagm
@@ -34,6 +36,11 @@ class Actor(object):
             return lambda: p.push_child(me, a[0], a[1])
         if self.kind == 'push_tag':
             return lambda: p.push_and_tag(me, a[0], a[1], X, a[2])
+        if self.kind == 'finish':
+            # (implemented only) finish the intent the initial storage
+            # holds for this actor: a request past its response
+            I = a[1] if len(a) > 1 else None
+            return lambda: p.finish_intent(X, a[0], I, me, 'f')
         if self.kind == 'gc':
             return lambda: p.gc(me)
         if self.kind == 'recover':
@@ -45,8 +52,12 @@ class Scenario(object):
     """``parent``: image -> parent (None for a base); ``stored``: the images
     stored at the start; ``tags``: tag -> image at the start."""
 
-    def __init__(self, name, parent, stored, tags, actors, stress=False):
+    def __init__(self, name, parent, stored, tags, actors, stress=False,
+                 crashes=None, prepare=None, crash_after=None):
         self.name = name
+        self.prepare = prepare      # mutates the initial storage (a dict)
+        self.crash_after = crash_after  # {actor: step id}: dies right after
+        self.crashes = crashes      # None: explicit only if recovery or gc run
         self.parent = dict((k, v) for k, v in parent.items() if v)
         self.images = tuple(sorted(parent))
         self.stored = tuple(stored)
@@ -90,6 +101,8 @@ class World(object):
             d[('tag', T)] = I
             d[('marker', I, tagm(T))] = True
             d[('ledger', T)] = (I, EMPTY)
+        if self.sc.prepare is not None:
+            self.sc.prepare(d)
         return frozenset(d.items())
 
     def actors(self):
@@ -136,7 +149,21 @@ class World(object):
 
     def check_final(self, storage, status):
         """Run recovery to completion and gc alone, then check L1 and R1
-        (and S1 at every step of that)."""
+        (and S1 at every step of that).  For the implemented protocol,
+        recovery finishes the abandoned intents in every order (their ids
+        are random, so is their listing's order)."""
+        n = sum(1 for k, _ in storage if k[0] == 'intent')
+        if not self.v.implemented or n < 2:
+            return self.final_run(storage, status, None)
+        out = []
+        for order in itertools.permutations(range(n)):
+            note = ' (recovery finishing the intents in order %s)' % (
+                ','.join(str(i) for i in order))
+            out.extend((kind, msg + note) for kind, msg in
+                       self.final_run(storage, status, order))
+        return out
+
+    def final_run(self, storage, status, order):
         out = []
         d = dict(storage)
         for k in d:
@@ -152,8 +179,10 @@ class World(object):
         for _ in range(3):
             if not any(k[0] in ('intent', 'tomb') for k, _ in storage):
                 break
-            storage, _, _ = run_alone(self.p.recover('FR'), storage,
-                                      self.apply_final, after)
+            storage, _, _ = run_alone(
+                self.p.recover('FR', order) if order else
+                self.p.recover('FR'), storage, self.apply_final, after)
+            order = None
         if not s1:
             # R1 after recovery; child markers of pushes that never stored
             # their child wait for gc (the grace period), by design.
@@ -163,8 +192,9 @@ class World(object):
                                   after)
         if s1:
             return out + s1[:1]
-        out.extend((kind, 'after recovery and gc: ' + msg) for kind, msg
-                   in self.check_end(storage))
+        end = self.check_end(storage)
+        out.extend((kind, 'after recovery and gc: ' + msg)
+                   for kind, msg in end)
         return out
 
     def expected_markers(self, d):
@@ -180,6 +210,9 @@ class World(object):
         return want
 
     def check_end(self, storage, after_gc=True):
+        """L1 and R1 at the end: after recovery (``after_gc`` False: kind
+        'R1'; child markers of pushes that never stored their child wait
+        for gc), or after recovery and gc (kinds 'L1', 'R1gc')."""
         d = dict(storage)
         out = []
         reachable = set()
@@ -213,17 +246,38 @@ class World(object):
         if intents:
             problems.append('intents left %s' % intents)
         if problems:
-            out.append(('R1', '; '.join(problems)))
+            out.append(('R1gc' if after_gc else 'R1', '; '.join(problems)))
         return out
 
 
 def explore(scenario, variant, crashes=None, max_states=None):
     world = World(scenario, variant)
     if crashes is None:
+        crashes = scenario.crashes
+    if crashes is None:
         watchers = [a for a in scenario.actors if a.kind in ('gc', 'recover')]
         crashes = True if watchers else 'at-end'
-    ex = Explorer(world, crashes=crashes, max_states=max_states)
+    ex = Explorer(world, crashes=crashes, max_states=max_states,
+                  crash_after=scenario.crash_after)
     return ex.run()
+
+
+def _mid_retag_and_untag(d):
+    """T1 -> c1 rewritten to c2 by A (intent Ax, pending:Ax on c2), T2
+    deleted by C (intent Cx): both requests past their response."""
+    d[('tag', 'T1')] = 'c2'
+    d[('intent', 'Ax')] = ('T1', 'c2', 'A')
+    d[('marker', 'c2', 'pending:Ax')] = True
+    del d[('tag', 'T2')]
+    d[('intent', 'Cx')] = ('T2', None, 'C')
+
+
+def _mid_retag_and_abandoned_untag(d):
+    """As above, but the tag delete of T2 was abandoned (its process died
+    after its response): recovery finishes its intent, which lists first
+    (intent ids are random)."""
+    _mid_retag_and_untag(d)
+    d[('intent', '0x')] = d.pop(('intent', 'Cx'))
 
 
 # -- the scenarios ---------------------------------------------------------------
@@ -232,6 +286,8 @@ FORK = {'base': None, 'c1': 'base', 'c2': 'base'}
 CHAIN = {'base': None, 'c1': 'base', 'c2': 'c1'}
 # two roots: base <- c2, and c1 alone
 TWO = {'base': None, 'c1': None, 'c2': 'base'}
+# two roots
+ROOTS = {'c1': None, 'c2': None}
 
 SCENARIOS = [
     # A retag and a retag back: the stalled reconcile of the first must not
@@ -266,6 +322,24 @@ SCENARIOS = [
              [Actor('A', 'delete', 'T1'), Actor('B', 'delete', 'T2'),
               Actor('C', 'push', 'c2', 'base')]),
     # --- three actors ---
+    # The hold's window: A's reconcile moves T1 off c1 (its tag write of
+    # T1 -> c2 is done: T1's file names c2, the ledger still c1), B puts
+    # T1 -> c1 back, and C's reconcile drops T2 (deleted) from c1.  A may
+    # crash (explicitly: C's drop removes the holds of reconciles that
+    # died); B and C stall or crash anywhere.
+    Scenario('hold-dies-vs-retag-back', ROOTS, ['c1', 'c2'],
+             {'T1': 'c1', 'T2': 'c1'},
+             [Actor('A', 'finish', 'T1', 'c2'), Actor('B', 'put', 'T1', 'c1'),
+              Actor('C', 'finish', 'T2')],
+             crashes='at-end', crash_after={'A': 'h2'},
+             prepare=_mid_retag_and_untag),
+    # The same window with two requests: the tag delete of T2 is abandoned,
+    # and it is the final recovery that drops T2 from c1.
+    Scenario('hold-dies-then-recovery', ROOTS, ['c1', 'c2'],
+             {'T1': 'c1', 'T2': 'c1'},
+             [Actor('A', 'finish', 'T1', 'c2'), Actor('B', 'put', 'T1', 'c1')],
+             crashes='at-end', crash_after={'A': 'h2'},
+             prepare=_mid_retag_and_abandoned_untag),
     # A retag away and back while the base's other child is deleted: the
     # cascade reaches the base while a stale reconcile has taken its marker.
     Scenario('retag-back-vs-cascade', TWO, ['base', 'c1', 'c2'],

@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -28,6 +29,8 @@ from tests.services import free_port
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 BIN = os.path.dirname(sys.executable)
+#: What a process logs when it stops itself at a pause point (``crash``).
+PAUSE_RE = re.compile(r'refcount: pause point (\w+) \(pid (\d+)\)')
 
 
 def make_config(path, refcount=None, flavor='local', extra=None):
@@ -107,6 +110,12 @@ class Registry(object):
     def log(self):
         with open(self.log_path) as f:
             return f.read()
+
+    def pauses(self):
+        """``(point, pid)`` of every pause point a process of this
+        registry stopped at, in the order of its log."""
+        return [(m.group(1), int(m.group(2)))
+                for m in PAUSE_RE.finditer(self.log())]
 
     def worker_pids(self):
         out = subprocess.check_output(['ps', '-o', 'pid=', '--ppid',

@@ -152,11 +152,92 @@ def test_push_torn_inside_the_registrys_json_write(registry, client):
     code, doc, out, err = run(registry, '--json', 'gc')
     assert code == 0, out
     assert [d['image'] for d in doc['deleted']] == [children[1]]
+    # a registration whose json has not come is a push in flight for
+    # intent_timeout (its worker lives): once older, repair drops it
+    code, doc, out, err = run(registry, 'verify', '--repair')
+    assert code == 1, out
+    os.utime(registry.path('images', base[-1], '_references',
+                           'child-' + children[1]), (1.0, 1.0))
     code, doc, out, err = run(registry, 'verify', '--repair')
     assert code == 0, out
     assert images_on_disk(registry) == set(base + retried)
     code, doc, out, err = run(registry, 'verify')
     assert code == 0, out
+
+
+def damaged_registry(reg):
+    """Issue 21 item 12: live chains, garbage, a push killed between its
+    json and its ancestry (``_inprogress`` and the json stay) and a tagged
+    image whose ancestry was cut short, all made by real pushes."""
+    client = Client(reg.url)
+    base = client.push('ns/base', 'v', ['dm-base'])
+    app = client.push('ns/app', 'v', ['dm-app'], base[-1])
+    garbage = client.push_chain(['dm-g1', 'dm-g2']) + client.push_chain(
+        ['dm-g3'], base[-1])
+    crash = image_id('dm-crash')
+    r = client._req('PUT', '/v1/images/%s/json' % crash, data=json.dumps(
+        {'id': crash, 'parent': base[-1]}))
+    assert r.status_code == 200, r.text
+    os.remove(reg.path('images', crash, 'ancestry'))
+    deep = client.push('ns/deep', 'v', ['dm-d1', 'dm-d2', 'dm-d3'])
+    with open(reg.path('images', deep[-1], 'ancestry'), 'rb') as f:
+        whole = f.read()
+    with open(reg.path('images', deep[-1], 'ancestry'), 'wb') as f:
+        f.write(whole[:len(whole) // 2])
+    return {'client': client, 'live': set(base + app + deep),
+            'garbage': set(garbage), 'crash': crash, 'deep': deep,
+            'whole': whole, 'base': base[-1]}
+
+
+def check_damage_kept(reg, doc, w):
+    """gc deleted the garbage only, kept both damaged chains whole and
+    said what each damage keeps."""
+    assert set(d['image'] for d in doc['deleted']) == w['garbage']
+    assert images_on_disk(reg) == w['live'] | set([w['crash']])
+    damage = dict((d['image'], d) for d in doc['damaged'])
+    assert set(damage) == set([w['crash'], w['deep'][-1]])
+    assert damage[w['crash']]['protects'] == [w['crash'], w['base']]
+    assert damage[w['deep'][-1]]['protects'] == w['deep'][::-1]
+
+
+def test_damaged_data_does_not_stop_gc(registry):
+    w = damaged_registry(registry)
+    code, doc, out, err = run(registry, 'gc', '--dry-run', '--grace', '0')
+    assert code == 1, out
+    assert 'damaged %s' % w['crash'] in out and '_inprogress' in out
+    assert 'damaged %s' % w['deep'][-1] in out and 'kept for it' in out
+    code, doc, out, err = run(registry, '--json', 'gc', '--grace', '0')
+    assert code == 1 and doc['errors'] == [] and not doc['stopped'], out
+    check_damage_kept(registry, doc, w)
+    code, doc, out, err = run(registry, '--json', 'verify')
+    assert code == 1
+    assert sorted(d['image'] for d in doc['damaged']) == sorted(
+        [w['crash'], w['deep'][-1]])
+    code, doc, out, err = run(registry, 'verify', '--repair')
+    assert code == 0, out
+    with open(registry.path('images', w['deep'][-1], 'ancestry'), 'rb') as f:
+        assert f.read() == w['whole']
+    assert w['client'].pullable('ns/deep', 'v') is None
+    code, doc, out, err = run(registry, '--json', 'gc', '--grace', '0')
+    assert code == 0 and doc['damaged'] == [], out
+    assert [d['image'] for d in doc['deleted']] == [w['crash']]
+    assert images_on_disk(registry) == w['live']
+
+
+def test_rebuild_completes_beside_damaged_data(make_registry):
+    plain = make_registry(refcount=None).start()
+    w = damaged_registry(plain)
+    plain.stop()
+    reg = make_registry(storage=plain.storage).start()
+    code, doc, out, err = run(reg, '--json', 'rebuild')
+    assert code == 1 and doc['initialised'] and doc['errors'] == [], out
+    assert sorted(d['image'] for d in doc['damaged']) == sorted(
+        [w['crash'], w['deep'][-1]])
+    code, doc, out, err = run(reg, 'rebuild')
+    assert code == 1 and 'verify --repair' in out
+    code, doc, out, err = run(reg, '--json', 'gc', '--grace', '0')
+    assert code == 1 and not doc['stopped'], out
+    check_damage_kept(reg, doc, w)
 
 
 def test_rebuild_converts_per_tag_list_records(make_registry):

@@ -167,3 +167,24 @@ def test_mirror_refused_unless_allowed(make_registry):
     with pytest.raises(RuntimeError):
         reg.start()
     assert 'allow_mirroring' in reg.log()
+
+
+def test_a_tag_write_refused_by_the_registry_deletes_nothing(
+        make_registry):
+    """Issue 21, item 3: a tag PUT that fails after ``request_started``
+    (here 401: the registry is not standalone and the client has no
+    token) released its pending marker with a cascade, deleting at once
+    the untagged top of a push - anyone who can reach the port could do
+    it.  A request that did not write its tag deletes nothing."""
+    first = make_registry().start()
+    top = Client(first.url).push_chain(['refused-1', 'refused-2'])[-1]
+    first.stop()
+    reg = make_registry(storage=first.storage, extra={
+        'standalone': False, 'index_endpoint': 'http://127.0.0.1:1'})
+    reg.start()
+    r = Client(reg.url).put_tag('ns/app', 'v', top)
+    assert r.status_code == 401, r.text
+    reg.settle()
+    assert top in reg.images()
+    assert not os.listdir(os.path.join(
+        reg.storage, 'extensions', 'refcount', 'intents'))

@@ -162,3 +162,50 @@ def requests_ok(url):
         return requests.get(url, timeout=10).status_code == 200
     except requests.RequestException:
         return False
+
+
+def test_a_deletion_a_storage_error_stopped_is_finished_soon(
+        make_registry, tmpdir, moto, bucket, redis_server):
+    """Issue 21, item 10: a deletion stopped by a storage error after its
+    tombstone refused re-pushes of the image (and children of it) until
+    recovery came round - 10 to 15 minutes.  Its worker now finishes it
+    within seconds, whatever ``recovery_interval``."""
+    import os
+    import signal
+    proxy = TcpProxy(moto.port)
+    boto_config = tmpdir.join('boto.cfg')
+    boto_config.write(BOTO_CONFIG)
+    direct = moto.env(bucket)
+    env = dict(direct, AWS_PORT=str(proxy.port),
+               BOTO_CONFIG=str(boto_config))
+    settings = refcount_settings(
+        tmpdir, lock_backend='redis', redis=redis_server.settings(),
+        intent_timeout=600, recovery_interval=900, lock_timeout=5)
+    try:
+        reg = make_registry(refcount=settings, env=env, workers=1)
+        reg.start(env={'REGISTRY_REFCOUNT_PAUSE_AT': 'teardown_before_json'})
+        client = Client(reg.url)
+        ids = client.push('ns/app', 'v', ['err-top'])
+        assert client.delete_tag('ns/app', 'v').status_code == 200
+        wait_for(lambda: 'pause point teardown_before_json' in reg.log(),
+                 what='the deletion to reach its json')
+        pid = int(reg.log().split('pause point teardown_before_json (pid ')
+                  [1].split(')')[0])
+        proxy.cut()
+        os.kill(pid, signal.SIGCONT)
+        wait_for(lambda: 'left to recovery' in reg.log(), timeout=60,
+                 what='the deletion to fail')
+        assert 'images/%s/json' % ids[0] in bucket_keys(direct)
+        proxy.restore()
+        started = time.time()
+        wait_for(lambda: not any('/_deleting' in k
+                                 for k in bucket_keys(direct)), timeout=60,
+                 what='the worker to finish the deletion')
+        assert time.time() - started < 30       # not recovery_interval
+        # the same image pushed again is accepted, and pulls
+        assert client.push('ns/app', 'v', ['err-top']) == ids
+        assert client.pullable('ns/app', 'v') is None
+        reg.wait_recovered()
+        assert_invariants(reg, client)
+    finally:
+        proxy.close()

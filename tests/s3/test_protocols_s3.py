@@ -12,9 +12,11 @@ from ..storage.test_protocols import (  # noqa: F401
     test_delete_tag_frees_whole_chain,
     test_pending_refused_for_deleted_image,
     test_recovery_finishes_abandoned_intent,
+    test_removing_a_legacy_record_never_takes_markers,
     test_repository_delete,
     test_retag_to_sibling_then_descendant,
     test_same_image_two_repositories,
+    test_tag_on_legacy_file_moves_it_aside_where_it_still_counts,
     test_torn_marker_counts_as_reference,
     test_two_tags_share_base,
 )

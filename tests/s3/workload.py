@@ -12,6 +12,8 @@ import random
 import threading
 import time
 
+import requests
+
 from ..registry.harness import Client, image_id
 
 
@@ -21,6 +23,18 @@ class Refused(Exception):
 
 class PatientClient(Client):
     """Pushes like docker does, retrying what a busy registry refuses."""
+
+    def _req(self, method, path, **kw):
+        # a GET is tried again on a connection the server closed (a
+        # gunicorn worker ends after --max-requests 100, closing its
+        # keep-alive connections)
+        for attempt in range(3):
+            try:
+                return Client._req(self, method, path, **kw)
+            except requests.ConnectionError:
+                if method != 'GET' or attempt == 2:
+                    raise
+                time.sleep(0.2)
 
     def has(self, image):
         return self._req('GET', '/v1/images/%s/json' % image).status_code \
@@ -111,3 +125,180 @@ def mixed_workload(urls, base, rounds, seed=0, tags=('a', 'b', 'c'),
         t.join(300)
     assert not any(t.is_alive() for t in threads), 'workload did not finish'
     return logs, errors
+
+
+# -- a history of tag operations, and what it lets a tag name at the end -----
+
+class Op(object):
+    """One tag operation as a client saw it: ``value`` is the image a
+    write named (None for a delete); ``ok`` whether it was acknowledged
+    (200); ``start``/``end`` on the test's clock."""
+
+    __slots__ = ('key', 'value', 'ok', 'start', 'end', 'what')
+
+    def __init__(self, key, value, ok, start, end, what):
+        self.key, self.value, self.ok = key, value, ok
+        self.start, self.end, self.what = start, end, what
+
+    def __repr__(self):
+        return '%s %s:%s %s %s [%.2f-%.2f]' % (
+            self.what, self.key[0], self.key[1],
+            (self.value or '-')[:12], 'ok' if self.ok else 'refused',
+            self.start, self.end)
+
+
+class History(object):
+    """Every tag write and delete of every client, thread-safe."""
+
+    def __init__(self):
+        self.ops = []
+        self.lock = threading.Lock()
+
+    def add(self, key, value, ok, start, what):
+        op = Op(key, value, ok, start, time.time(), what)
+        with self.lock:
+            self.ops.append(op)
+        return op
+
+    def counts(self):
+        with self.lock:
+            ops = list(self.ops)
+        return {'ops': len(ops), 'acknowledged': sum(o.ok for o in ops),
+                'refused': sum(not o.ok for o in ops)}
+
+    def allowed(self, key):
+        """What the tag may name once every operation has ended: None if
+        no operation on it was acknowledged (nothing to check), else the
+        set of values (None: no tag) of the operations that no
+        acknowledged one followed (began after it ended).  An operation a
+        client saw refused or fail may have taken effect, so it counts
+        too - it only widens the set.  A single value: the acknowledged
+        tag nobody changed after, which must be there exactly."""
+        ops = [o for o in self.ops if o.key == key]
+        acked = [o for o in ops if o.ok]
+        if not acked:
+            return None
+        return set(o.value for o in ops
+                   if not any(a.start > o.end for a in acked))
+
+    def keys(self):
+        return sorted(set(o.key for o in self.ops))
+
+    def violations(self, client):
+        """S1 over HTTP: each tag with an acknowledged operation names an
+        image it may name, and that image is pullable with its whole
+        chain (ancestry, json and layer of each)."""
+        found = []
+        for key in self.keys():
+            allowed = self.allowed(key)
+            if allowed is None:
+                continue
+            now = client.current(*key)
+            if now not in allowed:
+                found.append('%s:%s names %s; allowed %s; ops %s' % (
+                    key[0], key[1], now, sorted(allowed, key=str),
+                    [o for o in self.ops if o.key == key]))
+            elif now is not None:
+                problem = client.pullable(*key)
+                if problem:
+                    found.append('%s:%s -> %s not pullable: %s; ops %s' % (
+                        key[0], key[1], now, problem,
+                        [o for o in self.ops if o.key == key]))
+        return found
+
+
+class RecordingClient(PatientClient):
+    """A patient client whose tag writes and deletes go into a
+    :class:`History`."""
+
+    def __init__(self, url, history):
+        PatientClient.__init__(self, url)
+        self.history = history
+
+    def put(self, repo, tag, image):
+        start = time.time()
+        try:
+            ok = self.put_tag(repo, tag, image).status_code == 200
+        except Exception:
+            ok = False
+        self.history.add((repo, tag), image, ok, start, 'put')
+        return ok
+
+    def delete(self, repo, tag):
+        start = time.time()
+        try:
+            ok = self.delete_tag(repo, tag).status_code == 200
+        except Exception:
+            ok = False
+        self.history.add((repo, tag), None, ok, start, 'delete')
+        return ok
+
+    def push_tagged(self, repo, tag, chain, tries=8):
+        """:meth:`push_tolerant`, recorded as a write of the chain's top
+        (its start is the push's: earlier than the tag PUT, which only
+        widens what the tag may name).  The ids, or None if refused."""
+        start = time.time()
+        top = image_id(chain[-1][0])
+        try:
+            ids = self.push_tolerant(repo, tag, chain, tries=tries)
+        except Exception:
+            self.history.add((repo, tag), top, False, start, 'push')
+            return None
+        self.history.add((repo, tag), top, True, start, 'push')
+        return ids
+
+    def drop_repository(self, repo, tags):
+        """DELETE a whole repository, recorded as a delete of ``tags``."""
+        start = time.time()
+        try:
+            ok = self.delete_repository(repo).status_code == 200
+        except Exception:
+            ok = False
+        for tag in tags:
+            self.history.add((repo, tag), None, ok, start, 'repo delete')
+        return ok
+
+
+def timed_workload(urls, base, until, history, seed=0, tags=('a', 'b', 'c')):
+    """:func:`mixed_workload`'s operations, recorded in ``history``, until
+    the time ``until`` (then each client finishes the operation it is
+    in).  Returns the number of operations; clients never raise."""
+    middle = [('h-mid', base)]
+    done = [0] * len(urls)
+    errors = []
+
+    def client_loop(n, url):
+        rnd = random.Random(seed * 1000 + n)
+        client = RecordingClient(url, history)
+        i = 0
+        while time.time() < until:
+            i += 1
+            op = rnd.choice(('push', 'push', 'retag', 'delete', 'repo'))
+            tag = rnd.choice(tags)
+            try:
+                if op == 'push':
+                    client.push_tagged('ns/app', tag, middle + [
+                        ('s-%d-%d-%d' % (seed, n, i), None)])
+                elif op == 'retag':
+                    image = client.current('ns/app', tag)
+                    if image:
+                        client.put('ns/other', tag, image)
+                elif op == 'delete':
+                    client.delete('ns/app', tag)
+                else:
+                    repo = 'ns/s%d' % n
+                    if client.push_tagged(repo, 'x', middle + [
+                            ('s-%d-%d-%d-r' % (seed, n, i), None)]):
+                        client.drop_repository(repo, ['x'])
+            except Exception as e:          # a GET that timed out, ...
+                errors.append('client %d op %d %s: %r' % (n, i, op, e))
+            done[n] += 1
+    threads = [threading.Thread(target=client_loop, args=(n, url))
+               for n, url in enumerate(urls)]
+    for t in threads:
+        t.daemon = True
+        t.start()
+    for t in threads:
+        t.join(max(60, until - time.time() + 120))
+    assert not any(t.is_alive() for t in threads), 'workload did not finish'
+    return sum(done), errors

@@ -531,7 +531,12 @@ class Run(object):
         """The operation did not finish (a crash, a lock not had)."""
         m = self.m
         m.dirty = True
-        m.referenced |= self.touched
+        # an image the operation touched is referenced if a marker of it
+        # is there: one that the crash came before (a pending marker never
+        # written) was never referenced by it, and its release deletes
+        # nothing (see protocols._take_marker)
+        m.referenced |= set(i for i in self.touched
+                            if next(records.markers(self.store, i), None))
         if self.pushing:
             image, parent = self.pushing
             if (parent is not None and not self.has_json(image) and
@@ -1067,7 +1072,8 @@ def test_ledger_with_invalid_ids_is_unknown(ctx, store, doc):
 def test_missing_ancestry(ctx, store):
     """Online, the json names the parent: an image without ancestry is
     still deleted when it loses its last referrer.  gc marks through
-    ancestries: one missing on a tagged chain stops it deleting anything;
+    ancestries: where one is missing on a tagged chain it follows the json
+    parents, keeps that chain, reports the damage and collects the rest;
     without json either, nothing is deleted online."""
     base, mid, top = built(ctx, ['base', 'mid', 'top'])
     (other,) = built(ctx, ['other'])
@@ -1080,10 +1086,12 @@ def test_missing_ancestry(ctx, store):
     assert receiver(invariants.check, store, 1) is None
     (orphan,) = built(ctx, ['orphan'])
     rep = sweep.sweep(ctx, grace_period=0, jobs=1)
-    assert rep['errors'] and rep['deleted'] == []
-    assert orphan in world.present(store)
+    assert rep['errors'] == [] and [d['image'] for d in rep['deleted']] == [
+        orphan]
+    assert [(d['image'], d['protects']) for d in rep['damaged']] == sorted(
+        [(top, [top, mid, base]), (mid, [mid, base])])
     assert receiver(world.delete_tag, ctx, key) is None
-    assert world.present(store) == set([other, orphan])
+    assert world.present(store) == set([other])
     # no json and no ancestry: the parent cannot be known
     store.put_content(layout.image_file(other, 'json'), b'{trunc')
     store.remove(layout.image_file(other, 'ancestry'))
@@ -1100,9 +1108,9 @@ def test_missing_ancestry(ctx, store):
     {'SELF': 1},
 ])
 def test_ancestry_naming_invalid_ids(ctx, store, ancestry):
-    """A malformed ancestry on a tagged image: gc deletes nothing, nothing
-    outside is touched; online, with an unreadable json, the image is
-    kept."""
+    """A malformed ancestry on a tagged image: gc keeps its chain by the
+    json parents and collects the rest, nothing outside is touched;
+    online, with an unreadable json, the image is kept."""
     base, top = built(ctx, ['base', 'top'])
     (orphan,) = built(ctx, ['orphan'])
     key = T('ns', 'app', 'latest')
@@ -1114,14 +1122,17 @@ def test_ancestry_naming_invalid_ids(ctx, store, ancestry):
                       json.dumps(ancestry).encode())
     assert receiver(invariants.check, store, 1) is None
     rep = sweep.sweep(ctx, grace_period=0, jobs=1)
-    assert rep['errors'] and rep['deleted'] == []
-    assert world.present(store) == set([base, top, orphan])
+    assert rep['errors'] == [] and [d['image'] for d in rep['deleted']] == [
+        orphan]
+    assert [(d['image'], d['protects']) for d in rep['damaged']] == [
+        (top, [top, base])]
+    assert world.present(store) == set([base, top])
     store.put_content(layout.image_file(top, 'json'), b'')
     assert receiver(world.delete_tag, ctx, key) is None
     before = outside(store)
-    assert world.present(store) == set([base, top, orphan])
+    assert world.present(store) == set([base, top])
     assert receiver(recovery.recover, ctx, 0) is None
-    assert world.present(store) == set([base, top, orphan])
+    assert world.present(store) == set([base, top])
     assert outside(store) == before
 
 
@@ -1320,7 +1331,8 @@ def test_json_unreadable_on_a_finished_image_is_kept(ctx, store):
     """The same json without ``_inprogress`` is a finished image damaged:
     with no ancestry either, its parent cannot be known, so nothing it may
     hold is deleted - not the image by gc, not its parent online or by gc
-    - and a tag naming it is a broken chain (gc deletes nothing)."""
+    (its records name it: ``child-<id>``) - and a tag naming it is a broken
+    chain: gc keeps those, says so, and collects the rest."""
     (base,) = built(ctx, ['base'])
     (child,) = built(ctx, ['child'], base)
     (orphan,) = built(ctx, ['orphan'])
@@ -1335,7 +1347,9 @@ def test_json_unreadable_on_a_finished_image_is_kept(ctx, store):
     world.put_tag(ctx, key, child)
     (orphan,) = built(ctx, ['orphan'])
     rep = sweep.sweep(ctx, grace_period=0, jobs=1)
-    assert rep['errors'] and rep['deleted'] == []
-    assert world.present(store) == set([base, child, orphan])
+    assert [d['image'] for d in rep['deleted']] == [orphan]
+    assert [(d['image'], d['protects']) for d in rep['damaged']] == [
+        (child, [child, base])]
+    assert world.present(store) == set([base, child])
     rep = invariants.check(store, jobs=1)
     assert [s['tag'] for s in rep.s1] == [key.display]

@@ -281,6 +281,44 @@ def test_legacy_references_file_keeps_image(ctx, store):
     assert protocols.needed(store, ids[0])
 
 
+def plant_legacy_file(store, image):
+    """PR #606's per-tag-list *file* where the folder of markers goes."""
+    root = records.local_root(store)
+    if root and os.path.isdir(os.path.join(root, layout.references_dir(
+            image))):
+        os.rmdir(os.path.join(root, layout.references_dir(image)))
+    store.put_content(layout.references_dir(image),
+                      b'{"[\\"ns\\", \\"old\\", \\"v\\"]": "%s"}'
+                      % image.encode())
+
+
+def test_tag_on_legacy_file_moves_it_aside_where_it_still_counts(ctx,
+                                                                 store):
+    ids = chain(ctx, 'a')
+    plant_legacy_file(store, ids[0])
+    key = T('ns', 'a', 'v')
+    put_tag(ctx, key, ids[0])               # no ENOTDIR: the file moved
+    assert store.exists(layout.marker_path(ids[0], key.marker))
+    assert records.legacy_references(store, ids[0]) is not None
+    delete_tag(ctx, key)
+    assert present(store) == set(ids)       # the old record still counts
+    assert invariants.check(store, jobs=1).legacy == ids
+
+
+def test_removing_a_legacy_record_never_takes_markers(ctx, store):
+    """A rebuild that converts an image another already converted (and
+    that got markers since) removes only files."""
+    ids = chain(ctx, 'ab')
+    plant_legacy_file(store, ids[1])
+    put_tag(ctx, T('ns', 'b', 'v'), ids[1])
+    for image in ids:
+        records.remove_legacy(store, image)
+    assert records.legacy_references(store, ids[1]) is None
+    consistent(store)
+    assert sorted(records.markers(store, ids[0])) == [
+        layout.child_marker(ids[1])]
+
+
 def test_recovery_finishes_abandoned_intent(ctx, store):
     ids = chain(ctx, 'ab')
     key = T('ns', 'a', 'v')
@@ -457,3 +495,25 @@ def test_a_tombstone_is_another_name_of_the_journal_entry(
     pool = spares._pool(root)
     assert all(os.lstat(p).st_nlink == 1 for p in pool.free)
     consistent(store)
+
+
+def test_a_tag_file_read_while_the_registry_rewrites_it(ctx, store):
+    """Issue 21, item 10: the registry rewrites a tag file in place
+    (truncate, then write); read in between it is empty.  Reading it
+    again a moment later settles it, where taking it as torn left the
+    intent to wait for recovery."""
+    import threading
+    ids = chain(ctx, 'ab')
+    key = T('ns', 'a', 'v')
+    put_tag(ctx, key, ids[-1])
+    store.put_content(layout.tag_file(key), b'')
+    writer = threading.Timer(0.03, store.put_content,
+                             (layout.tag_file(key), ids[0].encode()))
+    writer.start()
+    try:
+        assert protocols.read_tag(store, key) == ids[0]
+    finally:
+        writer.join()
+    store.put_content(layout.tag_file(key), b'')
+    with pytest.raises(protocols.BadInput):
+        protocols.read_tag(store, key)      # empty for good: torn

@@ -7,6 +7,7 @@ import os
 import shutil
 
 from registry_refcount import layout
+from registry_refcount import owner
 from registry_refcount import records
 from registry_refcount import spares
 
@@ -295,3 +296,46 @@ def test_a_crowded_marker_folder_is_never_listed_to_be_judged(
         records.remove_marker(store, ID, name)
     assert not records.referenced(store, ID)   # empty: removed
     assert not os.path.exists(folder)
+
+
+def _a_pid_not_here():
+    """A pid no process of this pid namespace has."""
+    pid = 4000000
+    while os.path.exists('/proc/%d' % pid):
+        pid -= 1
+    return pid
+
+
+def test_a_same_named_host_in_another_pid_namespace_is_never_adopted(
+        store, monkeypatch):
+    """Two containers with one host name, each in its own pid namespace:
+    the other's worker has a pid that does not exist here, and is alive."""
+    root = _root(store)
+    here = owner.host()
+    name, boot, ns = here.split('/', 2)
+    there = '%s/%s/pid:[1]' % (name, boot)
+    other = {'host': there, 'pid': _a_pid_not_here(), 'start': '12345'}
+    with monkeypatch.context() as m:
+        m.setattr(os, 'getpid', lambda: other['pid'])
+        m.setattr(owner, 'host', lambda: there)
+        m.setattr(owner, 'me', lambda: dict(other))
+        records.write_marker(store, ID, 'pending-%032x' % 1, b'{}')
+        records.remove_marker(store, ID, 'pending-%032x' % 1)
+    base = os.path.join(root, layout.SPARES)
+    (theirs,) = os.listdir(base)
+    spares._pools.clear()                  # a new worker starts here
+    records.write_marker(store, ID, 'pending-%032x' % 2, b'{}')
+    records.remove_marker(store, ID, 'pending-%032x' % 2)
+    assert theirs in os.listdir(base)               # not adopted
+    assert len(os.listdir(base)) == 2
+    assert len(os.listdir(os.path.join(base, theirs))) == 1
+    assert spares.clean(root) == 0                  # nor cleaned as dead
+
+
+def test_a_folder_is_named_by_its_process_identity(store):
+    records.write_marker(store, ID, 'pending-%032x' % 1, b'{}')
+    records.remove_marker(store, ID, 'pending-%032x' % 1)
+    (mine,) = os.listdir(os.path.join(_root(store), layout.SPARES))
+    me = owner.me()
+    assert mine.startswith(spares.folder_name(me, '')[:-1])
+    assert spares._dead_here(mine) is False

@@ -79,15 +79,17 @@ def test_gc_old_dangling_child_and_stale_tag_marker(ctx, store):
     assert len(rep['deleted']) == 2
 
 
-def test_gc_refuses_on_broken_chain(ctx, store):
+def test_gc_on_a_missing_ancestry_keeps_its_chain_and_collects_the_rest(
+        ctx, store):
     push(ctx, image_id('a'))
     push(ctx, image_id('b'), image_id('a'))
     put_tag(ctx, T('ns', 'b', 'v'), image_id('b'))
     push(ctx, image_id('orphan'))
     store.remove(layout.image_file(image_id('b'), 'ancestry'))
     rep = sweep.sweep(ctx, grace_period=0)
-    assert rep['errors'] and rep['deleted'] == []
-    assert image_id('orphan') in present(store)
+    assert [d['image'] for d in rep['deleted']] == [image_id('orphan')]
+    assert [d['image'] for d in rep['damaged']] == [image_id('b')]
+    assert present(store) == {image_id('a'), image_id('b')}
 
 
 def test_gc_repairs_tag_references(ctx, store):
