@@ -26,7 +26,15 @@ timestamps), whoever made them and however short the gap:
 
 Both walk the names of every image and tag and stat their files (no
 reads but of the new ones): cheaper than a rebuild, which reads them
-all.
+all, but not a cost for every deletion.  So :func:`claims` walks only
+while a gap is *suspected* (:func:`suspected`): until this process's
+first round of :func:`catch_up` found every reference in place, while the
+last round of any process found one missing (it records how many beside
+the cursor), or after this process let a request through untracked.
+Otherwise the answer is no at the cost of one read.  The one write a
+deletion can then miss is a host without the extension writing beside
+hosts with it, after the last round and before the deletion: the next
+round finds it, and from then on every deletion looks (the log says so).
 """
 
 from __future__ import absolute_import, unicode_literals
@@ -58,25 +66,58 @@ def no_space(error):
 
 # -- the cursor ---------------------------------------------------------------
 
-def checked_until(store):
-    """The storage time up to which every registry write was checked, or
-    None: never (every file is unchecked)."""
+def _checked(store):
+    """``(until, missing)``: the storage time up to which every registry
+    write was checked (None: never, every file is unchecked), and how many
+    references the last round found missing (None: unknown)."""
     try:
-        doc = records.read(store, CHECKED)
+        doc = records.read(store, CHECKED) or {}
     except records.Unreadable:
-        return None
+        return None, None
     try:
-        return float(doc['until']) if doc else None
-    except (KeyError, TypeError, ValueError):
-        return None
+        until = float(doc['until']) if 'until' in doc else None
+    except (TypeError, ValueError):
+        until = None
+    missing = doc.get('missing')
+    return until, (missing if isinstance(missing, int) else None)
 
 
-def mark_checked(store, until):
+def checked_until(store):
+    return _checked(store)[0]
+
+
+def mark_checked(store, until, missing=0):
     """Move the cursor forward to ``until`` (never back: two rounds may
-    end in any order)."""
-    old = checked_until(store)
-    if old is None or until > old:
-        records.write(store, CHECKED, {'until': until})
+    end in any order), with the count of references found missing."""
+    old, was = _checked(store)
+    if old is None or until > old or missing != was:
+        records.write(store, CHECKED, {'until': max(until, old or until),
+                                       'missing': missing})
+
+
+#: This process, per storage (the driver object): has a round of
+#: :func:`catch_up` found every reference in place, since it started or
+#: since it let a request through untracked?
+CLEAN = '_refcount_gap_clean'
+_untracked = {'since': 0}
+
+
+def untracked():
+    """A request went through without the extension's records (a full
+    disk): its write is a gap until the next round."""
+    _untracked['since'] += 1
+
+
+def _set_clean(store, clean):
+    store.__dict__[CLEAN] = _untracked['since'] if clean else None
+
+
+def suspected(store):
+    """May a write the extension did not see name an image now?"""
+    if store.__dict__.get(CLEAN) != _untracked['since']:
+        return True
+    until, missing = _checked(store)
+    return until is None or missing != 0
 
 
 def start_checked(store):
@@ -137,8 +178,11 @@ def names(store, kind, value):
 def claims(ctx, image_id):
     """Does a write not yet checked name ``image_id`` (a child's json, a
     tag file)?  A deletion that found no marker asks, after its
-    tombstone: such a write made the image needed unseen."""
+    tombstone: such a write made the image needed unseen.  Only while a
+    gap is suspected (:func:`suspected`): a walk of every image."""
     store = ctx.store
+    if not suspected(store):
+        return False
     for kind, value, _ in unchecked(store, checked_until(store)):
         if names(store, kind, value) == image_id:
             logger.warning('refcount: keeping %s: %s %s, written without '
@@ -172,9 +216,11 @@ def catch_up(ctx):
             report['errors'].append('%s %s: %s' % (
                 kind, getattr(value, 'display', value), e))
     _deleted_tags(ctx, report)
-    if not report['errors'] and any(
-            since is None or written > since for _, _, written in found):
-        mark_checked(store, began)  # (only the slack's again: not written)
+    missing = report['registered']
+    if not report['errors'] and (missing or _checked(store)[1] or any(
+            since is None or written > since for _, _, written in found)):
+        mark_checked(store, began, missing)  # (else nothing new: no write)
+    _set_clean(store, not (missing or report['errors']))
     if report['registered'] or report['errors']:
         logger.warning('refcount: caught up with writes made without the '
                        'extension: %s', report)

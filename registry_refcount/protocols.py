@@ -1156,7 +1156,9 @@ def finish_intent(ctx, intent_id, doc):
         if intent['repository']:
             reconcile_repository(ctx, *intent['repository'])
         if intent['tag']:
-            reconcile_tag(ctx, intent['tag'])
+            truth = reconcile_tag(ctx, intent['tag'])
+            if intent['image'] and truth != intent['image']:
+                _drop_stray_tag_marker(ctx, intent['tag'], intent['image'])
         crash.point('finish_before_release')
         if intent['image'] and doc.get('failed'):
             # the request did not write its tag: it deletes nothing (an
@@ -1169,6 +1171,19 @@ def finish_intent(ctx, intent_id, doc):
         records.remove(ctx.store, layout.intent(intent_id))
     finally:
         owner.end(intent_id)
+
+
+def _drop_stray_tag_marker(ctx, key, image_id):
+    """A tag write's image, which the tag no longer names, may still carry
+    the tag's marker without the ledger saying so: put there by a
+    reconcile of this very write that lost its lock, after the new holder
+    wrote the ledger (the model's R1 schedule; the stall tests saw it).
+    This write's reconcile, or recovery's, takes it off (the hold and the
+    second read of :func:`drop_tag_marker`)."""
+    if records.exists(ctx.store, layout.marker_path(image_id, key.marker)):
+        with ctx.locks.tag(key):
+            drop_tag_marker(ctx, key, image_id, 'tag %s moved on'
+                            % key.display)
 
 
 # -- child registration ------------------------------------------------------

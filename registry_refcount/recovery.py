@@ -81,7 +81,7 @@ def recover(ctx, intent_timeout, now=None):
             report['errors'].append('%s: %s' % (intent_id, e))
     report['rebuilt'] = _rebuild_quarantined(ctx, intent_timeout, now,
                                              report)
-    _catch_up(ctx, report)
+    catch_up(ctx, report)
     root = records.local_root(store)
     if root is not None:
         spares.clean(root, time.time())
@@ -92,7 +92,7 @@ def recover(ctx, intent_timeout, now=None):
     return report
 
 
-def _catch_up(ctx, report):
+def catch_up(ctx, report):
     """Register the references of writes made without the extension
     (:func:`.gap.catch_up`), counting into ``report``."""
     try:

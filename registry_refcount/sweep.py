@@ -73,6 +73,10 @@ def _sweep(ctx, grace_period, dry_run, now, progress, report, pool,
         finished = {'deletions_finished': 0, 'deletions_waiting': 0,
                     'errors': report['errors']}
         recovery.finish_deletions(ctx, None, now, finished)
+        # writes the extension did not see: registered first, so that the
+        # deletions below need not each look for them (gap.claims)
+        recovery.catch_up(ctx, finished)
+        report['caught_up'] = finished['caught_up']
     # 1. mark (and 2. repair tag references), a batch of tags at a time
     ends = damage_mod.Ends(store)
     damages = {}

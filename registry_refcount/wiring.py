@@ -367,6 +367,7 @@ def _untracked(what, error):
     a deletion keeps what it names meanwhile."""
     logger.error('refcount: %s goes through untracked: %s; it is caught '
                  'up with once there is room', what, error)
+    gap.untracked()
     return None
 
 

@@ -517,3 +517,25 @@ def test_a_tag_file_read_while_the_registry_rewrites_it(ctx, store):
     store.put_content(layout.tag_file(key), b'')
     with pytest.raises(protocols.BadInput):
         protocols.read_tag(store, key)      # empty for good: torn
+
+
+def test_a_stray_tag_marker_of_a_write_that_lost_its_lock(ctx, store):
+    """The R1 schedule of the model (tests/model) and the stall tests: a
+    reconcile of ``PUT T -> Y`` that lost its lock puts T's marker on Y
+    after the new holder's reconcile moved T to Z and wrote the ledger.
+    The ledger does not name Y; the write's own finish (or recovery's)
+    takes the marker off, and Y goes."""
+    y, z = chain(ctx, ['y']), chain(ctx, ['z'])
+    key = T('ns', 'a', 'v')
+    intent_id = protocols.new_intent_id()
+    doc = {'tag': str(key), 'image': y[0]}
+    protocols.write_intent(store, intent_id, **doc)
+    assert protocols.add_pending(ctx, intent_id, key, y[0])
+    store.put_content(layout.tag_file(key), y[0].encode())
+    put_tag(ctx, key, z[0])                 # the new holder: T -> Z
+    records.write_marker(store, y[0], key.marker, str(key))   # the stray
+    owner.end(intent_id)                    # the first request gave up
+    rep = recovery.recover(ctx, intent_timeout=60)
+    assert rep['errors'] == [] and rep['intents_finished'] == 1
+    assert present(store) == set(z)
+    consistent(store)

@@ -76,7 +76,9 @@ def test_gc_old_dangling_child_and_stale_tag_marker(ctx, store):
     sweep.sweep(ctx, grace_period=10, now=1000.0)
     rep = sweep.sweep(ctx, grace_period=10, now=1011.0)
     assert present(store) == set()
-    assert len(rep['deleted']) == 2
+    # r's tag was deleted behind the extension's back: gc catches up with
+    # that first (gap.catch_up), and r goes by the tag's reconcile
+    assert [d['image'] for d in rep['deleted']] == [image_id('p')]
 
 
 def test_gc_on_a_missing_ancestry_keeps_its_chain_and_collects_the_rest(
@@ -97,7 +99,8 @@ def test_gc_repairs_tag_references(ctx, store):
     key = T('ns', 'a', 'v')
     store.put_content(layout.tag_file(key), image_id('a').encode())
     rep = sweep.sweep(ctx, grace_period=0)
-    assert rep['repaired'] == ['ns/a:v']
+    # written behind the extension's back: gc catches up with it first
+    assert rep['caught_up'] == 1 and rep['repaired'] == []
     assert invariants.check(store, jobs=1).r1 == []
 
 
