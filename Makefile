@@ -41,6 +41,8 @@ stress: setup
 	@REFCOUNT_STRESS=1 $(VENV27)/bin/python -m pytest -q \
 	  tests/registry/test_concurrency.py tests/registry/test_fuzz.py \
 	  tests/storage/test_properties.py \
+	  tests/s3/test_clocks.py tests/s3/test_lock_faults.py \
+	  tests/registry/test_lock_faults.py \
 	  tests/model $(PYTEST_ARGS)
 
 bench: setup

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
-DEB_PACKAGES="swig libssl-dev redis-server"
+DEB_PACKAGES="swig libssl-dev redis-server faketime"
 missing=""
 for p in $DEB_PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
