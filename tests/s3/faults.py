@@ -407,3 +407,17 @@ class Stall(object):
         for host, pid, at in self.stalls:
             self._resume(pid)
         return len(self.stalls)
+
+
+def cli_runs_within_a_round(run, timeout=20):
+    """The CLI runs (exit 0) within a few recovery rounds; until then
+    it may refuse (exit 2), never anything else."""
+    import time
+    deadline = time.time() + timeout
+    while True:
+        code, doc, err = run()
+        if code == 0:
+            return
+        assert code == 2 and 'would not exclude' in err, (code, doc, err)
+        assert time.time() < deadline, (code, doc, err)
+        time.sleep(0.5)

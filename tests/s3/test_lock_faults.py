@@ -25,7 +25,8 @@ from registry_refcount import recovery
 
 from ..registry.conftest import refcount_settings
 from ..registry.harness import Client, make_config
-from .faults import (STRESS, Model, host_command, lost_tags, model_workload,
+from .faults import (STRESS, Model, cli_runs_within_a_round, host_command,
+                     lost_tags, model_workload,
                      run_cli, wait_for)
 
 CLIENTS = 4
@@ -157,18 +158,14 @@ def test_cli_with_another_redis_db_refuses(make_registry, tmpdir,
     assert code == 0, (doc, err)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'issue 20: the lock space identity is a key in Redis, recorded in '
-    'storage by the workers at start only; a FLUSHALL or a restart of a '
-    'Redis without persistence makes a new identity on the next '
-    'identity() call, so the CLI refuses (exit 2, "would not exclude") '
-    'although it locks in the very Redis the workers lock in'))
 @pytest.mark.parametrize('fault', ['flushall', 'restart'])
 def test_cli_runs_after_redis_lost_its_keys(make_registry, tmpdir,
                                             redis_server, fault):
     """After Redis lost its keys (a flush, a restart without persistence)
     the workers and the CLI still lock in the same Redis: the CLI must not
-    refuse to run for a lock space that is the same."""
+    refuse to run for a lock space that is the same - once a recovery
+    round of the workers recorded it again (it refused for good while
+    the workers recorded it at start only)."""
     settings = refcount_settings(tmpdir, lock_backend='redis',
                                  redis=redis_server.settings(),
                                  intent_timeout=60)
@@ -183,8 +180,8 @@ def test_cli_runs_after_redis_lost_its_keys(make_registry, tmpdir,
         redis_server.stop()
         redis_server.start()
     Client(reg.url).push('ns/app', 'w', ['rlk-2'])     # the workers lock on
-    code, doc, err = run_cli(reg.config, 's3', reg.env, 'verify')
-    assert code == 0, (code, doc, err)
+    cli_runs_within_a_round(lambda: run_cli(reg.config, 's3', reg.env,
+                                            'verify'))
 
 
 def test_api_recovery_with_no_timeout_from_another_host(make_registry,
@@ -226,14 +223,9 @@ def test_api_recovery_with_no_timeout_from_another_host(make_registry,
     assert lost_tags(model, reg.url) == []
 
 
-@pytest.mark.parametrize('timeout', [60, pytest.param(0, marks=pytest.mark.xfail(
-    strict=True, reason=(
-        'issue 20: recovery.recover(ctx, intent_timeout=0) is not refused '
-        '(only the config and the CLI refuse < 60 s); from another host '
-        'it takes a live tag write stalled between its pending marker and '
-        'the tag file for abandoned (age >= 0 on the storage clock), '
-        'releases the pending marker and deletes the freshly pushed '
-        'image: the tag PUT then answers 404 "Image not found"')))])
+# 0 deleted the image (404 "Image not found") until recovery.abandoned
+# took at least 60 s for another host's work, through the API too
+@pytest.mark.parametrize('timeout', [60, 0])
 def test_api_recovery_meets_a_stalled_tag_write_of_another_host(
         make_registry, tmpdir, redis_server, timeout):
     """The deterministic form of the loop above: a tag write of a fresh
@@ -273,14 +265,10 @@ def test_api_recovery_meets_a_stalled_tag_write_of_another_host(
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    'issue 20: a reconcile whose hold cannot be released (Redis '
-    'unreachable: remove_reference needs the image lock) leaves it, and '
-    'once the tag was reconciled by another process meanwhile nothing '
-    'revisits the image: the owner\'s own recovery finds the ledger '
-    'consistent, and every other process takes the hold for in flight '
-    '(its owner lives; on another host HOLD_AGE, 3600 s).  After '
-    'recovery R1 reports the stale hold-marker and the image the tag '
-    'left is kept (L1) for an hour'))
+    'issue 20: a reconcile whose hold\'s cascade cannot lock (Redis '
+    'unreachable) removes the hold by itself (it stayed for HOLD_AGE, '
+    'an hour, before); once the tag was reconciled by another process '
+    'meanwhile nothing revisits the image, which is left (L1) to gc'))
 def test_a_hold_released_while_redis_is_down(make_registry, tmpdir,
                                              redis_server):
     """Minimised from test_redis_restarted_and_flushed_under_load: a
