@@ -350,7 +350,11 @@ def on_before_put_image_json(sender, image_json=None, **kwargs):
             logger.error('refcount: image %s names an invalid parent %r',
                          image_id, parent)
             return 'Invalid parent image id'
-        return protocols.register_child(ctx, image_id, layout.text(parent))
+        parent = layout.text(parent)
+        if _descends_from(ctx.store, parent, image_id):
+            return ANCESTOR_REFUSAL
+        _note_reparent(ctx.store, image_id, parent)
+        return protocols.register_child(ctx, image_id, parent)
     except locks.LockTimeout as e:
         logger.error('refcount: %s; refusing image %s', e, image_id)
         return 'Registry busy, retry the push'
@@ -360,6 +364,49 @@ def on_before_put_image_json(sender, image_json=None, **kwargs):
         logger.exception('refcount: could not register image %s as a child '
                          'of %s', image_id, parent)
         return 'Registry storage is not available, retry the push'
+
+
+#: The refusal of an image json whose parent is the image, or descends
+#: from it: its child marker would keep it (or the cycle) for ever.
+ANCESTOR_REFUSAL = 'An image cannot be its own ancestor'
+
+
+def _descends_from(store, parent, image_id):
+    """Is ``parent`` the image itself, or does it descend from it (its
+    ancestry names it)?  The registry alone stores such a json (the
+    parent's json is there); what cannot be read says no."""
+    if parent == image_id:
+        return True
+    try:
+        return image_id in protocols.read_ancestry(store, parent)
+    except protocols.BadInput:
+        return False
+
+
+def _note_reparent(store, image_id, parent):
+    """A json PUT again for a push in progress, naming another parent
+    than the stored json: once the request is over, the first parent's
+    registration is stale (if the new json was stored; checked then)."""
+    try:
+        old = protocols.stored_parent(store, image_id)
+    except protocols.BadInput:
+        return
+    if old is not protocols.NOT_STORED and old not in (None, parent):
+        flask.g.refcount_reparent = (image_id, old)
+
+
+def _drop_old_registration(ctx, image_id, old_parent):
+    """After a json PUT that named another parent: the old parent's
+    ``child-`` marker goes if the stored json no longer names it
+    (:func:`.protocols.drop_stale_marker` reads it again), and the old
+    parent with it if that was its last marker."""
+    def drop():
+        if protocols.drop_stale_marker(ctx, old_parent,
+                                       layout.child_marker(image_id), 0):
+            protocols.remove_reference(
+                ctx, old_parent, None, 'its child %s was pushed again '
+                'with another parent' % image_id)
+    _run('drop the registration of %s on %s' % (image_id, old_parent), drop)
 
 
 def _untracked(what, error):
@@ -387,6 +434,10 @@ def on_request_tearing_down(sender, **kwargs):
     """After the request: reconcile what it named, release the pending
     marker, drop the intent - after the response (:mod:`.background`).
     Anything that fails stays recorded in the intent for recovery."""
+    reparent = getattr(flask.g, 'refcount_reparent', None)
+    if reparent:
+        flask.g.refcount_reparent = None
+        background.run(_drop_old_registration, _state['ctx'], *reparent)
     state = getattr(flask.g, 'refcount', None)
     if not state:
         return

@@ -37,9 +37,8 @@ At the end every push still in progress is finished on both sides, every
 tag is pulled on both (the same result), and ``verify`` exits 0 on the
 extension's side (:func:`assert_invariants`: S1, R1, nothing unfinished).
 Then ``gc --grace 0`` (twice) deletes only images no tag reaches, and
-verify is still consistent.  Bugs the fuzz found are in ``KNOWN_BUGS``,
-each with its xfail(strict) test at the end of this file; the fuzz
-tolerates exactly the records each leaves, and says so.
+verify is still consistent.  The bugs the fuzz found have their own
+tests at the end of this file.
 
 Bounded for ``make test``: ``STEPS`` requests (150, about 30 s); 600 with
 ``REFCOUNT_STRESS=1``.  Seeded: ``REFCOUNT_FUZZ_SEED`` (default 2101); the
@@ -75,6 +74,7 @@ EXT_IMAGE_ENTRIES = ('_references', '_references.legacy', '_deleting')
 #: The refusal messages of names.refusal and on_before_put_image_json.
 NAME_REFUSAL = 'Invalid repository or tag name'
 ID_REFUSAL = 'Invalid image id'
+ANCESTOR_REFUSAL = 'An image cannot be its own ancestor'
 
 #: Repositories as a docker client puts them in the URL, with a weight:
 #: plain ones most often, then '..', '.', '%', '+', ' ', names starting
@@ -115,26 +115,11 @@ def _hex(rng, n):
     return ''.join(rng.choice('0123456789abcdef') for _ in range(n))
 
 
-#: Bugs of the extension the fuzz found, each with its own xfail(strict)
-#: test below; the fuzz tolerates exactly what each leaves (and says so).
-KNOWN_BUGS = {
-    'repush-other-parent': (
-        'a json PUT again for a push in progress (no checksum yet) naming '
-        'another parent leaves child-<id> on the first parent: verify '
-        'exits 1 (R1 stale_marker) and the first parent is kept for ever '
-        '(verify --repair drops the marker while the child is there, not '
-        'once it is deleted: then only gc, after intent_timeout); '
-        'test_repush_with_another_parent_leaves_no_stale_marker, '
-        'test_repush_with_another_parent_then_untag_frees_the_first_parent'),
-    'self-parent': (
-        'a json PUT again for a push in progress naming the image itself as '
-        'its parent (the registry alone answers 200: the parent\'s json is '
-        'there; its ancestry becomes [id, id]), or two pushes in progress '
-        'naming each other, puts child-<id> on the image itself: once '
-        'tagged and untagged it is never deleted, by the cascade or gc '
-        '(L1; no data loss); '
-        'test_an_image_pushed_as_its_own_parent_is_freed_by_its_untag'),
-}
+#: Bugs the fuzz found, fixed since (each has its test at the end): a
+#: json PUT again for a push in progress naming another parent left
+#: child-<id> on the first parent (verify exited 1, the parent was kept);
+#: an image whose json named itself, or a descendant, as its parent kept
+#: itself for ever (now refused: ANCESTOR_REFUSAL).
 
 
 # -- the trees compared ------------------------------------------------------
@@ -290,8 +275,6 @@ class Pair(object):
         self.ever_reachable = set()
         self.requests = 0
         self.codes = {}         # 'METHOD endpoint': {status: count}
-        #: (image, marker) left by a known bug (KNOWN_BUGS)
-        self.known_stale = set()
 
     def fail(self, message):
         raise Divergence('%s\nREFCOUNT_FUZZ_SEED=%d; the last requests '
@@ -402,6 +385,10 @@ def _documented(method, path, ra, re_):
     if ID_REFUSAL in re_.text and method == 'PUT' and \
             path.endswith('%0A/json'):
         return 'id with a trailing newline refused'
+    if ANCESTOR_REFUSAL in re_.text and method == 'PUT' and \
+            path.endswith('/json'):
+        return 'an image as its own ancestor refused (alone: 200, and '\
+            'the image kept for ever)'
     return None
 
 
@@ -412,15 +399,6 @@ def _endpoint(path):
     if '/tags/' in path:
         return 'tag'
     return 'repository ' + parts[-1]
-
-
-def _parent(body):
-    """The parent a stored json body names (None if none or not valid)."""
-    try:
-        parent = json.loads(body.decode('utf-8')).get('parent')
-    except (AttributeError, ValueError, UnicodeError):
-        return None
-    return parent if isinstance(parent, type(u'')) else None
 
 
 # -- the requests -------------------------------------------------------------
@@ -490,16 +468,12 @@ class Fuzz(object):
         image = image or self.image()
         url_id = image if self.rng.random() < 0.9 else self.bad_url_id(image)
         body = self.json_doc(image, url_id)
-        before = _parent(self.json_body.get(image))
         r = self.pair.send('PUT', '/v1/images/%s/json' % url_id, body,
                            {'Content-Type': 'application/json'})
         if r.status_code == 200:
             self.json_body[image] = body.encode() if not isinstance(
                 body, bytes) else body
             self.layer_body.pop(image, None)
-            if before and before != _parent(self.json_body[image]):
-                # KNOWN_BUGS['repush-other-parent']
-                self.pair.known_stale.add((before, 'child-' + image))
         return r
 
     def push_layer(self, image=None):
@@ -632,33 +606,17 @@ class Fuzz(object):
 
 
 def final_check(pair):
-    """verify on the extension's side: consistent, exit 0 - but for the
-    stale markers a known bug left (KNOWN_BUGS), which ``verify --repair``
-    must then mend (or, where the child is gone, leave to gc: its
-    ``intent_timeout`` is not waited for here)."""
+    """verify on the extension's side: consistent, exit 0."""
     ext = pair.ext
-
-    def unexplained(rep):
-        known = [r for r in rep.r1 if r.get('kind') == 'stale_marker' and
-                 (r.get('image'), r.get('marker')) in pair.known_stale]
-        if [r for r in rep.r1 if r not in known] or rep.s1 or \
-                rep.unreadable or rep.journal or rep.legacy or rep.intents:
-            pair.fail('the invariants on the extension side:\n%s'
-                      % invariants.as_json(rep))
-        return known
-    known = unexplained(invariants.check(ext.store(), jobs=4))
-    if known:
-        code, doc, out, err = run(ext, 'verify', '--repair')
-        print('fuzz: known bug (repush-other-parent) left %r; verify '
-              '--repair exited %d' % (known, code))
-        known = unexplained(invariants.check(ext.store(), jobs=4))
-        if [r for r in known if not r.get('dangling')]:
-            pair.fail('verify --repair left %r' % known)
+    rep = invariants.check(ext.store(), jobs=4)
+    if rep.r1 or rep.s1 or rep.unreadable or rep.journal or rep.legacy or \
+            rep.intents:
+        pair.fail('the invariants on the extension side:\n%s'
+                  % invariants.as_json(rep))
     code, doc, out, err = run(ext, 'verify')
-    if code != (1 if known else 0):
+    if code != 0:
         pair.fail('verify exited %d:\n%s%s' % (code, out, err))
-    if not known:
-        assert_invariants(ext, client=None)
+    assert_invariants(ext, client=None)
     # gc on the tree the fuzz left (twice: candidates, then deletions):
     # it deletes only images no tag reaches, and verify stays as it was
     live = reachable(ext.storage)
@@ -675,9 +633,8 @@ def final_check(pair):
                   % sorted((before - after) & live))
     print('fuzz: gc deleted %d of %d unreachable images' % (
         len(before - after), len(before - live)))
-    unexplained(invariants.check(ext.store(), jobs=4))
     code, doc, out, err = run(ext, 'verify')
-    if code not in ((0, 1) if known else (0,)):
+    if code != 0:
         pair.fail('verify after gc exited %d:\n%s%s' % (code, out, err))
 
 
@@ -722,7 +679,6 @@ def ext_registry(make_registry):
     return make_registry(workers=1).start()
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_BUGS['repush-other-parent'])
 def test_repush_with_another_parent_leaves_no_stale_marker(ext_registry):
     """A push in progress whose json is PUT again with another parent
     (the registry alone allows it: the json is replaced while _inprogress
@@ -742,12 +698,12 @@ def test_repush_with_another_parent_leaves_no_stale_marker(ext_registry):
     assert code == 0, out + err
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_BUGS['repush-other-parent'])
 def test_repush_with_another_parent_then_untag_frees_the_first_parent(
         ext_registry):
     """The same push, finished, tagged and untagged: the child and both
     parents are freed (the first parent's stale child marker kept it, and
-    verify --repair cannot drop a marker whose child is gone)."""
+    verify --repair could not drop a marker whose child is gone); the
+    first parent as soon as the push named another."""
     reg = ext_registry
     client = Client(reg.url)
     first, = client.push_chain(['repush-first'])
@@ -757,14 +713,15 @@ def test_repush_with_another_parent_then_untag_frees_the_first_parent(
                     data=json.dumps({'id': child, 'parent': first}))
     assert client.push_image(child, second).status_code == 200
     client.tag('ns/app', 'v1', child)
-    assert reg.images() == set([first, second, child])
+    reg.settle()
+    # the first parent lost its one referrer: deleted online
+    assert reg.images() == set([second, child])
     assert client.delete_tag('ns/app', 'v1').status_code == 200
     assert reg.images() == set(), 'the first parent is kept'
     code, doc, out, err = run(reg, 'verify')
     assert code == 0, out + err
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_BUGS['self-parent'])
 def test_an_image_pushed_as_its_own_parent_is_freed_by_its_untag(
         ext_registry):
     """An image whose json, PUT again while its push is in progress, names
@@ -777,8 +734,17 @@ def test_an_image_pushed_as_its_own_parent_is_freed_by_its_untag(
     assert client.http.put(url, data=json.dumps(
         {'id': image})).status_code == 200
     r = client.push_image(image, parent=image)
-    if r.status_code != 200:
-        return      # refused: nothing to free
-    client.tag('ns/app', 'v1', image)
+    assert r.status_code == 400 and ANCESTOR_REFUSAL in r.text, r.text
+    # two pushes in progress naming each other: the second is refused
+    other = hashlib.sha256(b'self-parent-2').hexdigest()
+    assert client.http.put(reg.url + '/v1/images/%s/json' % other,
+                           data=json.dumps({'id': other, 'parent': image})
+                           ).status_code == 200
+    r = client.http.put(url, data=json.dumps({'id': image,
+                                              'parent': other}))
+    assert r.status_code == 400 and ANCESTOR_REFUSAL in r.text, r.text
+    client.push_image(image)
+    client.push_image(other, parent=image)
+    client.tag('ns/app', 'v1', other)
     assert client.delete_tag('ns/app', 'v1').status_code == 200
     assert reg.images() == set(), 'the image names itself and is kept'
