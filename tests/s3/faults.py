@@ -21,6 +21,10 @@ import time
 
 import pytest
 
+from registry_refcount import locks
+from registry_refcount import protocols
+from registry_refcount import recovery
+
 from ..registry.harness import BIN, Client, image_id
 
 CLI = os.path.join(BIN, 'registry-refcount')
@@ -421,3 +425,15 @@ def cli_runs_within_a_round(run, timeout=20):
         assert code == 2 and 'would not exclude' in err, (code, doc, err)
         assert time.time() < deadline, (code, doc, err)
         time.sleep(0.5)
+
+
+def recover_after_load(hosts, redis_server, model):
+    """S1 as the clients saw it (every acknowledged tag pulls whole on
+    every host), then - requests stopped - recovery once, as the CLI's."""
+    assert model.violations == [], model.violations
+    for host in hosts:
+        assert lost_tags(model, host.url) == []          # S1
+    hosts[0].settle(30)
+    ctx = protocols.context(hosts[0].store(), locks.RedisLocks(
+        port=redis_server.port, timeout=30), by='test')
+    recovery.recover(ctx, intent_timeout=0)

@@ -42,7 +42,8 @@ from ..registry.conftest import (assert_invariants, refcount_settings,
 from ..registry.harness import Client, image_id
 from .faults import (STRESS, Model, ModelClient, Stall, cli_package_dir, host_command,
                      lost_tags, model_workload, need_faketime,
-                     response_skew, run_cli, skewed_env, wait_for)
+                     recover_after_load, response_skew, run_cli,
+                     skewed_env, wait_for)
 
 CLIENTS = 4
 ROUNDS = 40 if STRESS else 8
@@ -86,13 +87,7 @@ def two_hosts(make_registry, tmpdir, redis_server, env_a, **overrides):
 def final_checks(hosts, redis_server, model):
     """S1 as the clients saw it, then recovery once the requests have
     stopped, then R1 and L1 on storage."""
-    assert model.violations == [], model.violations
-    for host in hosts:
-        assert lost_tags(model, host.url) == []          # S1
-    hosts[0].settle(30)
-    ctx = protocols.context(hosts[0].store(), locks.RedisLocks(
-        port=redis_server.port, timeout=30), by='test')
-    recovery.recover(ctx, intent_timeout=0)
+    recover_after_load(hosts, redis_server, model)
     for host in hosts:
         rep = assert_invariants(host, Client(host.url))   # S1, R1
         assert rep.intents == []

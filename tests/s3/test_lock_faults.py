@@ -27,7 +27,7 @@ from ..registry.conftest import refcount_settings
 from ..registry.harness import Client, make_config
 from .faults import (STRESS, Model, cli_runs_within_a_round, host_command,
                      lost_tags, model_workload,
-                     run_cli, wait_for)
+                     recover_after_load, run_cli, wait_for)
 
 CLIENTS = 4
 ROUNDS = 40 if STRESS else 8
@@ -52,13 +52,7 @@ def recover_and_check(hosts, redis_server, model):
     """S1 as the clients saw it; then recovery once the requests stopped;
     R1; L1 (an image left unreachable is one whose push or tag write the
     client was refused: gc's to collect)."""
-    assert model.violations == [], model.violations
-    for host in hosts:
-        assert lost_tags(model, host.url) == []               # S1
-    hosts[0].settle(30)
-    ctx = protocols.context(hosts[0].store(), locks.RedisLocks(
-        port=redis_server.port, timeout=30), by='test')
-    recovery.recover(ctx, intent_timeout=0)
+    recover_after_load(hosts, redis_server, model)
     for host in hosts:
         rep = invariants.check(host.store())
         assert rep.s1 == [], rep.s1

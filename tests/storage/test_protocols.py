@@ -319,7 +319,7 @@ def test_removing_a_legacy_record_never_takes_markers(ctx, store):
         layout.child_marker(ids[1])]
 
 
-def test_recovery_finishes_abandoned_intent(ctx, store):
+def test_recovery_finishes_abandoned_intent(ctx, store, monkeypatch):
     ids = chain(ctx, 'ab')
     key = T('ns', 'a', 'v')
     put_tag(ctx, key, ids[-1])
@@ -331,6 +331,12 @@ def test_recovery_finishes_abandoned_intent(ctx, store):
     world.as_another_hosts(store, layout.intent(intent_id))
     rep = recovery.recover(ctx, intent_timeout=60)
     assert rep['intents_waiting'] == 1 and present(store) == set(ids)
+    # another host's work is never taken for abandoned below 60 s
+    rep = recovery.recover(ctx, intent_timeout=0)
+    assert rep['intents_waiting'] == 1 and present(store) == set(ids)
+    # (the floor lowered: as if the intent were a minute old)
+    from registry_refcount import settings
+    monkeypatch.setattr(settings, 'MIN_INTENT_TIMEOUT', 0)
     rep = recovery.recover(ctx, intent_timeout=0)
     assert rep['intents_finished'] == 1
     assert present(store) == set()
