@@ -42,7 +42,7 @@ stress: setup
 	  tests/registry/test_concurrency.py tests/registry/test_fuzz.py \
 	  tests/storage/test_properties.py \
 	  tests/s3/test_clocks.py tests/s3/test_lock_faults.py \
-	  tests/registry/test_lock_faults.py \
+	  tests/registry/test_lock_faults.py tests/s3/test_stalls.py \
 	  tests/model $(PYTEST_ARGS)
 
 bench: setup
