@@ -947,17 +947,18 @@ def drop_tag_marker(ctx, key, image_id, reason):
 
 def _release_hold(ctx, image_id, hold, reason):
     """Remove a hold: through the cascade (``reason``: the image goes if
-    that was its last marker), else - or when the image's lock cannot be
-    had (Redis down) - by itself: a hold left behind would keep the image
-    for :data:`HOLD_AGE`, one removed leaves it to gc."""
+    that was its last marker), else by itself.  When the image's lock
+    cannot be had (Redis down) the hold goes by itself all the same - one
+    left behind would keep the image for :data:`HOLD_AGE` - and the
+    reconcile stops (:class:`.locks.LockTimeout`): its ledger still names
+    the image, so the next reconcile comes back to it."""
     if reason is not None:
         try:
             remove_reference(ctx, image_id, hold, reason)
             return
-        except locks.LockTimeout as e:
-            logger.error('refcount: %s; the hold on %s goes without its '
-                         'cascade (gc frees the image if it was the last '
-                         'marker)', e, image_id)
+        except locks.LockTimeout:
+            records.remove_marker(ctx.store, image_id, hold)
+            raise
     records.remove_marker(ctx.store, image_id, hold)
 
 

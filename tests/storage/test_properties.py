@@ -73,6 +73,7 @@ from registry_refcount import owner
 from registry_refcount import protocols
 from registry_refcount import records
 from registry_refcount import recovery
+from registry_refcount import settings as config
 from registry_refcount import sweep
 from registry_refcount import truth
 
@@ -1207,10 +1208,13 @@ def test_recovery_survives_a_malformed_intent(ctx, store, doc):
     assert outside(store) == before
 
 
-def test_recovery_of_an_intent_naming_a_missing_image(ctx, store):
+def test_recovery_of_an_intent_naming_a_missing_image(ctx, store, monkeypatch):
     """A tag write's intent names an image that is not there (any more):
     releasing its pending marker deletes nothing else and creates
     nothing."""
+    # (a record that names no owner is judged by its age, floored at a
+    # minute: as if a minute old)
+    monkeypatch.setattr(config, "MIN_INTENT_TIMEOUT", 0)
     (x,) = built(ctx, ['x'])
     world.put_tag(ctx, T('ns', 'app', 'latest'), x)
     records.write(store, layout.intent('1' * 32), {
