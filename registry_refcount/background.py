@@ -86,10 +86,36 @@ def off_hub(fn, *args):
     return _get_hub().threadpool.apply(fn, args)
 
 
+def forever(fn):
+    """Run ``fn`` (a loop that never returns: recovery's) in a greenlet
+    of its own, stopped like deferred work when the worker exits."""
+    import gevent
+    _gevent_pool()              # registers :func:`drain` at exit
+    _loops.append(gevent.spawn_later(0.5, fn))
+
+
+#: The loops :func:`forever` started.
+_loops = []
+
+
 def drain(timeout=10):
     """Let deferred work finish (a worker about to exit); what does not
-    finish in time is left to recovery."""
-    if _pool is not None and len(_pool):
+    finish in time, and recovery's loop, are stopped here and left to
+    recovery.  Stopped, not left running: gunicorn recycles a worker
+    (``--max-requests``) by returning from its loop, and a greenlet still
+    alive then runs on while the interpreter tears its modules down, with
+    their names set to None - a deletion that removed an image's files
+    went on without dropping their cache entries, and the registry served
+    the deleted image's ancestry from the cache for good."""
+    for loop in _loops:
+        loop.kill(block=False)
+    if _pool is None:
+        return
+    if len(_pool):
         logger.info('refcount: finishing %d deferred tasks before exit',
                     len(_pool))
         _pool.join(timeout=timeout)
+    if len(_pool):
+        logger.warning('refcount: %d deferred tasks did not finish before '
+                       'exit; left to recovery', len(_pool))
+        _pool.kill(block=True, timeout=timeout)

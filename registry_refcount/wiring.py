@@ -154,7 +154,7 @@ def _start_recovery(settings):
             wake.wait(settings.recovery_interval)
             gevent.sleep(RETRY_AFTER)
 
-    gevent.spawn_later(0.5, loop)
+    background.forever(loop)
 
 
 #: Seconds before work a request left (a storage error, a lock not had)
