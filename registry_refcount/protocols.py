@@ -810,7 +810,7 @@ def ledger_entry(store, key):
 ROUNDS = 3
 
 
-def reconcile_tag(ctx, key):
+def reconcile_tag(ctx, key, notes=None):
     """Make the tag's reference agree with its tag file.
 
     Under the tag's lock: read the truth and the ledger; if they differ,
@@ -828,12 +828,14 @@ def reconcile_tag(ctx, key):
     read again under a hold on it; and the ledger ends as the tag file
     says, since a round that changed anything reads the tag file again
     after its last write and goes again if the tag moved.
+    ``notes`` (:class:`Notes`): the intent this reconcile works for,
+    which learns each image before the tag's marker or a hold goes on it.
     Returns the image the tag names (or None).
     """
     store = ctx.store
     with ctx.locks.tag(key):
         for attempt in range(ROUNDS):
-            truth, changed = _reconcile_round(ctx, key)
+            truth, changed = _reconcile_round(ctx, key, notes)
             if not changed or read_tag(store, key) == truth:
                 return truth
         logger.warning('refcount: tag %s kept moving while it was '
@@ -842,7 +844,7 @@ def reconcile_tag(ctx, key):
         return truth
 
 
-def _reconcile_round(ctx, key):
+def _reconcile_round(ctx, key, notes):
     """One round of :func:`reconcile_tag`: ``(truth, changed)``."""
     store = ctx.store
     truth = read_tag(store, key)
@@ -874,6 +876,8 @@ def _reconcile_round(ctx, key):
             fresh=entry == (None, []),     # read absent, under the lock
             sync=True)
     if truth is not None:
+        if notes is not None:
+            notes.note(truth, adds=True)
         if add_reference_patiently(ctx, truth, key.marker, str(key)):
             # durable before any marker comes off on its word (the other
             # images', the tag write's pending marker after this)
@@ -887,6 +891,8 @@ def _reconcile_round(ctx, key):
     for stale in drop:
         reason = ('tag %s was deleted' % key.display if truth is None
                   else 'tag %s moved to %s' % (key.display, truth))
+        if notes is not None:
+            notes.note(stale)               # a hold goes on it
         drop_tag_marker(ctx, key, stale, reason)
     _step(ctx, 'before_ledger')
     if truth is None:
@@ -1077,7 +1083,8 @@ def new_intent_id():
 def write_intent(store, intent_id, **fields):
     """Record a tag request's work before the registry does its part; the
     intent names its owner, so that recovery finishes it only once that
-    process is gone (see :mod:`.owner`)."""
+    process is gone (see :mod:`.owner`).  Returns the document written
+    (what :func:`finish_intent` takes)."""
     fields['at'] = time.time()
     fields['owner'] = owner.me()
     owner.begin(intent_id)
@@ -1086,6 +1093,68 @@ def write_intent(store, intent_id, **fields):
     records.write(store, layout.intent(intent_id), fields, fresh=True,
                   sync=fields.get('image') is not None)
     crash.point('after_intent')
+    return fields
+
+
+def reconcile_recorded(ctx, key):
+    """:func:`reconcile_tag` under an intent of its own, as a tag request's
+    (gc's repair of a reference): a process that dies in it leaves its
+    work, and the images it touched, to recovery."""
+    intent_id = new_intent_id()
+    finish_intent(ctx, intent_id,
+                  write_intent(ctx.store, intent_id, tag=str(key)))
+
+
+class Notes(object):
+    """The images an intent's reconcile may leave its tag's marker or a
+    hold on.  Each is written into the intent (the document rewritten
+    whole, durable) before the marker or the hold goes on it, unless the
+    intent names it already - the tag write's own image needs no write, a
+    retag's old image one.  A reconcile that loses its lock may add the
+    marker from a stale read after the other holder wrote the final
+    ledger, and a process may die holding a hold: the ledger then names
+    neither image, and only these notes do (:func:`_drop_strays`)."""
+
+    def __init__(self, store, intent_id, doc):
+        self.store, self.intent_id = store, intent_id
+        self.doc = dict((k, v) for k, v in doc.items() if k != 'failed')
+        self.images = set(touched_images(doc))
+        self.added = set()
+
+    def note(self, image_id, adds=False):
+        """``adds``: the tag's marker goes on the image (not a hold)."""
+        if adds:
+            self.added.add(image_id)
+        if image_id in self.images:
+            return
+        self.images.add(image_id)
+        if 'owner' not in self.doc:
+            self._whole_document()
+        self.doc['touched'] = sorted(self.images - set([
+            self.doc.get('image')]))
+        records.write(self.store, layout.intent(self.intent_id), self.doc,
+                      sync=True)
+
+    def _whole_document(self):
+        """The intent as stored (its owner and time: recovery goes by
+        them) when the caller passed only its fields; if it is gone
+        (finished by a recovery that took its owner for dead) it is
+        written again as ours, for the next recovery to finish."""
+        try:
+            stored = records.read(self.store, layout.intent(self.intent_id))
+        except records.Unreadable:
+            stored = None
+        if stored is None:
+            stored = dict(self.doc, at=time.time(), owner=owner.me())
+        self.doc = dict((k, v) for k, v in stored.items() if k != 'failed')
+        self.images.update(touched_images(self.doc))
+
+
+def touched_images(doc):
+    """The images an intent document names: its own, and those its
+    reconciles noted (:class:`Notes`)."""
+    image = doc.get('image')
+    return ([image] if image else []) + list(doc.get('touched') or [])
 
 
 def add_pending(ctx, intent_id, key, image_id):
@@ -1130,26 +1199,36 @@ def parse_intent(doc):
             image = layout.check_id(image)
             if tag is None:
                 raise ValueError('an image without a tag')
+        touched = doc.get('touched') or []
+        if not isinstance(touched, list) or (touched and tag is None):
+            raise ValueError('touched images must be a list, with a tag')
+        for other in touched:
+            layout.check_id(other)
     except (KeyError, TypeError, ValueError, AttributeError,
             layout.InvalidName) as e:
         raise BadInput('malformed intent %r: %s' % (doc, e))
     return {'at': at, 'tag': tag, 'repository': repository, 'image': image}
 
 
-def finish_intent(ctx, intent_id, doc):
+def finish_intent(ctx, intent_id, doc, recovered=False):
     """Complete the work an intent records: reconcile its tags, release its
     pending marker, then drop the intent (after a tag request's response,
-    and in recovery).  ``doc['failed']``: the request did not write its
-    tag, so its pending marker goes without deleting anything.
-    :class:`BadInput` if the intent is malformed."""
+    and in recovery: ``recovered``, its owner is gone).  ``doc`` is the
+    document as written (:func:`write_intent`); ``doc['failed']``: the
+    request did not write its tag, so its pending marker goes without
+    deleting anything.  :class:`BadInput` if the intent is malformed."""
     try:
         intent = parse_intent(doc)
         if intent['repository']:
             reconcile_repository(ctx, *intent['repository'])
         if intent['tag']:
-            truth = reconcile_tag(ctx, intent['tag'])
-            if intent['image'] and truth != intent['image']:
-                _drop_stray_tag_marker(ctx, intent['tag'], intent['image'])
+            notes = Notes(ctx.store, intent_id, doc)
+            truth = reconcile_tag(ctx, intent['tag'], notes)
+            # a live finish checks the images the marker went on in an
+            # earlier round; recovery every image the dead owner noted
+            _drop_strays(ctx, intent['tag'], truth, (
+                notes.images if recovered else
+                notes.added | set([intent['image']])), recovered)
         crash.point('finish_before_release')
         if intent['image'] and doc.get('failed'):
             # the request did not write its tag: it deletes nothing (an
@@ -1164,17 +1243,27 @@ def finish_intent(ctx, intent_id, doc):
         owner.end(intent_id)
 
 
-def _drop_stray_tag_marker(ctx, key, image_id):
-    """A tag write's image, which the tag no longer names, may still carry
-    the tag's marker without the ledger saying so: put there by a
-    reconcile of this very write that lost its lock, after the new holder
-    wrote the ledger (the model's R1 schedule; the stall tests saw it).
-    This write's reconcile, or recovery's, takes it off (the hold and the
-    second read of :func:`drop_tag_marker`)."""
-    if records.exists(ctx.store, layout.marker_path(image_id, key.marker)):
-        with ctx.locks.tag(key):
-            drop_tag_marker(ctx, key, image_id, 'tag %s moved on'
-                            % key.display)
+def _drop_strays(ctx, key, truth, images, retire):
+    """An image an intent's reconcile touched (:class:`Notes`) that the
+    tag no longer names may still carry the tag's marker without the
+    ledger saying so: put there by a reconcile of this intent that lost
+    its lock, after the new holder wrote the ledger (the model's R1
+    schedule; the stall tests saw it).  It comes off here (the hold and
+    the second read of :func:`drop_tag_marker`).  ``retire``: the intent's
+    owner died, and may have left a hold on any of them: the holds whose
+    reconciles are over are retired (:func:`retire_hold`), and an image
+    the tag no longer names goes if nothing else needs it (its hold may
+    have gone by itself, without its cascade: :func:`_release_hold`)."""
+    reason = 'tag %s moved on' % key.display
+    for image_id in sorted(i for i in images if i is not None):
+        if image_id != truth and records.exists(
+                ctx.store, layout.marker_path(image_id, key.marker)):
+            with ctx.locks.tag(key):
+                drop_tag_marker(ctx, key, image_id, reason)
+        if retire:
+            _drop_dead_holds(ctx, image_id, None)
+            if image_id != truth:
+                _cascade(ctx, None, image_id, None, reason)
 
 
 # -- child registration ------------------------------------------------------

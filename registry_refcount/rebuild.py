@@ -72,11 +72,9 @@ def rebuild(ctx, jobs=8, progress=truth.no_progress):
         tick = progress('reconcile', len(keys))
         for key in sorted(keys):
             try:
+                # (the marker goes on the image the tag names now, which
+                # the reconcile reads: not on the one read at the start)
                 protocols.reconcile_tag(ctx, key)
-                image = tags.get(key)
-                if image and not store.exists(
-                        layout.marker_path(image, key.marker)):
-                    protocols.add_reference(ctx, image, key.marker, str(key))
                 report['tags_reconciled'] += 1
             except (protocols.BadInput, locks.LockTimeout) as e:
                 report['errors'].append('%s: %s' % (key.display, e))

@@ -74,7 +74,7 @@ def recover(ctx, intent_timeout, now=None):
             report['intents_waiting'] += 1
             continue
         try:
-            protocols.finish_intent(ctx, intent_id, doc)
+            protocols.finish_intent(ctx, intent_id, doc, recovered=True)
             report['intents_finished'] += 1
         except Exception as e:  # one intent never stops the others
             logger.error('refcount: recovery could not finish intent %s: %s',

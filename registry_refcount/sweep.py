@@ -246,10 +246,13 @@ def _tag(store, key):
 
 
 def _repair_tag(ctx, key, image, report):
+    """Reconcile a tag whose reference differs from the truth, under an
+    intent of its own (a gc that dies in it leaves the images it touched
+    to recovery); the marker goes on the image the tag names *then*,
+    which the reconcile reads again (``image``, read earlier, may be
+    stale by now)."""
     try:
-        protocols.reconcile_tag(ctx, key)
-        if not ctx.store.exists(layout.marker_path(image, key.marker)):
-            protocols.add_reference(ctx, image, key.marker, str(key))
+        protocols.reconcile_recorded(ctx, key)
         report['repaired'].append(key.display)
     except (locks.LockTimeout, protocols.BadInput) as e:
         report['errors'].append('%s: %s' % (key.display, e))

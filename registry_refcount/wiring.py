@@ -211,7 +211,7 @@ def on_request_started(sender, **kwargs):
         intent['image'] = image
     intent_id = protocols.new_intent_id()
     try:
-        protocols.write_intent(ctx.store, intent_id, **intent)
+        stored = protocols.write_intent(ctx.store, intent_id, **intent)
     except Exception as e:
         if gap.no_space(e):
             return _untracked('tag request %s' % intent, e)
@@ -219,7 +219,7 @@ def on_request_started(sender, **kwargs):
         if endpoint == 'put_tag':
             _abort('Registry storage is not available, retry later', 503)
         return
-    flask.g.refcount = dict(intent, id=intent_id, names=(
+    flask.g.refcount = dict(intent, id=intent_id, stored=stored, names=(
         names['namespace'], names['repository'], names.get('tag')))
     if endpoint != 'put_tag':
         return
@@ -443,8 +443,7 @@ def on_request_tearing_down(sender, **kwargs):
         return
     flask.g.refcount = None
     ctx = _state['ctx']
-    doc = dict((k, v) for k, v in state.items()
-               if k in ('tag', 'repository', 'image'))
+    doc = dict(state['stored'])
     if state.get('status') != 200:
         doc['failed'] = True
     background.run(_finish, ctx, state['id'], doc)

@@ -34,11 +34,23 @@ anywhere), but each generator follows the code, function by function:
                              read, names I -> tag:T' written back, hold
                              off); h5 dropped: cascade from the hold
                              (reason given), else hold off
-    finish_intent            reconcile; pending:X off + tear-down; intent off
+    Notes.note               n1 the intent rewritten with the image,
+                             before tag:T (in r4) or a hold (in h1) goes on
+                             an image the intent does not name yet
+    finish_intent            reconcile (noting); _drop_strays: s1 each
+                             image tag:T went on in an earlier round (a
+                             live finish) or the intent names (recovery)
+                             and T does not name: markers read, tag:T there
+                             -> drop_tag_marker; s2 (recovery) its dead
+                             holds retired, and if T does not name it, a
+                             tear-down (d1...); pending:X off + tear-down;
+                             intent off
     recovery                 dead deletions first (finish_deletion), then
-                             dead intents (finish_intent)
+                             dead intents (finish_intent, with the images
+                             they noted)
     gc (sweep)               dead deletions; mark (tags read, stale
-                             references repaired, ancestries read); the
+                             references repaired: an intent of its own,
+                             then finish_intent; ancestries read); the
                              unreachable images' markers read; deepest first:
                              judge, drop_stale_marker (a dead hold:
                              retire_hold, as in h4), collect
@@ -148,10 +160,10 @@ class Implemented(Protocols):
         yield Return(OK)
 
     # -- tags --------------------------------------------------------------------
-    def reconcile(self, T, me):
+    def reconcile(self, T, me, notes=None):
         truth = None
         for _ in range(self.v.rounds):
-            r = yield Call(self.reconcile_round(T, me))
+            r = yield Call(self.reconcile_round(T, me, notes))
             if r == BUSY:
                 yield Return(BUSY)
             truth, changed = r
@@ -162,7 +174,20 @@ class Implemented(Protocols):
                 yield Return(truth)
         yield Return(truth)
 
-    def reconcile_round(self, T, me):
+    def note(self, notes, J, adds=False):
+        """Touched.note: the intent rewritten with J before its reconcile
+        puts tag:T or a hold on J (unless the intent names J already).
+        ``adds``: tag:T goes on J (a live finish checks those again)."""
+        if notes is not None and adds:
+            notes['added'].add(J)
+        if notes is not None and not self.v.wrong_no_notes and \
+                J not in notes['images']:
+            notes['images'].add(J)
+            yield step('n1', 'note_touched', notes['X'], notes['T'],
+                       notes['I'], notes['me'], J)
+        yield Return(OK)
+
+    def reconcile_round(self, T, me, notes=None):
         truth = yield step('r1', 'read_tag', T)
         image, others = yield step('r2', 'read_ledger', T)
         if image == truth and not others:
@@ -176,12 +201,14 @@ class Implemented(Protocols):
                 drop and truth in (frozenset([None, image]) | others)):
             yield step('r3', 'write_ledger', T, truth, drop)
         if truth is not None:
+            yield Call(self.note(notes, truth, adds=True))
             r = yield Call(self.add_ref_patiently(truth, tagm(T)))
             if r == BUSY:
                 yield Return(BUSY)
         if not drop:
             yield Return((truth, True))
         for stale in sorted(drop):
+            yield Call(self.note(notes, stale))
             r = yield Call(self.drop_tag_marker(T, stale, me, True))
             if r == BUSY:
                 yield Return(BUSY)
@@ -260,10 +287,34 @@ class Implemented(Protocols):
         yield step(label, 'remove_marker', I, h)
         yield Return(True)
 
-    def finish_intent(self, X, T, I, me, label):
-        r = yield Call(self.reconcile(T, me))
+    def finish_intent(self, X, T, I, me, label, touched=None):
+        """``touched``: recovery's, the images the intent's dead owner
+        noted (a live finish handles them in its own rounds)."""
+        notes = {'X': X, 'T': T, 'I': I, 'me': me, 'added': set(),
+                 'images': set([I] if I is not None else []) |
+                 set(touched or ())}
+        r = yield Call(self.reconcile(T, me, notes))
         if r == BUSY:
             yield Return(BUSY)            # the intent stays
+        # the images tag:T went on in an earlier round (or before a crash)
+        strays = set([I]) if I is not None else set()
+        if not self.v.wrong_no_notes:
+            strays |= notes['added']
+            if touched is not None:
+                strays |= set(touched)
+        for J in sorted(strays):          # _drop_strays
+            if J != r:
+                markers = yield step('s1', 'read_markers', J)
+                if tagm(T) in markers:
+                    dropped = yield Call(self.drop_tag_marker(T, J, me, True))
+                    if dropped == BUSY:
+                        yield Return(BUSY)
+            if touched is not None and not self.v.wrong_no_notes:
+                dead = yield step('s2', 'list_dead_holds', J, None)
+                for h in sorted(dead):
+                    yield Call(self.retire_hold(J, h, 's2'))
+                if J != r:
+                    yield Call(self.cascade_from(None, J, None, me))
         if I is not None:                 # release_pending
             yield Call(self.cascade_from(None, I, pendm(X), me))
         yield step(label, 'remove_intent', X)
@@ -309,11 +360,11 @@ class Implemented(Protocols):
         """``order``: a permutation of the dead intents (listed in the order
         of their random ids: any order)."""
         yield Call(self.finish_deletions(me, 'v1'))
-        intents = yield step('v2', 'list_dead_intents')
+        intents = yield step('v2', 'list_dead_intents_touched')
         if order is not None and len(order) == len(intents):
             intents = [intents[i] for i in order]
-        for X, T, I in intents:
-            yield Call(self.finish_intent(X, T, I, me, 'v3'))
+        for X, T, I, touched in intents:
+            yield Call(self.finish_intent(X, T, I, me, 'v3', touched))
 
     def finish_deletions(self, me, label):
         tombs = yield step(label, 'list_dead_tombstones')
@@ -353,16 +404,15 @@ class Implemented(Protocols):
             markers = yield step('g1', 'read_markers', I)
             tops.append((T, I, ledger != (I, EMPTY) or
                          tagm(T) not in markers))
-        for T, I, stale in tops:
+        for n, (T, I, stale) in enumerate(tops):
             if not stale:
                 continue
-            r = yield Call(self.reconcile(T, me))
+            # a reconcile of its own intent (a gc may die in it)
+            X = '%s%dx' % (me, n)
+            yield step('g2', 'write_intent', X, T, None, me)
+            r = yield Call(self.finish_intent(X, T, None, me, 'g2'))
             if r == BUSY:
                 errors = True
-                continue
-            markers = yield step('g2', 'read_markers', I)
-            if tagm(T) not in markers:
-                yield Call(self.add_ref(I, tagm(T)))
         reachable = set()
         for I in sorted(set(I for _, I, _ in tops)):
             has = yield step('g2', 'read_ancestry', I)

@@ -21,6 +21,7 @@ Storage is a frozenset of (key, value) items:
     ('tag', T): I                   the tag file (absent: no tag)
     ('ledger', T): (I, others)      the ledger (absent: (None, {}))
     ('intent', X): (T, I, owner)    an in-flight tag write / reconcile
+    ('touched', X): {I, ...}        (implemented) images its reconcile noted
 """
 from __future__ import absolute_import, division, print_function
 
@@ -55,7 +56,7 @@ class Variant(object):
                  fix_keep_refused_tag_marker=False, repeats=2,
                  implemented=False, keep_refused_tag_marker=True,
                  retries=2, rounds=3, wrong_no_hold=False,
-                 wrong_unretired_hold=False):
+                 wrong_unretired_hold=False, wrong_no_notes=False):
         self.name = name
         self.wrong_check_first = wrong_check_first
         self.wrong_no_truth_check = wrong_no_truth_check
@@ -73,6 +74,8 @@ class Variant(object):
         self.rounds = rounds            # ROUNDS (3 in the code)
         self.wrong_no_hold = wrong_no_hold
         self.wrong_unretired_hold = wrong_unretired_hold
+        # the intent's notes of touched images (recovery's R1) left out
+        self.wrong_no_notes = wrong_no_notes
 
 
 class Protocols(object):
@@ -368,6 +371,7 @@ class Storage(object):
     whether an actor crashed (or, in the final phase, simply: has ended)."""
 
     STATUS_DEPENDENT = frozenset(['list_dead_intents', 'list_dead_tombstones',
+                                  'list_dead_intents_touched',
                                   'push_live', 'child_abandoned',
                                   'list_dead_holds', 'hold_live'])
 
@@ -412,6 +416,13 @@ class Storage(object):
 
     def op_list_dead_intents(self, d, dead, live):
         return tuple(sorted((k[1], v[0], v[1]) for k, v in d.items()
+                            if k[0] == 'intent' and dead(v[2])))
+
+    def op_list_dead_intents_touched(self, d, dead, live):
+        # (implemented) the intents with the images their reconciles noted
+        return tuple(sorted((k[1], v[0], v[1],
+                             d.get(('touched', k[1]), frozenset()))
+                            for k, v in d.items()
                             if k[0] == 'intent' and dead(v[2])))
 
     def op_list_dead_tombstones(self, d, dead, live):
@@ -483,3 +494,11 @@ class Storage(object):
 
     def op_remove_intent(self, d, dead, live, X):
         d.pop(('intent', X), None)
+        d.pop(('touched', X), None)
+
+    def op_note_touched(self, d, dead, live, X, T, I, owner, J):
+        # (implemented) the intent rewritten whole, with J among the images
+        # its reconcile may leave tag:T or a hold on (back if it had gone)
+        d[('intent', X)] = (T, I, owner)
+        d[('touched', X)] = d.get(('touched', X), frozenset()) | \
+            frozenset([J])

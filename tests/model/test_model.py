@@ -128,19 +128,17 @@ HOLD = [s for s in SCENARIOS if s.name in HOLD_NAMES]
 # reconcile's hold is retired (retire_hold) only after its h3 is redone.
 # Before that fix S1 failed in both, 34 steps: README.md, finding 5; the
 # old code is kept as the model wrong on purpose (e) below.)
-# R1 right after recovery (before gc): a stalled a1 re-adds tag:T1 after
-# the other reconcile dropped it and wrote the final ledger (as in the
-# proposed design), or a hold of a reconcile that died stays.
-IMPLEMENTED_R1_BROKEN = set(['retag-and-back', 'reconcile-twice', 'gc-vs-retag',
-                             'recover-concurrent', 'hold-dies-vs-retag-back',
-                             'hold-dies-then-recovery'])
-# R1 after recovery and gc: gc looks at the markers of unreachable images
-# only, so a dead hold, a stale tag marker, or the child marker of a push
-# that never stored its child stays on a reachable image (verify --repair
-# removes them; gc does once the image is unreachable).
-IMPLEMENTED_R1GC_BROKEN = set(['retag-and-back', 'delete-vs-push',
-                               'two-deletes-vs-push',
-                               'hold-dies-vs-retag-back'])
+# R1 right after recovery holds everywhere since the intents' notes
+# (protocols.Notes, README.md finding 8): before them it failed in six
+# scenarios (a stalled a1 re-adding tag:T1 after the other reconcile wrote
+# the final ledger; a dead reconcile's hold).  The model without the notes
+# is kept as the model wrong on purpose (f) below.
+IMPLEMENTED_R1_BROKEN = set()
+# R1 after recovery and gc: the child marker of a push that died before
+# storing its child stays on a reachable parent (gc judges the markers of
+# unreachable images only; verify --repair removes it once it is older
+# than the intent timeout).  By design: the push may still come.
+IMPLEMENTED_R1GC_BROKEN = set(['delete-vs-push', 'two-deletes-vs-push'])
 # (retag-back-vs-cascade is not run on it: its three actors went past
 # 3M states with the hold's extra steps)
 IMPLEMENTED_CHOSEN = SMALL + HOLD
@@ -185,6 +183,20 @@ def test_implemented_unretired_hold_is_caught():
     assert s1 is not None, 'the checker missed the wrong model unretired-hold'
     SUMMARIES.append('  wrong model unretired-hold: shortest S1 '
                      'counterexample (%d steps): %s' % (s1.depth, show(s1)))
+
+
+def test_implemented_without_notes_is_caught():
+    """WRONG ON PURPOSE (f): reconciles that do not note the images they
+    touch in their intent: R1 after recovery fails (finding 6)."""
+    scenario = [s for s in SCENARIOS if s.name == 'reconcile-twice'][0]
+    assert 'R1' not in run(scenario, IMPLEMENTED).violations
+    res = run(scenario, Variant('wrong:no-notes', implemented=True,
+                                wrong_no_notes=True))
+    r1 = res.violations.get('R1')
+    assert r1 is not None, 'the checker missed the wrong model no-notes'
+    assert 'S1' not in res.violations
+    SUMMARIES.append('  wrong model no-notes: shortest R1 counterexample '
+                     '(%d steps): %s' % (r1.depth, show(r1)))
 
 
 # -- the models wrong on purpose: the checker must find each one's S1 violation --

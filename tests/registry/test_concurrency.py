@@ -96,9 +96,33 @@ def load_then_check(reg, worker):
 def check_l1(reg, ctx):
     rep = assert_invariants(reg, Client(reg.url))
     extra = present(reg) - rep.reachable
-    sweep.sweep(ctx, grace_period=0)
-    assert present(reg) == invariants.check(ctx.store, jobs=4).reachable
+    report = sweep.sweep(ctx, grace_period=0)
+    kept = present(reg) - invariants.check(ctx.store, jobs=4).reachable
+    assert not kept, (dict((k, v) for k, v in report.items()
+                           if k != 'deleted'),
+                      [describe(reg, image) for image in sorted(kept)])
     return extra
+
+
+def describe(reg, image):
+    """What is in an image's folder: names, ages, and the markers' bytes
+    (what a failure of L1 needs to be understood)."""
+    found = {}
+    now = time.time()
+    top = reg.path('images', image)
+    for folder, _, names in os.walk(top):
+        for name in names:
+            path = os.path.join(folder, name)
+            rel = os.path.relpath(path, top)
+            try:
+                age = round(now - os.stat(path).st_mtime, 1)
+                body = (open(path, 'rb').read(300)
+                        if '_references' in rel or '_deleting' in rel
+                        else b'')
+            except (IOError, OSError) as e:
+                age, body = None, repr(e)
+            found[rel] = (age, body)
+    return image, found
 
 
 def test_concurrent_pushes_retags_and_deletes(make_registry):

@@ -18,12 +18,9 @@ image an acknowledged tag names (docs/design.rst, *the fault model*).
 
 Afterwards, each checks S1 on every acknowledged tag (a model of what the
 clients were told: :class:`.workload.History`), then runs recovery once
-(as :func:`.test_several_hosts.settle`, with ``intent_timeout=0``), notes
-what R1 and L1 say then, runs one gc (grace 0: design.rst lets recovery
-leave what a double-held lock left to the next gc) and asserts R1
-(verify is consistent) and L1 (no unreachable image left).  What
-recovery alone did not mend is printed; the tests at the end pin it,
-reduced to its shortest form, as strict xfails.
+(as :func:`.test_several_hosts.settle`, with ``intent_timeout=0``) and
+asserts R1 (verify is consistent) and L1 (no unreachable image left),
+then runs one gc (grace 0) and asserts them again.
 """
 
 from __future__ import absolute_import, print_function
@@ -219,10 +216,9 @@ def recover_then_gc(a, redis_server, client):
     what R1 and L1 say then, run one gc (grace 0) and return both lists
     of problems: ``(after recovery, after gc)``.
 
-    design.rst allows recovery alone to leave what a double-held lock
-    left (a stale tag marker, and the image it keeps) for the next gc;
-    the tests below assert R1 and L1 after that gc, and pin what
-    recovery alone leaves in the xfail tests at the end."""
+    Recovery alone leaves nothing since the intents note the images their
+    reconciles touch (design.rst, "Notes"): the tests assert R1 and L1
+    both after recovery and after the gc."""
     assert a.settle(40), 'work still in flight:\n' + a.log()[-3000:]
     report = settle(a, redis_server)
     assert report['errors'] == [] and report['unreadable'] == [], report
@@ -455,8 +451,7 @@ def test_stall_at_point(make_registry, tmpdir, redis_server, point,
         lost = history.violations(cb)
         assert lost == [], 'S1: %s' % lost
         left, problems = recover_then_gc(a, redis_server, cb)
-        if left:
-            print('  left by recovery alone (mended by gc): %s' % left)
+        assert left == [], 'after recovery: %s' % left
         assert problems == [], problems
     except Exception:
         failure.append(True)
@@ -543,8 +538,7 @@ def test_random_stalls_under_load(make_registry, tmpdir, redis_server):
     lost = history.violations(cb)
     assert lost == [], 'S1: %s' % lost
     left, problems = recover_then_gc(a, redis_server, cb)
-    if left:
-        print('left by recovery alone (mended by gc): %s' % left)
+    assert left == [], 'after recovery: %s' % left
     assert problems == [], problems
     print('totals so far: %s' % TOTALS)
 

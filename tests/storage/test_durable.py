@@ -235,6 +235,7 @@ def test_the_syncs_each_step_costs(ctx, store):
     _, cost = _counted(world.after_response, ctx, intent_id, doc)
     assert cost == {'data': 1, 'folder': 1}            # ledger; tag marker
     _, cost = _counted(world.delete_tag, ctx, key)
-    # the tag file's folder (the file is gone); the hold; the journal, its
-    # folder and the image's (tombstone), then the image's removals
-    assert cost == {'data': 1 + 1, 'folder': 1 + 1 + 3}
+    # the intent noting the image (protocols.Notes), the tag file's folder
+    # (the file is gone); the hold; the journal, its folder and the
+    # image's (tombstone), then the image's removals
+    assert cost == {'data': 1 + 1 + 1, 'folder': 1 + 1 + 3}
