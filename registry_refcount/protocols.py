@@ -954,18 +954,16 @@ def drop_tag_marker(ctx, key, image_id, reason):
 def _release_hold(ctx, image_id, hold, reason):
     """Remove a hold: through the cascade (``reason``: the image goes if
     that was its last marker), else by itself.  When the image's lock
-    cannot be had (Redis down) the hold goes by itself all the same - one
-    left behind would keep the image for :data:`HOLD_AGE` - and the
-    reconcile stops (:class:`.locks.LockTimeout`): its ledger still names
-    the image, so the next reconcile comes back to it."""
+    cannot be had (Redis down) the hold stays and the reconcile stops
+    (:class:`.locks.LockTimeout`): its intent, which noted the image
+    (:class:`Notes`), is left to recovery, which retires the hold through
+    the cascade once this reconcile is over.  (Removed by itself, the
+    hold took the image's last marker with it and nobody came back: the
+    tag was reconciled meanwhile by another process.)"""
     if reason is not None:
-        try:
-            remove_reference(ctx, image_id, hold, reason)
-            return
-        except locks.LockTimeout:
-            records.remove_marker(ctx.store, image_id, hold)
-            raise
-    records.remove_marker(ctx.store, image_id, hold)
+        remove_reference(ctx, image_id, hold, reason)
+    else:
+        records.remove_marker(ctx.store, image_id, hold)
 
 
 def _add_hold(ctx, image_id, hold, key):
@@ -987,26 +985,29 @@ def _add_hold(ctx, image_id, hold, key):
                'on it for now' % (image_id, key.display))
 
 
-def _drop_dead_holds(ctx, image_id, ours):
+def _drop_dead_holds(ctx, image_id, ours, reason=None):
     """Remove the holds of reconciles that are over (their process died
-    between the hold and its removal), so that the image can go."""
+    between the hold and its removal), so that the image can go
+    (``reason``: through the cascade)."""
     store = ctx.store
     for name in records.names_starting(
             store, layout.references_dir(image_id), layout.HOLD_PREFIX):
         if name != ours and not in_flight(store, image_id, name, HOLD_AGE,
                                           records.now(store)):
-            retire_hold(ctx, image_id, name)
+            retire_hold(ctx, image_id, name, reason)
 
 
-def retire_hold(ctx, image_id, hold):
+def retire_hold(ctx, image_id, hold, reason=None):
     """Remove the hold of a reconcile that is over - after doing what it
     may not have done: it may have died after taking its tag's marker off
     and before reading the tag file again (step 4 of
     :func:`drop_tag_marker`), so the tag file is read again here and the
     marker put back if the tag names the image (the hold still keeps it
-    meanwhile).  A hold whose tag cannot be read is kept.  Returns True if
-    removed.  (Found by the model checker: without this, a dead hold
-    removed by another reconcile loses the image.)"""
+    meanwhile).  A hold whose tag cannot be read is kept.  ``reason``:
+    the hold goes through the cascade (the image with it, if that was
+    its last marker).  Returns True if removed.  (Found by the model
+    checker: without this, a dead hold removed by another reconcile loses
+    the image.)"""
     store = ctx.store
     try:
         key = layout.TagKey.parse(marker_doc(store, image_id, hold)['tag'])
@@ -1016,7 +1017,10 @@ def retire_hold(ctx, image_id, hold):
         return False
     if read_tag(store, key) == image_id:
         _put_back(store, image_id, key)
-    records.remove_marker(store, image_id, hold)
+    if reason is not None:
+        remove_reference(ctx, image_id, hold, reason)
+    else:
+        records.remove_marker(store, image_id, hold)
     return True
 
 
@@ -1251,9 +1255,9 @@ def _drop_strays(ctx, key, truth, images, retire):
     schedule; the stall tests saw it).  It comes off here (the hold and
     the second read of :func:`drop_tag_marker`).  ``retire``: the intent's
     owner died, and may have left a hold on any of them: the holds whose
-    reconciles are over are retired (:func:`retire_hold`), and an image
-    the tag no longer names goes if nothing else needs it (its hold may
-    have gone by itself, without its cascade: :func:`_release_hold`)."""
+    reconciles are over are retired (:func:`retire_hold`), through the
+    cascade - the image goes if the hold was the last thing it had, as it
+    would have gone at the end of that reconcile."""
     reason = 'tag %s moved on' % key.display
     for image_id in sorted(i for i in images if i is not None):
         if image_id != truth and records.exists(
@@ -1261,9 +1265,7 @@ def _drop_strays(ctx, key, truth, images, retire):
             with ctx.locks.tag(key):
                 drop_tag_marker(ctx, key, image_id, reason)
         if retire:
-            _drop_dead_holds(ctx, image_id, None)
-            if image_id != truth:
-                _cascade(ctx, None, image_id, None, reason)
+            _drop_dead_holds(ctx, image_id, None, reason)
 
 
 # -- child registration ------------------------------------------------------

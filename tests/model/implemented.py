@@ -42,8 +42,8 @@ anywhere), but each generator follows the code, function by function:
                              live finish) or the intent names (recovery)
                              and T does not name: markers read, tag:T there
                              -> drop_tag_marker; s2 (recovery) its dead
-                             holds retired, and if T does not name it, a
-                             tear-down (d1...); pending:X off + tear-down;
+                             holds retired through the cascade (d6, d1...);
+                             pending:X off + tear-down;
                              intent off
     recovery                 dead deletions first (finish_deletion), then
                              dead intents (finish_intent, with the images
@@ -268,7 +268,7 @@ class Implemented(Protocols):
                 yield Return(GONE)
         yield Return(BUSY)
 
-    def retire_hold(self, I, h, label):
+    def retire_hold(self, I, h, label, cascade_as=None):
         """retire_hold: the tag the hold's content names read again, its
         marker put back (a plain write, no refusal) if the tag names I,
         then the hold removed.  A hold whose content names no tag (here:
@@ -284,7 +284,10 @@ class Implemented(Protocols):
         named = yield step(label, 'read_tag', T)
         if named == I:
             yield step(label, 'add_marker', I, tagm(T))
-        yield step(label, 'remove_marker', I, h)
+        if cascade_as is not None:       # recovery's: through the cascade
+            yield Call(self.cascade_from(None, I, h, cascade_as))
+        else:
+            yield step(label, 'remove_marker', I, h)
         yield Return(True)
 
     def finish_intent(self, X, T, I, me, label, touched=None):
@@ -312,9 +315,7 @@ class Implemented(Protocols):
             if touched is not None and not self.v.wrong_no_notes:
                 dead = yield step('s2', 'list_dead_holds', J, None)
                 for h in sorted(dead):
-                    yield Call(self.retire_hold(J, h, 's2'))
-                if J != r:
-                    yield Call(self.cascade_from(None, J, None, me))
+                    yield Call(self.retire_hold(J, h, 's2', me))
         if I is not None:                 # release_pending
             yield Call(self.cascade_from(None, I, pendm(X), me))
         yield step(label, 'remove_intent', X)

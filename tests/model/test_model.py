@@ -159,44 +159,34 @@ def test_implemented(scenario):
                      IMPLEMENTED_R1_BROKEN)
 
 
-def test_implemented_without_hold_is_caught():
-    """WRONG ON PURPOSE (d): drop_tag_marker without its hold (no h1)."""
-    scenario = [s for s in SCENARIOS if s.name == 'retag-and-back'][0]
-    assert 'S1' not in run(scenario, IMPLEMENTED).violations
-    res = run(scenario, Variant('wrong:no-hold', implemented=True,
-                                wrong_no_hold=True))
-    s1 = res.violations.get('S1')
-    assert s1 is not None, 'the checker missed the wrong model no-hold'
-    SUMMARIES.append('  wrong model no-hold: shortest S1 counterexample '
-                     '(%d steps): %s' % (s1.depth, show(s1)))
+# The implemented protocol with one of its parts taken out, wrong on purpose:
+# (name, switch, scenario, the invariant the checker must find broken).
+IMPLEMENTED_WRONG = [
+    # (d) drop_tag_marker without its hold (no h1)
+    ('no-hold', 'wrong_no_hold', 'retag-and-back', 'S1'),
+    # (e) the code before retire_hold: a dead hold is removed (h4, gc)
+    #     without redoing its reconcile's h3 (README.md, finding 5)
+    ('unretired-hold', 'wrong_unretired_hold', 'hold-dies-then-recovery',
+     'S1'),
+    # (f) reconciles that do not note the images they touch in their
+    #     intent: R1 after recovery fails (README.md, findings 6 and 8)
+    ('no-notes', 'wrong_no_notes', 'reconcile-twice', 'R1'),
+]
 
 
-def test_implemented_unretired_hold_is_caught():
-    """WRONG ON PURPOSE (e): the code before retire_hold: a dead hold is
-    removed (h4, gc) without redoing its reconcile's h3 (README.md,
-    finding 5)."""
-    scenario = [s for s in SCENARIOS if s.name == 'hold-dies-then-recovery'][0]
-    assert 'S1' not in run(scenario, IMPLEMENTED).violations
-    res = run(scenario, Variant('wrong:unretired-hold', implemented=True,
-                                wrong_unretired_hold=True))
-    s1 = res.violations.get('S1')
-    assert s1 is not None, 'the checker missed the wrong model unretired-hold'
-    SUMMARIES.append('  wrong model unretired-hold: shortest S1 '
-                     'counterexample (%d steps): %s' % (s1.depth, show(s1)))
-
-
-def test_implemented_without_notes_is_caught():
-    """WRONG ON PURPOSE (f): reconciles that do not note the images they
-    touch in their intent: R1 after recovery fails (finding 6)."""
-    scenario = [s for s in SCENARIOS if s.name == 'reconcile-twice'][0]
-    assert 'R1' not in run(scenario, IMPLEMENTED).violations
-    res = run(scenario, Variant('wrong:no-notes', implemented=True,
-                                wrong_no_notes=True))
-    r1 = res.violations.get('R1')
-    assert r1 is not None, 'the checker missed the wrong model no-notes'
-    assert 'S1' not in res.violations
-    SUMMARIES.append('  wrong model no-notes: shortest R1 counterexample '
-                     '(%d steps): %s' % (r1.depth, show(r1)))
+@pytest.mark.parametrize('name,switch,scenario_name,kind', IMPLEMENTED_WRONG,
+                         ids=[w[0] for w in IMPLEMENTED_WRONG])
+def test_implemented_wrong_is_caught(name, switch, scenario_name, kind):
+    scenario = [s for s in SCENARIOS if s.name == scenario_name][0]
+    assert kind not in run(scenario, IMPLEMENTED).violations
+    res = run(scenario, Variant('wrong:' + name, implemented=True,
+                                **{switch: True}))
+    found = res.violations.get(kind)
+    assert found is not None, 'the checker missed the wrong model ' + name
+    if kind != 'S1':
+        assert 'S1' not in res.violations, show(res.violations['S1'])
+    SUMMARIES.append('  wrong model %s: shortest %s counterexample (%d '
+                     'steps): %s' % (name, kind, found.depth, show(found)))
 
 
 # -- the models wrong on purpose: the checker must find each one's S1 violation --
