@@ -26,6 +26,7 @@ from registry_refcount import protocols
 from registry_refcount import recovery
 
 from ..registry.harness import BIN, Client, image_id
+from .workload import run_clients
 
 CLI = os.path.join(BIN, 'registry-refcount')
 STRESS = os.environ.get('REFCOUNT_STRESS') == '1'
@@ -300,14 +301,7 @@ def model_workload(urls, model, base, rounds, seed=0, tags=('t0', 't1',
             except Exception as e:
                 model.errors.append('client %d round %d %s: %r'
                                     % (n, i, op, e))
-    threads = [threading.Thread(target=loop, args=(n, choices))
-               for n, choices in enumerate(urls)]
-    for t in threads:
-        t.daemon = True
-        t.start()
-    for t in threads:
-        t.join(600)
-    assert not any(t.is_alive() for t in threads), 'workload did not finish'
+    run_clients(loop, list(enumerate(urls)), 600)
     return model
 
 

@@ -21,6 +21,15 @@ http_socket_timeout = 5
 '''
 
 
+def through(proxy, tmpdir, moto, bucket, boto=BOTO_CONFIG):
+    """The environment that sends a registry's S3 requests through
+    ``proxy`` (to moto), with boto's retries as ``boto`` says."""
+    boto_config = tmpdir.join('boto.cfg')
+    boto_config.write(boto)
+    return dict(moto.env(bucket), AWS_PORT=str(proxy.port),
+                BOTO_CONFIG=str(boto_config))
+
+
 def wait_for(predicate, timeout=30, what='condition'):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -91,11 +100,8 @@ def test_storage_cut_mid_cascade_deletes_nothing_needed(make_registry, tmpdir,
     no storage), nothing another tag needs is touched, the deletion is
     left journalled, and once S3 is back recovery finishes it."""
     proxy = TcpProxy(moto.port)
-    boto_config = tmpdir.join('boto.cfg')
-    boto_config.write(BOTO_CONFIG)
     direct = moto.env(bucket)
-    env = dict(direct, AWS_PORT=str(proxy.port),
-               BOTO_CONFIG=str(boto_config))
+    env = through(proxy, tmpdir, moto, bucket)
     settings = refcount_settings(
         tmpdir, lock_backend='redis', redis=redis_server.settings(),
         intent_timeout=60, recovery_interval=1, lock_timeout=5)
@@ -173,11 +179,8 @@ def test_a_deletion_a_storage_error_stopped_is_finished_soon(
     import os
     import signal
     proxy = TcpProxy(moto.port)
-    boto_config = tmpdir.join('boto.cfg')
-    boto_config.write(BOTO_CONFIG)
     direct = moto.env(bucket)
-    env = dict(direct, AWS_PORT=str(proxy.port),
-               BOTO_CONFIG=str(boto_config))
+    env = through(proxy, tmpdir, moto, bucket)
     settings = refcount_settings(
         tmpdir, lock_backend='redis', redis=redis_server.settings(),
         intent_timeout=600, recovery_interval=900, lock_timeout=5)

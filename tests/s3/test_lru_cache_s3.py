@@ -15,7 +15,7 @@ import time
 from ..registry.conftest import assert_invariants, refcount_settings
 from ..registry.harness import Client, image_id
 from ..services import FailingPuts, bucket_keys
-from .test_failures import wait_for
+from .test_failures import through, wait_for
 
 #: boto without retries: a PUT the proxy cuts fails for its caller.
 BOTO_CONFIG = '''[Boto]
@@ -33,10 +33,7 @@ def cached_registry(make_registry, tmpdir, moto, bucket, redis_server,
     """A registry of the s3 flavor with ``cache_lru`` on the test's
     redis-server, reaching S3 through a :class:`FailingPuts` proxy."""
     proxy = FailingPuts(moto.port)
-    boto_config = tmpdir.join('boto.cfg')
-    boto_config.write(BOTO_CONFIG)
-    env = dict(moto.env(bucket), AWS_PORT=str(proxy.port),
-               BOTO_CONFIG=str(boto_config))
+    env = through(proxy, tmpdir, moto, bucket, BOTO_CONFIG)
     settings = refcount_settings(
         tmpdir, lock_backend='redis', redis=redis_server.settings(),
         recovery_interval=1, **overrides)

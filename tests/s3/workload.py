@@ -74,6 +74,17 @@ class PatientClient(Client):
         return r.json() if r.status_code == 200 else None
 
 
+def run_clients(loop, args, timeout):
+    """``loop(*a)`` for each ``a`` in ``args``, each in a thread of its
+    own, all at once; waits up to ``timeout`` seconds for each."""
+    threads = [threading.Thread(target=loop, args=a) for a in args]
+    for t in threads:
+        t.daemon = True
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    assert not any(t.is_alive() for t in threads), 'workload did not finish'
+
 def mixed_workload(urls, base, rounds, seed=0, tags=('a', 'b', 'c'),
                    on_error=None):
     """``len(urls)`` clients, one per URL (so several hosts), each doing
@@ -116,14 +127,7 @@ def mixed_workload(urls, base, rounds, seed=0, tags=('a', 'b', 'c'),
                 errors.append('client %d round %d %s: %r' % (n, i, op, e))
                 if on_error:
                     on_error(e)
-    threads = [threading.Thread(target=client_loop, args=(n, url))
-               for n, url in enumerate(urls)]
-    for t in threads:
-        t.daemon = True
-        t.start()
-    for t in threads:
-        t.join(300)
-    assert not any(t.is_alive() for t in threads), 'workload did not finish'
+    run_clients(client_loop, list(enumerate(urls)), 300)
     return logs, errors
 
 
@@ -293,12 +297,6 @@ def timed_workload(urls, base, until, history, seed=0, tags=('a', 'b', 'c')):
             except Exception as e:          # a GET that timed out, ...
                 errors.append('client %d op %d %s: %r' % (n, i, op, e))
             done[n] += 1
-    threads = [threading.Thread(target=client_loop, args=(n, url))
-               for n, url in enumerate(urls)]
-    for t in threads:
-        t.daemon = True
-        t.start()
-    for t in threads:
-        t.join(max(60, until - time.time() + 120))
-    assert not any(t.is_alive() for t in threads), 'workload did not finish'
+    run_clients(client_loop, list(enumerate(urls)),
+                max(60, until - time.time() + 120))
     return sum(done), errors
