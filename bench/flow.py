@@ -176,10 +176,9 @@ class Flow(object):
     def _after_response(self, request, intent_id, doc):
         """What ``wiring`` leaves to after the response (a greenlet of the
         worker): finish the intent - reconcile, release the pending
-        marker, collect - then make spare files for the next requests."""
+        marker, collect."""
         with self.ext(request + '.after_response'):
             protocols.finish_intent(self.ctx, intent_id, doc)
-            records.keep_spares(self.store)
 
     @staticmethod
     def _tag_json(key):

@@ -2,9 +2,8 @@
 
 A write the kernel acknowledged may still be lost by a power loss (not by
 ``kill -9``: the page cache survives a process).  A file renamed or linked
-into place may come back empty, or - written into a reused spare - with
-the bytes of the record the spare held before; a name made or removed may
-come back undone, in any order with the others.  The protocols therefore
+into place may come back empty; a name made or removed may come back
+undone, in any order with the others.  The protocols therefore
 make durable, at the few points where a later step relies on an earlier
 one (docs/design.rst, *Power loss*), exactly:
 

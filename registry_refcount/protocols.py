@@ -320,12 +320,9 @@ def add_reference(ctx, image_id, marker, content=b'', same_as=None,
     themselves where an order needs it.
     """
     store = ctx.store
-    # Written ``fresh``: a marker is nearly always a new name (a rewrite of
-    # one that is there - a retried push, a crash - costs only its file).
     if not (same_as and records.link(
             store, same_as, layout.marker_path(image_id, marker))):
-        records.write_marker(store, image_id, marker, content, fresh=True,
-                             sync=sync)
+        records.write_marker(store, image_id, marker, content, sync=sync)
     crash.point('add_before_check')
     if image_state(store, image_id) == 'live':
         if sync:
@@ -494,7 +491,7 @@ def _tear_down(ctx, image_id, parent, reason):
     owner.begin(token)
     try:
         records.write(store, layout.journal(image_id, token), doc,
-                      fresh=True, sync=True)
+                      sync=True)
         # the tombstone holds the same document: on local storage it is
         # another name of the journal entry
         if not records.link(store, layout.journal(image_id, token),
@@ -517,7 +514,6 @@ def _tear_down(ctx, image_id, parent, reason):
         # deletion, and one stopped on a lost lock left its image, whose
         # last marker had gone, to gc)
         crash.point('teardown_before_json')
-        records.retire_references(store, image_id)
         size = layer_size(store, image_id)
         _remove_files(store, image_id)
     except BaseException:
@@ -873,7 +869,6 @@ def _reconcile_round(ctx, key, notes):
         records.write(store, layout.ledger(key), dict(
             {'image': truth, 'tag': str(key)},
             **({'others': drop} if drop else {})),
-            fresh=entry == (None, []),     # read absent, under the lock
             sync=True)
     if truth is not None:
         if notes is not None:
@@ -1094,7 +1089,7 @@ def write_intent(store, intent_id, **fields):
     owner.begin(intent_id)
     # a tag write's intent: its bytes durable before its name, and before
     # the pending marker that is another name of it (:func:`add_pending`)
-    records.write(store, layout.intent(intent_id), fields, fresh=True,
+    records.write(store, layout.intent(intent_id), fields,
                   sync=fields.get('image') is not None)
     crash.point('after_intent')
     return fields

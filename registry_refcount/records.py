@@ -13,8 +13,7 @@ Two kinds of record:
   recovery rebuilds the document from the truth.
 
 On local storage records (documents, markers, tombstones) are written and
-read outside the driver (the rename is not something the driver can do);
-a removed record becomes a spare file for the next write (:mod:`.spares`).
+read outside the driver (the rename is not something the driver can do).
 
 The registry's Redis LRU cache (``cache_lru``) wraps the driver's
 ``get_content``, ``put_content`` and ``remove``, per path.  Its ``set``
@@ -37,6 +36,7 @@ import functools
 import json
 import logging
 import os
+import shutil
 import time
 
 from docker_registry.core import exceptions
@@ -45,7 +45,6 @@ from docker_registry.core import lru
 from . import background
 from . import durable
 from . import layout
-from . import spares
 
 FORMAT = 1
 logger = logging.getLogger(__name__)
@@ -289,27 +288,15 @@ def _read_all(fd):
 
 
 def _read_local(target):
-    """Read a file that may be replaced or removed meanwhile - and then
-    reused as a spare (:mod:`.spares`), so that what was read may belong to
-    another record: read again unless the name still holds the very file
-    that was read."""
-    for attempt in range(10):
-        fd = _open_if_there(target)
-        if fd is None:
-            return None
-        try:
-            held = os.fstat(fd)
-            data = _read_all(fd)
-        finally:
-            os.close(fd)
-        try:
-            now = os.stat(target)
-        except OSError:
-            now = None
-        if now is not None and (now.st_ino, now.st_dev) == (
-                held.st_ino, held.st_dev):
-            return data
-    raise IOError(errno.EAGAIN, 'record keeps changing', target)
+    """Read a record (None if absent).  Records are written whole and
+    renamed into place, so what is open is one record, old or new."""
+    fd = _open_if_there(target)
+    if fd is None:
+        return None
+    try:
+        return _read_all(fd)
+    finally:
+        os.close(fd)
 
 
 def read(store, path):
@@ -362,26 +349,23 @@ def quarantined(store):
     return found
 
 
-def write(store, path, obj, fresh=False, sync=False):
+def write(store, path, obj, sync=False):
     """Write a document atomically: one PUT on object storage; on local
-    storage, its bytes go into a spare file (or a new temporary one) that
-    is then renamed into place.  ``fresh``: the name is new (an intent's,
-    a marker's, a journal entry's, a ledger entry found absent), so no old
-    file is kept as a spare (a wrong guess costs only that file: the
-    rename replaces it all the same).  ``sync``: its bytes reach the disk
-    before its name is made, so that after a power loss the name holds
-    them, never nothing nor a spare's old bytes (the name itself is made
-    durable by :func:`sync_names`, where an order needs it)."""
-    put(store, path, encode(obj), fresh, sync)
+    storage, its bytes go into a new temporary file that is then renamed
+    into place.  ``sync``: its bytes reach the disk before its name is
+    made, so that after a power loss the name holds them, never nothing
+    (the name itself is made durable by :func:`sync_names`, where an
+    order needs it)."""
+    put(store, path, encode(obj), sync)
 
 
-def put(store, path, data, fresh=False, sync=False):
+def put(store, path, data, sync=False):
     """Write raw bytes atomically (see :func:`write`)."""
     root = local_root(store)
     if root is None:
         direct(store).put_content(path, data)
     else:
-        _put_local(root, path, data, fresh, sync)
+        _put_local(root, path, data, sync)
 
 
 def sync_names(store, *paths):
@@ -411,91 +395,50 @@ def sync_file(store, path):
     sync_names(store, path)
 
 
-def _put_local(root, path, data, fresh=False, sync=False):
+def _put_local(root, path, data, sync=False):
+    """Write a record whole: a new file beside it, renamed into place."""
     target = '%s/%s' % (root, path)
     folder = target.rsplit('/', 1)[0]
     for attempt in range(5):
-        source, fd = _open_spare(root)
-        if source is None:
-            source = os.path.join(folder, layout.temporary_name())
-            try:
-                fd = os.open(source, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
-                             0o644)
-            except OSError as e:
-                if e.errno != errno.ENOENT or attempt == 4:
-                    raise
-                _make_folder(root, folder)  # (pruned meanwhile? again)
-                continue
+        source = os.path.join(folder, layout.temporary_name())
+        try:
+            fd = os.open(source, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except OSError as e:
+            if e.errno != errno.ENOENT or attempt == 4:
+                raise
+            _make_folder(root, folder)  # (pruned meanwhile? again)
+            continue
         try:
             try:
                 os.write(fd, data)
-                os.ftruncate(fd, len(data))
                 if sync:
                     durable.data(fd)
             finally:
                 os.close(fd)
-        except BaseException:
-            _unlink(source)
-            raise
-        replaced = None if fresh else spares.hold(root, target)
-        try:
             try:
                 os.rename(source, target)
             except OSError as e:
                 if e.errno != errno.ENOENT or attempt == 4:
                     raise
-                if not os.path.exists(source):
-                    spares.lost(root)     # the spare went: start again
-                    spares.release(root, replaced, False)
-                    continue
                 _make_folder(root, folder)
                 os.rename(source, target)
         except BaseException:
-            spares.release(root, replaced, False)
             _unlink(source)
             raise
-        spares.release(root, replaced, True)
         return
 
 
-def _open_spare(root):
-    """``(path, descriptor)`` of a spare that this process alone holds,
-    open for writing, or ``(None, None)`` when there is none."""
-    while True:
-        source = spares.take(root)
-        if source is None:
-            return None, None
-        try:
-            # no O_TRUNC: ext4 flushes a file truncated to zero on close
-            # (auto_da_alloc); the caller cuts it to length
-            fd = os.open(source, os.O_WRONLY)
-        except OSError as e:
-            if e.errno != errno.ENOENT:
-                raise
-            spares.lost(root)               # the folder was cleaned
-            return None, None
-        if os.fstat(fd).st_nlink == 1:
-            return source, fd
-        os.close(fd)                        # not ours alone: leave it
-        _unlink(source)
-
-
-def keep_spares(store, count=8):
-    """After a request's work: keep ``count`` spare files ready for the
-    next requests' records (local storage; see :mod:`.spares`)."""
-    root = local_root(store)
-    if root is not None:
-        spares.refill(root, count)
-
-
 def remove(store, path):
-    """Remove one of the extension's records or markers; absent is fine.
-    On local storage the file becomes a spare (:mod:`.spares`)."""
+    """Remove one of the extension's records or markers; absent is fine."""
     root = local_root(store)
     if root is None:
         _remove_direct(store, path)
-    else:
-        spares.give(root, '%s/%s' % (root, path))
+        return
+    try:
+        os.unlink('%s/%s' % (root, path))
+    except OSError as e:
+        if e.errno != errno.ENOENT:
+            raise
 
 
 def _remove_direct(store, path):
@@ -667,8 +610,7 @@ def names_starting(store, folder, prefix):
 
 # -- markers ---------------------------------------------------------------
 
-def write_marker(store, image_id, marker, content=b'', fresh=False,
-                 sync=False):
+def write_marker(store, image_id, marker, content=b'', sync=False):
     """Write a marker.  Where a per-tag-list *file* of PR #606 stands in
     the way of the folder (``ENOTDIR``), that file is moved aside first
     (:func:`move_legacy_aside`), where it still counts: so a push or a tag
@@ -677,12 +619,12 @@ def write_marker(store, image_id, marker, content=b'', fresh=False,
         content = content.encode('utf-8')
     path = layout.marker_path(image_id, marker)
     try:
-        put(store, path, content, fresh, sync)
+        put(store, path, content, sync)
     except OSError as e:
         if e.errno != errno.ENOTDIR:
             raise
         move_legacy_aside(store, image_id)  # (or another process did)
-        put(store, path, content, fresh, sync)
+        put(store, path, content, sync)
 
 
 def link(store, source, path):
@@ -768,20 +710,6 @@ def referenced(store, image_id):
     for _ in markers(store, image_id):
         return True
     return legacy_references(store, image_id) is not None
-
-
-def retire_references(store, image_id):
-    """A deletion, once it found no marker: on local storage the image's
-    empty ``_references/`` becomes a spare folder for the next image's
-    markers - a rename, where ``rmdir`` frees the folder's block (about
-    0.1 ms blocked on the hosts in bench/NOTES.md) and the next image
-    would make one again.  (A marker written without the lock meanwhile
-    goes with it: its writer sees the tombstone and gives up, and the
-    folder is checked again before it is reused.)"""
-    root = local_root(store)
-    if root is not None:
-        spares.keep_folder(root, '%s/%s' % (
-            root, layout.references_dir(image_id)))
 
 
 def legacy_references(store, image_id):
@@ -886,6 +814,31 @@ def _prune(root, path):
             return
 
 
+def remove_old_spares(store, now=None, age=86400):
+    """On local storage, remove the spare files earlier versions kept
+    under ``extensions/refcount/spares/`` (one folder a process), each
+    folder once untouched for ``age`` seconds: a worker of that version
+    may still be writing into its own (it makes a new one if it is
+    removed)."""
+    root = local_root(store)
+    if root is None:
+        return
+    base = '%s/%s' % (root, layout.SPARES)
+    now = time.time() if now is None else now
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return
+    for name in names:
+        folder = os.path.join(base, name)
+        try:
+            if now - os.stat(folder).st_mtime > age:
+                shutil.rmtree(folder)
+        except OSError:
+            pass                    # gone meanwhile, or not ours to say
+    _rmdirs([base])
+
+
 def remove_empty_folders(*folders):
     """``rmdir`` each of ``folders`` in turn, those that are empty (the
     check and the removal are one step: a folder something was written
@@ -908,8 +861,11 @@ def _make_folder(root, folder):
     missing = [folder]
     while not os.path.isdir(os.path.dirname(missing[-1])):
         missing.append(os.path.dirname(missing[-1]))
-    if not spares.place_folder(root, folder):
-        spares.makedirs(folder)
+    try:
+        os.makedirs(folder)
+    except OSError as e:
+        if e.errno != errno.EEXIST:
+            raise
     for made in missing:
         durable.made(made)
 

@@ -14,7 +14,7 @@ and reruns the idempotent protocols:
   the deletion and its cascade step;
 * quarantined records (noted in ``extensions/refcount/quarantine/`` when
   first found unreadable): rebuild them from the truth;
-* on local storage, the spare files of processes that are gone.
+* on local storage, the spare files of earlier versions.
 
 It runs at registry start-up in the background (one process at a time,
 under a lock), periodically after that, and from ``registry-refcount
@@ -24,7 +24,6 @@ recover``.
 from __future__ import absolute_import, unicode_literals
 
 import logging
-import time
 
 from . import gap
 from . import layout
@@ -33,7 +32,6 @@ from . import owner
 from . import protocols
 from . import records
 from . import settings
-from . import spares
 
 logger = logging.getLogger(__name__)
 
@@ -83,9 +81,7 @@ def recover(ctx, intent_timeout, now=None):
     report['rebuilt'] = _rebuild_quarantined(ctx, intent_timeout, now,
                                              report)
     catch_up(ctx, report)
-    root = records.local_root(store)
-    if root is not None:
-        spares.clean(root, time.time())
+    records.remove_old_spares(store)
     if any(report[k] for k in ('intents_finished', 'deletions_finished',
                                'rebuilt', 'caught_up', 'errors',
                                'unreadable')):

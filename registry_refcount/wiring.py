@@ -450,8 +450,6 @@ def on_request_tearing_down(sender, **kwargs):
 
 
 def _finish(ctx, intent_id, doc):
-    """A request's work after its response; then spare files for the next
-    requests' records (created here, not while a client waits)."""
+    """A request's work after its response."""
     _run('finish request %s' % intent_id, protocols.finish_intent, ctx,
          intent_id, doc)
-    _run('prepare spare files', records.keep_spares, ctx.store)

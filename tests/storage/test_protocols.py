@@ -477,10 +477,9 @@ def test_a_deleted_tag_keeps_its_ledger_until_the_marker_is_off(
 def test_a_tombstone_is_another_name_of_the_journal_entry(
         ctx, store, monkeypatch):
     """On local storage a deletion links its tombstone to its journal
-    entry (one document, one write); finishing the deletion removes both
-    and keeps no spare that another name still links."""
+    entry (one document, one write); finishing the deletion removes
+    both."""
     import os
-    from registry_refcount import spares
     x = chain(ctx, ['x'])
     key = T('ns', 'a', 'v')
     put_tag(ctx, key, x[0])
@@ -498,8 +497,10 @@ def test_a_tombstone_is_another_name_of_the_journal_entry(
             'image'] == x[0]
     recovery.recover(ctx, intent_timeout=0)
     assert present(store) == set()
-    pool = spares._pool(root)
-    assert all(os.lstat(p).st_nlink == 1 for p in pool.free)
+    assert not os.path.exists(os.path.join(root, layout.tombstone(
+        x[0], token)))
+    assert not os.path.exists(os.path.join(root, layout.journal(
+        x[0], token)))
     consistent(store)
 
 
