@@ -546,3 +546,24 @@ def test_a_stray_tag_marker_of_a_write_that_lost_its_lock(ctx, store):
     assert rep['errors'] == [] and rep['intents_finished'] == 1
     assert present(store) == set(z)
     consistent(store)
+
+
+def test_recovery_removes_old_spare_folders_of_earlier_versions(ctx, store):
+    """Earlier versions kept spare files in a folder a process: recovery
+    removes each once untouched for a day, and leaves a recent one (a
+    worker of that version may still write into it)."""
+    import os
+    import time
+    root = records.local_root(store)
+    base = os.path.join(root, layout.SPARES)
+    for name, age in (('old', 2 * 86400), ('recent', 60)):
+        os.makedirs(os.path.join(base, name))
+        with open(os.path.join(base, name, 's1'), 'wb') as f:
+            f.write(b'stale bytes')
+        then = time.time() - age
+        os.utime(os.path.join(base, name), (then, then))
+    recovery.recover(ctx, intent_timeout=0)
+    assert sorted(os.listdir(base)) == ['recent']
+    os.utime(os.path.join(base, 'recent'), (0, 0))
+    recovery.recover(ctx, intent_timeout=0)
+    assert not os.path.exists(base)
