@@ -536,6 +536,7 @@ def _remove_files(store, image_id):
              if name != 'json' and layout.tombstone_token(name) is None]
     for path in paths:
         _remove(store, path)
+    records.remove_scratch(store, layout.references_dir(image_id))
     records.removed(store, [json_path] + paths)
     records.sync_names(store, json_path)
 

@@ -686,7 +686,10 @@ def referenced(store, image_id):
         try:
             st = os.stat(folder)
             if st.st_size <= max(st.st_blksize, 4096):
-                if os.listdir(folder):
+                # (a temporary file is no marker: one whose writer was
+                # killed before its rename would keep the image for ever)
+                if any(not layout.is_scratch(name)
+                       for name in os.listdir(folder)):
                     return True
             else:
                 os.rmdir(folder)
@@ -710,6 +713,23 @@ def referenced(store, image_id):
     for _ in markers(store, image_id):
         return True
     return legacy_references(store, image_id) is not None
+
+
+def remove_scratch(store, folder):
+    """On local storage, remove the temporary files in ``folder`` (of
+    writers killed before their rename; a live one's write then fails,
+    loudly, on a record that could not have counted: its image is being
+    deleted)."""
+    root = local_root(store)
+    if root is None:
+        return
+    try:
+        names = os.listdir('%s/%s' % (root, folder))
+    except OSError:
+        return
+    for name in names:
+        if layout.is_scratch(name):
+            _unlink('%s/%s/%s' % (root, folder, name))
 
 
 def legacy_references(store, image_id):

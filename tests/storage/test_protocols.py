@@ -567,3 +567,23 @@ def test_recovery_removes_old_spare_folders_of_earlier_versions(ctx, store):
     os.utime(os.path.join(base, 'recent'), (0, 0))
     recovery.recover(ctx, intent_timeout=0)
     assert not os.path.exists(base)
+
+
+def test_a_marker_write_killed_before_its_rename_keeps_nothing(ctx, store):
+    """A writer killed between a marker's temporary file and its rename
+    (kill -9 under load: test_kill_workers_under_load, 1 run in 12) left
+    the file in ``_references/``: the image counted as referenced for
+    ever, and even gc --grace 0 kept it.  A temporary file is no marker;
+    the deletion removes it with the image's files."""
+    x = chain(ctx, ['x'])
+    key = T('ns', 'a', 'v')
+    put_tag(ctx, key, x[0])
+    root = records.local_root(store)
+    refs = os.path.join(root, layout.references_dir(x[0]))
+    with open(os.path.join(refs, layout.temporary_name()), 'wb') as f:
+        f.write(b'{"tag": "ns/a:w"}')
+    assert protocols.needed(store, x[0])            # the tag's marker
+    delete_tag(ctx, key)
+    assert present(store) == set()
+    assert not os.path.exists(os.path.join(root, layout.image_dir(x[0])))
+    consistent(store)
