@@ -33,7 +33,16 @@ if [ ! -x .venv27/bin/python ]; then
     .venv-tools/bin/virtualenv -q -p "$PY27" .venv27
 fi
 C="-c $ROOT/constraints-py27.txt"
+# Is the package installed (editable) from this very checkout?  Asked from
+# another folder: from here the checkout itself is on the path.  (A venv
+# shared with another worktree may point at that one.)
+installed_here() {
+    (cd / && "$ROOT/$1" -c "import os, sys, registry_refcount as r
+sys.exit(os.path.realpath(os.path.dirname(os.path.dirname(r.__file__)))
+         != os.path.realpath('$ROOT'))") 2>/dev/null
+}
 if ! .venv27/bin/python -c "import docker_registry, M2Crypto, gevent, pytest, hypothesis, tqdm, registry_refcount" 2>/dev/null \
+   || ! installed_here .venv27/bin/python \
    || [ constraints-py27.txt -nt .venv27/.stamp ] || [ setup.py -nt .venv27/.stamp ]; then
     .venv27/bin/pip install -q $C 'setuptools<45' 'wheel<0.38'
     .venv27/bin/pip install -q $C --no-deps docker-registry==0.9.1
@@ -47,7 +56,7 @@ if [ ! -x .venv3/bin/python ]; then
     "$PY3" -m venv .venv3
 fi
 if ! .venv3/bin/python -c "import docker_registry.core, pytest, hypothesis, registry_refcount" 2>/dev/null \
-   || [ setup.py -nt .venv3/.stamp ]; then
+   || ! installed_here .venv3/bin/python || [ setup.py -nt .venv3/.stamp ]; then
     .venv3/bin/pip install -q 'docker-registry-core==2.0.3' 'pytest<9' 'hypothesis<7'
     .venv3/bin/pip install -q --no-deps -e .
     touch .venv3/.stamp
