@@ -258,13 +258,7 @@ def _read_file(store, path, probe):
             return direct(store).get_content(path)
         except exceptions.FileNotFoundError:
             return None
-    fd = _open_if_there('%s/%s' % (root, path))
-    if fd is None:
-        return None
-    try:
-        return _read_all(fd)
-    finally:
-        os.close(fd)
+    return _read_local('%s/%s' % (root, path))
 
 
 def _open_if_there(path):
