@@ -362,7 +362,7 @@ def main(argv=None):
         print('registry-refcount: refusing to run: %s' % mismatch,
               file=sys.stderr)
         return USAGE
-    audit.open_file(settings.audit_log or _audit_default(store))
+    audit.open_file(settings_mod.audit_log(settings, records.local_root(store)))
     progress = progress_factory(not args.quiet and not args.json and
                                 sys.stderr.isatty())
     started = time.time()
@@ -379,23 +379,7 @@ def main(argv=None):
 def _where(store):
     """Which storage the command works on, as the operator would name it
     (a status of the wrong folder or bucket says so at once)."""
-    root = records.local_root(store)
-    if root is not None:
-        return os.path.abspath(root)
-    config = getattr(store, '_config', None)
-    bucket = getattr(config, 'boto_bucket', None) or getattr(
-        config, 's3_bucket', None)
-    path = getattr(store, '_root_path', '') or ''
-    if bucket:
-        return 's3://%s/%s' % (bucket, path.lstrip('/'))
-    return '%s %s' % (type(store).__module__, path)
-
-
-def _audit_default(store):
-    root = records.local_root(store)
-    if root is None:
-        return None
-    return os.path.join(root, layout.AUDIT, 'deletions.log')
+    return records.backend(store).where()
 
 
 def _jsonable(value):

@@ -22,6 +22,7 @@ Object storage makes a PUT durable before it answers: nothing to do there.
 from __future__ import absolute_import, unicode_literals
 
 import collections
+import errno
 import os
 
 from . import background
@@ -48,6 +49,24 @@ def made(folder):
     """Note that ``folder`` was made: its name is durable only once its
     parent is synced (:func:`names` does it)."""
     _made.add(folder)
+
+
+def make_folders(folder):
+    """Make ``folder`` and its missing parents (there already is fine),
+    each noted as made (:func:`made`)."""
+    missing = [folder]
+    while True:
+        parent = os.path.dirname(missing[-1])
+        if parent in ('', missing[-1]) or os.path.isdir(parent):
+            break
+        missing.append(parent)
+    try:
+        os.makedirs(folder)
+    except OSError as e:
+        if e.errno != errno.EEXIST:
+            raise
+    for path in missing:
+        made(path)
 
 
 def names(*folders):

@@ -45,6 +45,8 @@ import threading
 import time
 import uuid
 
+from . import durable
+
 logger = logging.getLogger(__name__)
 
 
@@ -222,14 +224,6 @@ def _backoff(deadline, delay, what):
     return min(delay * 2, LONGEST_WAIT)
 
 
-def _make_dir(path):
-    try:
-        os.makedirs(path)
-    except OSError as e:
-        if e.errno != errno.EEXIST:
-            raise
-
-
 # -- local locks ------------------------------------------------------------
 
 class LocalLocks(_Provider):
@@ -261,7 +255,7 @@ class LocalLocks(_Provider):
         self.stripes = stripes
         self._paths = dict((kind, os.path.join(lock_dir, '%s.locks' % kind))
                            for kind in ('image', 'tag', 'named'))
-        _make_dir(lock_dir)
+        durable.make_folders(lock_dir)
 
     def image(self, image_id):
         return self._lock('image', image_id)
@@ -394,7 +388,7 @@ class _LockFile(object):
         except OSError as e:
             if e.errno != errno.ENOENT:
                 raise
-            _make_dir(os.path.dirname(path))    # the folder was removed
+            durable.make_folders(os.path.dirname(path))    # the folder was removed
             self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         st = os.fstat(self.fd)
         self.ident = (st.st_dev, st.st_ino)
@@ -541,7 +535,7 @@ def _create_once(path, content):
     unless ``path`` exists (a reader never sees a half-written id; the
     first writer wins)."""
     draft = '%s.%s' % (path, uuid.uuid4().hex)
-    _make_dir(os.path.dirname(path))       # (the folder may have been wiped)
+    durable.make_folders(os.path.dirname(path))       # (the folder may have been wiped)
     fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         os.write(fd, content.encode('ascii'))

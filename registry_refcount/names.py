@@ -12,19 +12,8 @@ registry's rule (:func:`layout.quote`).
 
 from __future__ import absolute_import, unicode_literals
 
-import os
-
 from . import layout
 from . import records
-
-#: Bytes in a path component on the file systems a registry runs on
-#: (ext4, xfs, btrfs), when the root cannot be asked; in a whole path.
-NAME_MAX = 255
-PATH_MAX = 4096
-#: Bytes in an S3 object key (the registry's other storage).
-KEY_MAX = 1024
-
-_limits = {}
 
 #: What :func:`refusal` says for a name the registry's own parsing fails
 #: on (``parse_repository_name`` raises KeyError on a non-ASCII name).
@@ -56,28 +45,6 @@ def refusal(error):
 
 
 def limits(store):
-    """:func:`layout.check_length`'s limits for this storage: on local
-    storage, its file system's NAME_MAX and PATH_MAX; on object storage,
-    S3's key length (components have no limit of their own there).
-    Asked once per storage root."""
-    root = records.local_root(store)
-    if root is None:
-        prefix = (getattr(store, '_root_path', None) or '').strip('/')
-        return dict(name_max=None, path_max=KEY_MAX,
-                    prefix=len(prefix.encode('utf-8')) + 1)
-    try:
-        return _limits[root]
-    except KeyError:
-        pass
-    found = _limits[root] = dict(
-        name_max=_pathconf(root, str('PC_NAME_MAX'), NAME_MAX),
-        path_max=_pathconf(root, str('PC_PATH_MAX'), PATH_MAX),
-        prefix=len(layout.text(root).encode('utf-8')) + 1)
-    return found
-
-
-def _pathconf(root, name, default):
-    try:
-        return os.pathconf(root, name)
-    except (OSError, ValueError, AttributeError):
-        return default
+    """:func:`layout.check_length`'s limits for this storage
+    (:meth:`.backends.Backend.limits`)."""
+    return records.backend(store).limits()

@@ -562,13 +562,10 @@ def _finalize(ctx, image_id, token):
 
 
 def _prune_folder(store, image_id):
-    """On local storage, remove an image's folder if it is empty (only
-    then: a new push of the same id may have begun in it)."""
-    root = records.local_root(store)
-    if root is not None:
-        records.remove_empty_folders('%s/%s' % (
-            root, layout.references_dir(image_id)),
-            '%s/%s' % (root, layout.image_dir(image_id)))
+    """Remove an image's folder if it is empty (only then: a new push of
+    the same id may have begun in it)."""
+    records.remove_empty_folders(store, layout.references_dir(image_id),
+                                 layout.image_dir(image_id))
 
 
 def finish_deletion(ctx, image_id, token=None):

@@ -11,6 +11,8 @@ from __future__ import absolute_import, unicode_literals
 import collections
 import os
 
+from . import layout
+
 BLOCK = 'extensions.refcount'
 
 #: ``intent_timeout`` decides only for work written on another host (this
@@ -211,3 +213,12 @@ def lock_dir(settings, storage_root=None):
             'such as /var/lib/registry-refcount/locks, or use '
             'lock_backend: redis' % BLOCK)
     return os.path.join(os.path.abspath(storage_root), LOCKS_UNDER_STORAGE)
+
+
+def audit_log(settings, storage_root=None):
+    """The audit log's file: ``audit_log`` if set, else
+    ``<storage root>/extensions/refcount/audit/deletions.log``; without
+    local storage and without the setting, None (the log only)."""
+    if settings.audit_log or storage_root is None:
+        return settings.audit_log or None
+    return os.path.join(storage_root, layout.AUDIT, 'deletions.log')

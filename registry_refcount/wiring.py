@@ -17,7 +17,6 @@ from __future__ import absolute_import, unicode_literals
 
 import json
 import logging
-import os
 import sys
 
 from . import audit
@@ -71,13 +70,13 @@ def boot(registry_config=None, store=None):
     if moved:
         _announce(moved)
     durable.enabled = settings.sync_writes
-    lock_provider = settings_mod.make_locks(settings, records_root(store))
-    if settings.lock_backend == 'local' and records_root(store) is None:
+    lock_provider = settings_mod.make_locks(settings, records.local_root(store))
+    if settings.lock_backend == 'local' and records.local_root(store) is None:
         logger.warning('refcount: lock_backend is local but storage is not: '
                        'this is safe only if a single host serves this '
                        'storage; use lock_backend: redis for several hosts')
     ctx = protocols.context(store, lock_provider, settings.dry_run)
-    audit.open_file(settings.audit_log or _default_audit_log(store))
+    audit.open_file(settings_mod.audit_log(settings, records.local_root(store)))
     protocols.initialise(store)
     try:
         protocols.record_lockspace(store, lock_provider)
@@ -99,17 +98,6 @@ def _announce(message):
         logger.warning(message)
     else:
         sys.stderr.write(message + '\n')
-
-
-def records_root(store):
-    return records.local_root(store)
-
-
-def _default_audit_log(store):
-    root = records_root(store)
-    if root is None:
-        return None
-    return os.path.join(root, layout.AUDIT, 'deletions.log')
 
 
 def _connect():
