@@ -1125,26 +1125,10 @@ class Notes(object):
         if image_id in self.images:
             return
         self.images.add(image_id)
-        if 'owner' not in self.doc:
-            self._whole_document()
         self.doc['touched'] = sorted(self.images - set([
             self.doc.get('image')]))
         records.write(self.store, layout.intent(self.intent_id), self.doc,
                       sync=True)
-
-    def _whole_document(self):
-        """The intent as stored (its owner and time: recovery goes by
-        them) when the caller passed only its fields; if it is gone
-        (finished by a recovery that took its owner for dead) it is
-        written again as ours, for the next recovery to finish."""
-        try:
-            stored = records.read(self.store, layout.intent(self.intent_id))
-        except records.Unreadable:
-            stored = None
-        if stored is None:
-            stored = dict(self.doc, at=time.time(), owner=owner.me())
-        self.doc = dict((k, v) for k, v in stored.items() if k != 'failed')
-        self.images.update(touched_images(self.doc))
 
 
 def touched_images(doc):

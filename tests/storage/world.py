@@ -78,7 +78,7 @@ def begin_tag(ctx, key, image):
     """``request_started`` of a tag PUT: the intent, the pending marker."""
     intent_id = protocols.new_intent_id()
     doc = {'tag': str(key), 'image': image}
-    protocols.write_intent(ctx.store, intent_id, **doc)
+    doc = protocols.write_intent(ctx.store, intent_id, **doc)
     if not protocols.add_pending(ctx, intent_id, key, image):
         records.remove(ctx.store, layout.intent(intent_id))
         raise Refused('Image not found')
@@ -110,7 +110,7 @@ def delete_tag(ctx, key):
     store = ctx.store
     intent_id = protocols.new_intent_id()
     doc = {'tag': str(key)}
-    protocols.write_intent(store, intent_id, **doc)
+    doc = protocols.write_intent(store, intent_id, **doc)
     try:
         store.remove(layout.tag_file(key))
     except exceptions.FileNotFoundError:
@@ -126,7 +126,7 @@ def delete_repository(ctx, namespace, repository):
     store = ctx.store
     intent_id = protocols.new_intent_id()
     doc = {'repository': '%s/%s' % (namespace, repository)}
-    protocols.write_intent(store, intent_id, **doc)
+    doc = protocols.write_intent(store, intent_id, **doc)
     keys = list(protocols.repository_tags(store, namespace, repository))
     for key in keys:
         store.remove(layout.tag_file(key))
@@ -155,7 +155,7 @@ def abandoned_intent(store, **doc):
     """An intent whose process died right after writing it (recovery may
     finish it at once: its owner is known to be gone)."""
     intent_id = protocols.new_intent_id()
-    protocols.write_intent(store, intent_id, **doc)
+    doc = protocols.write_intent(store, intent_id, **doc)
     owner.end(intent_id)
     return intent_id
 
