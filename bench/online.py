@@ -169,8 +169,6 @@ def measure(regs, base, layer, conc, seconds, rounds):
                           for n, (c, i) in cpu.items())}
     for stat in ('p50', 'p95'):
         run[stat + '_ratio'] = ratios(run['registries'], stat)
-    common.log('  pooled p50 ratio: %s' % ', '.join(
-        '%s %.2f' % kv for kv in sorted(run['p50_ratio'].items())))
     return run
 
 

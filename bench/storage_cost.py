@@ -68,10 +68,6 @@ def measure(backend, sizes, reps, workdir):
                     [s[section].get(k, 0) for s in samples[design, op][1:]]))
                     for k in samples[design, op][-1][section]))
                 for section in ('ext', 'registry'))) for op in (push, delete))
-        common.log('  N=%d: %s' % (size, '; '.join(
-            '%s %s %d ops, %d bytes' % (d, op, r['ext']['ops'],
-                                        r['ext']['bytes'])
-            for d in DESIGNS for op, r in sorted(results[d][size].items()))))
     return results
 
 
