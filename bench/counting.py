@@ -53,7 +53,6 @@ class CountingStore(object):
     def __getattr__(self, name):
         value = getattr(self._store, name)
         if name == '_boto_bucket':
-            # the extension's one-key S3 listing (records.referenced)
             return _CountingBucket(value, self)
         return value
 
@@ -94,15 +93,26 @@ class CountingStore(object):
 
 
 class _CountingBucket(object):
-    """A boto bucket whose ``get_all_keys`` counts as a listing."""
+    """A boto bucket, counting the calls the extension makes on it past
+    the driver (a one-key listing, a HEAD, a DELETE)."""
+
+    OPS = {'get_all_keys': 'list', 'list': 'list', 'get_key': 'exists',
+           'delete_key': 'remove'}
 
     def __init__(self, bucket, counter):
         self._bucket, self._counter = bucket, counter
 
     def __getattr__(self, name):
-        return getattr(self._bucket, name)
+        value = getattr(self._bucket, name)
+        if name not in self.OPS:
+            return value
 
-    def get_all_keys(self, *args, **kwargs):
-        keys = self._bucket.get_all_keys(*args, **kwargs)
-        self._counter.count('list', sum(len(k.name) for k in keys))
-        return keys
+        def counted(*args, **kwargs):
+            result = value(*args, **kwargs)
+            if self.OPS[name] == 'list':
+                result = list(result)
+            self._counter.count(self.OPS[name], sum(
+                len(k.name) for k in result) if isinstance(result, list)
+                else 0)
+            return result
+        return counted
