@@ -1,7 +1,6 @@
-"""Benchmarks of registry-refcount (issue 6): ``make bench``.
+"""Benchmarks of registry-refcount: ``make bench`` = ``python -m bench``.
 
-Run from the repository root as modules (``python -m bench.storage_cost``)
-so that ``registry_refcount`` and the test harness import as they do in the
-tests.  Results go to ``bench/results/*.json``; ``bench.report`` turns them
-into ``bench/RESULTS.md`` and the PNG plots.
+Run from the repository root as modules so that ``registry_refcount`` and
+the test harness import as in the tests.  Each part writes
+``bench/results/<part>.json``; ``bench.report`` makes ``bench/RESULTS.md``.
 """

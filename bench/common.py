@@ -1,11 +1,15 @@
-"""Shared helpers: the machine, medians, percentiles, result files."""
+"""What every part shares: where results go, QUICK, medians, the machine,
+memory - so that each part's JSON says what it ran on and which code."""
 
 from __future__ import absolute_import, division, unicode_literals
 
+import glob
+import hashlib
 import io
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -19,26 +23,19 @@ WORK = os.environ.get('BENCH_WORKDIR') or os.path.join(
 
 
 def workdir(name):
-    """A fresh folder of this process under WORK (removed by the caller
-    with :func:`cleanup`)."""
+    """A fresh folder under WORK; the caller removes it (:func:`cleanup`)."""
     if not os.path.isdir(WORK):
-        try:
-            os.makedirs(WORK)
-        except OSError:
-            pass
-    return tempfile.mkdtemp(prefix='%s-' % name, dir=WORK)
+        os.makedirs(WORK)
+    return tempfile.mkdtemp(prefix=name + '-', dir=WORK)
 
 
 def cleanup(folder):
-    import shutil
     shutil.rmtree(folder, ignore_errors=True)
 
 
 def core_digest():
-    """A digest of the core package's source (registry_refcount/*.py): a
-    run whose parts saw different code says so in the report."""
-    import glob
-    import hashlib
+    """A digest of registry_refcount/*.py: the report says when the parts
+    of one run saw different code (the package may be edited meanwhile)."""
     h = hashlib.sha1()
     for path in sorted(glob.glob(os.path.join(ROOT, 'registry_refcount',
                                               '*.py'))):
@@ -51,11 +48,9 @@ CORE_AT_START = core_digest()
 
 
 def quiet_logs():
-    """The extension logs every deletion (audit) at WARNING: keep the
-    benchmark's output to errors."""
+    """The extension logs every deletion (audit) at WARNING: errors only."""
     import logging
-    logging.basicConfig(level=logging.ERROR,
-                        format='%(levelname)s %(name)s: %(message)s')
+    logging.basicConfig(level=logging.ERROR)
 
 
 def quick():
@@ -64,86 +59,79 @@ def quick():
 
 def median(values):
     values = sorted(values)
-    if not values:
-        return None
     mid = len(values) // 2
-    if len(values) % 2:
-        return values[mid]
-    return (values[mid - 1] + values[mid]) / 2.0
+    return values[mid] if len(values) % 2 else \
+        (values[mid - 1] + values[mid]) / 2.0
 
 
 def percentile(values, p):
-    """Nearest-rank percentile (p in 0..100)."""
+    """Nearest-rank percentile (p in 0..100) of a non-empty list."""
     values = sorted(values)
-    if not values:
-        return None
-    rank = max(1, int(-(-p * len(values) // 100)))
-    return values[min(rank, len(values)) - 1]
+    return values[min(len(values), max(1, -(-p * len(values) // 100))) - 1]
 
 
-def machine():
-    info = {'nproc': os.sysconf(str('SC_NPROCESSORS_ONLN')),
-            'python': sys.version.split()[0],
-            'platform': platform.platform()}
+def _field(path, name):
+    """The value of the first ``name:`` line of a /proc file."""
+    with open(path) as f:
+        return next((line.split(':', 1)[1].strip() for line in f
+                     if line.startswith(name + ':') or
+                     line.startswith(name + '\t')), '0')
+
+
+def rss_kib(field='VmRSS'):
+    """Resident set size of this process in KiB (``VmHWM``: its peak)."""
+    return int(_field('/proc/self/status', field).split()[0])
+
+
+def commit():
+    """The commit measured (``BENCH_COMMIT``: named before a run rewrites
+    its own result files, which makes the checkout dirty)."""
     try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    info['cpu'] = line.split(':', 1)[1].strip()
-                    break
-    except IOError:
-        pass
-    try:
-        with open('/proc/meminfo') as f:
-            for line in f:
-                if line.startswith('MemTotal'):
-                    info['memory_kib'] = int(line.split()[1])
-                    break
-    except IOError:
-        pass
-    try:
-        info['commit'] = os.environ.get('BENCH_COMMIT') or \
-            subprocess.check_output(['git', 'describe', '--always',
-                                     '--dirty'], cwd=ROOT,
-                                    stderr=open(os.devnull, 'w')
-                                    ).decode().strip()
-    except Exception:
-        pass
-    return info
+        return os.environ.get('BENCH_COMMIT') or subprocess.check_output(
+            ['git', 'describe', '--always', '--dirty'], cwd=ROOT,
+            stderr=open(os.devnull, 'w')).decode().strip()
+    except (OSError, subprocess.CalledProcessError):
+        return '?'
 
 
 def save(name, data):
+    """``bench/results/<name>.json``, with the machine, date and code."""
     if not os.path.isdir(RESULTS):
         os.makedirs(RESULTS)
-    data = dict(data)
-    data.setdefault('machine', machine())
-    data.setdefault('date', time.strftime('%Y-%m-%d %H:%M:%S %Z'))
-    data.setdefault('quick', quick())
-    data['core_digest_start'] = CORE_AT_START
-    data['core_digest_end'] = core_digest()
+    data = dict(data, quick=quick(), commit=commit(), machine={
+        'nproc': os.sysconf(str('SC_NPROCESSORS_ONLN')),
+        'cpu': _field('/proc/cpuinfo', 'model name'),
+        'memory_kib': int(_field('/proc/meminfo', 'MemTotal').split()[0]),
+        'python': sys.version.split()[0], 'platform': platform.platform()},
+        date=time.strftime('%Y-%m-%d %H:%M:%S %Z'),
+        core_digest_start=CORE_AT_START, core_digest_end=core_digest())
     path = os.path.join(RESULTS, name + '.json')
     text = json.dumps(data, indent=1, sort_keys=True)
     with io.open(path, 'w', encoding='utf-8') as f:
         f.write(text if isinstance(text, type(u'')) else text.decode('utf-8'))
-    return path
+    log('written to %s' % path)
 
 
-def rss_kib():
-    """Current resident set size of this process (KiB)."""
-    return _status_kib('VmRSS:')
+def run_child(module, args, wrapper=()):
+    """``python -m bench.<module> <args>`` in a fresh process (under
+    ``wrapper``: a tool's command line): its last line of output as JSON,
+    and its stderr."""
+    proc = subprocess.Popen(
+        list(wrapper) + [sys.executable, '-m', 'bench.' + module] +
+        ['%s' % a for a in args], cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE)
+    out, err = [x.decode('utf-8', 'replace') for x in proc.communicate()]
+    if proc.returncode:
+        raise RuntimeError('%s %s failed:\n%s' % (module, args, err[-3000:]))
+    return json.loads(out.strip().splitlines()[-1]), err
 
 
-def peak_rss_kib():
-    """Peak resident set size of this process so far (KiB)."""
-    return _status_kib('VmHWM:')
-
-
-def _status_kib(field):
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith(field):
-                return int(line.split()[1])
-    return None
+def load(name):
+    """A part's results, or None if it did not run."""
+    path = os.path.join(RESULTS, name + '.json')
+    if os.path.exists(path):
+        with io.open(path, encoding='utf-8') as f:
+            return json.load(f)
 
 
 def log(*parts):

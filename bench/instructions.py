@@ -1,169 +1,176 @@
-"""The extension's work per iteration, counted rather than timed.
+"""The A/B tool: part 2's iteration in process, counted or timed, for this
+checkout's extension ("on"), none ("off") and another checkout's
+(``--code DIR``: "other"; ``git worktree add DIR REV``).
 
-Part 2 at concurrency 16 is a CPU race on a shared two-core machine: a
-pooled run moves by about +-0.08 for nothing, and :mod:`bench.inprocess`'s
-CPU seconds still move by a tenth of a millisecond between rounds - more
-than most single changes to the request path save.  This counts instead,
-in process (:func:`bench.inprocess.child`: the registry's Flask app, part
-2's iterations, file storage), and the counts come out the same whatever
-else the machine is doing (instructions to within 0.1%; system calls to
-within a few, as the spare files' refills fall on different iterations):
+Part 2 moves by about +-0.1 between runs for nothing; a change that saves a
+tenth of the extension's work shows here.  Counted (default): user-space
+instructions (callgrind) and system calls (strace) per iteration, the
+difference of two run lengths; they repeat whatever the machine does.
+``--timed``: user + system CPU per iteration (getrusage), modes alternating.
 
-* user-space **instructions** per iteration, from valgrind's callgrind
-  (the interpreter's own, all of it: the registry, Flask, the extension);
-* **system calls** per iteration, by name, from ``strace -f -c``.
-
-Each figure is the difference of two runs of different lengths, so the
-start-up (imports, the base image) cancels out.  A mode's count minus the
-"off" mode's (the extension absent) is what the extension adds.
-
-    python -m bench.instructions                 (Python 2.7: .venv27)
-    python -m bench.instructions --code DIR      (also another checkout's
-                                                  extension, as "other")
-
-Modes whose tool is missing (no valgrind, no strace) are reported as not
-counted, never guessed.
+    python -m bench.instructions [--timed] [--code DIR]   (.venv27)
 """
 
 from __future__ import absolute_import, division, print_function
 
 import argparse
+import json
 import os
 import re
-import subprocess
-import tempfile
+import resource
+import sys
 import threading
-from distutils.spawn import find_executable
+
+try:
+    from shutil import which
+except ImportError:     # Python 2.7
+    from distutils.spawn import find_executable as which
 
 from . import common
-from . import inprocess
+from . import online
 
-#: The two run lengths (iterations after the warm-up; see inprocess.child).
-SHORT, LONG = 50, 150
-
-
-def _iterations(n):
-    """Iterations a child runs for ``--iterations n`` (its warm-up too)."""
-    return n + inprocess.warmup(n)
+TOOLS = {'instructions': 'valgrind', 'syscalls': 'strace'}
 
 
-def _run(wrapper, mode, n, code):
-    """Run one child under ``wrapper(out_path)``; returns the tool's output
-    file's text."""
-    workdir = tempfile.mkdtemp(prefix='refcount-count-')
-    out = os.path.join(workdir, 'tool.out')
+WARMUP = 10     # iterations before a child measures (caches, imports)
+
+
+def child(mode, iterations, workdir, code):
+    """One measurement in this process: warm-up, then ``iterations``;
+    prints CPU per iteration and which checkout's extension ran."""
+    sys.path.insert(0, code)
+    from tests.registry.harness import make_config, make_layer
+    storage = os.path.join(workdir, 'storage')
+    os.environ.update(SETTINGS_FLAVOR='local', STORAGE_PATH=storage,
+                      LOGLEVEL='error', DOCKER_REGISTRY_CONFIG=make_config(
+                          os.path.join(workdir, 'config.yml'),
+                          {'enabled': True} if mode == 'on' else None))
+    from docker_registry import wsgi
+    client = wsgi.application.test_client()
+
+    def send(method, path, body=None, headers=None):
+        r = client.open(path, method=method, data=body, headers=dict(
+            headers or {}, **{'User-Agent': online.UA}))
+        return r.status_code, r.data, 0
+    base = online.push_base(send, make_layer('base', 4096))
+    layer = make_layer('inprocess', size=2048)
+    for i in range(WARMUP):
+        online.one_iteration(send, base, layer, 0, i, lambda *a: None)
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    for i in range(iterations):
+        online.one_iteration(send, base, layer, 1, i, lambda *a: None)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    import registry_refcount
+    print(json.dumps({
+        'user_ms': (after.ru_utime - before.ru_utime) * 1000 / iterations,
+        'system_ms': (after.ru_stime - before.ru_stime) * 1000 / iterations,
+        'images_left': len(os.listdir(os.path.join(storage, 'images'))),
+        'code': os.path.dirname(os.path.dirname(os.path.abspath(
+            registry_refcount.__file__)))}))
+
+
+def run(mode, n, code, wrapper=()):
+    """A child in a fresh process (under ``wrapper``, a tool's command
+    line); its JSON and its stderr."""
+    workdir = common.workdir('inprocess')
     try:
-        with open(os.devnull, 'w') as devnull:
-            proc = subprocess.Popen(
-                wrapper(out) + inprocess.child_command(mode, n, workdir,
-                                                       code),
-                cwd=code, stdout=devnull, stderr=subprocess.PIPE)
-            _, err = proc.communicate()
-        if proc.returncode:
-            raise RuntimeError('%s (%d iterations) failed:\n%s' % (
-                mode, n, err.decode('utf-8', 'replace')[-2000:]))
-        with open(out) as f:
-            return f.read(), err.decode('utf-8', 'replace')
+        result, err = common.run_child('instructions', [
+            '--child', mode, '--iterations', n, '--workdir', workdir,
+            '--code', code], wrapper)
     finally:
         common.cleanup(workdir)
+    if os.path.realpath(result['code']) != os.path.realpath(code):
+        raise RuntimeError('ran the extension of %s, not %s'
+                           % (result['code'], code))
+    return result, err
 
 
-def instructions(mode, n, code):
-    """Total user-space instructions of one child (callgrind)."""
-    _, err = _run(lambda out: ['valgrind', '--tool=callgrind',
-                               '--callgrind-out-file=' + out], mode, n, code)
-    found = re.findall(r'Collected : (\d+)', err)
-    if not found:
-        raise RuntimeError('callgrind reported no total:\n' + err[-2000:])
-    return int(found[-1])
+def count(kind, mode, n, code):
+    """Instructions or system calls of one child of ``n`` iterations."""
+    out = os.path.join(common.workdir('count'), 'tool.out')
+    try:
+        if kind == 'instructions':
+            _, err = run(mode, n, code, ['valgrind', '--tool=callgrind',
+                                         '--callgrind-out-file=' + out])
+            return int(re.findall(r'Collected : (\d+)', err)[-1])
+        run(mode, n, code, ['strace', '-f', '-c', '-o', out])
+        with open(out) as f:
+            rows = [line.split() for line in f]
+        return sum(int(r[3]) for r in rows if len(r) >= 5 and
+                   r[0][0].isdigit() and r[-1] != 'total')
+    finally:
+        common.cleanup(os.path.dirname(out))
 
 
-def syscalls(mode, n, code):
-    """``{name: calls}`` of one child (strace -f -c)."""
-    text, _ = _run(lambda out: ['strace', '-f', '-c', '-o', out],
-                   mode, n, code)
-    counts = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if (len(parts) >= 5 and parts[0][0].isdigit() and
-                parts[-1] != 'total'):
-            counts[parts[-1]] = int(parts[3])
-    return counts
-
-
-def per_iteration(count, mode, code, lengths=(SHORT, LONG)):
-    """Count per iteration of ``count(mode, n, code)``: two lengths run at
-    once (the counts do not depend on the machine's load), differenced."""
-    short_n, long_n = lengths
-    results = {}
-
-    def one(n):
-        results[n] = count(mode, n, code)
-
-    threads = [threading.Thread(target=one, args=(n,)) for n in lengths]
+def per_iteration(kind, mode, code, lengths):
+    """The count of ``lengths[1]`` minus that of ``lengths[0]`` iterations,
+    per iteration (both run at once: counts do not depend on load)."""
+    got = {}
+    threads = [threading.Thread(target=lambda n=n: got.__setitem__(
+        n, count(kind, mode, n, code))) for n in lengths]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    if len(results) != 2:
-        raise RuntimeError('a %s count of %s failed'
-                           % (count.__name__, mode))
-    span = _iterations(long_n) - _iterations(short_n)
-    short, long_ = results[short_n], results[long_n]
-    if isinstance(short, dict):
-        return dict((k, (long_.get(k, 0) - short.get(k, 0)) / span)
-                    for k in set(short) | set(long_))
-    return (long_ - short) / span
+    return (got[lengths[1]] - got[lengths[0]]) / float(   # KeyError: failed
+        lengths[1] - lengths[0])
+
+
+def counted(plan, lengths):
+    kinds = [k for k in TOOLS if which(TOOLS[k])]
+    modes = dict((label, dict((k, per_iteration(k, mode, code, lengths))
+                              for k in kinds)) for label, mode, code in plan)
+    return {'iterations': list(lengths), 'modes': modes,
+            'not_counted': sorted(set(TOOLS) - set(kinds))}
+
+
+def timed(plan, pairs, iterations):
+    samples = dict((label, []) for label, _, _ in plan)
+    for r in range(pairs):
+        common.log('in process, round %d of %d' % (r + 1, pairs))
+        for label, mode, code in plan:
+            result = run(mode, iterations, code)[0]
+            result['cpu_ms'] = result['user_ms'] + result['system_ms']
+            samples[label].append(result)
+    return {'iterations': iterations, 'pairs': pairs, 'runs': samples,
+            'modes': dict((label, dict(
+                (k, common.median([r[k] for r in runs])) for k in
+                ('user_ms', 'system_ms', 'cpu_ms', 'images_left')))
+                for label, runs in samples.items())}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--code', default=None,
-                        help='another checkout: its extension is counted '
-                        'too, as "other"')
-    parser.add_argument('--out', default='instructions')
-    parser.add_argument('--lengths', default='%d,%d' % (SHORT, LONG),
-                        help='the two run lengths (iterations)')
+    parser.add_argument('--code', help='another checkout, run as "other"')
+    parser.add_argument('--timed', action='store_true')
+    parser.add_argument('--lengths', default='50,150',
+                        help='counted: the two run lengths (iterations)')
+    parser.add_argument('--pairs', type=int, default=3)
+    parser.add_argument('--iterations', type=int, default=600)
+    parser.add_argument('--child', choices=('on', 'off'),
+                        help=argparse.SUPPRESS)
+    parser.add_argument('--workdir', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    lengths = tuple(int(n) for n in args.lengths.split(','))
+    if args.child:
+        return child(args.child, args.iterations, args.workdir, args.code)
     plan = [('off', 'off', common.ROOT), ('on', 'on', common.ROOT)]
     if args.code:
         plan.append(('other', 'on', os.path.abspath(args.code)))
-    tools = {'instructions': find_executable('valgrind'),
-             'syscalls': find_executable('strace')}
-    result = {'iterations': list(lengths), 'other_code': args.code,
-              'not_counted': sorted(k for k, v in tools.items() if not v),
-              'modes': {}}
-    for label, mode, code in plan:
-        entry = result['modes'][label] = {}
-        if tools['instructions']:
-            entry['instructions'] = per_iteration(instructions, mode, code,
-                                                  lengths)
-        if tools['syscalls']:
-            calls = per_iteration(syscalls, mode, code, lengths)
-            entry['syscalls'] = sum(calls.values())
-            entry['syscalls_by_name'] = dict(
-                (k, round(v, 2)) for k, v in calls.items() if v)
-        common.log('  %-5s %s' % (label, ', '.join(
-            '%s %.0f' % (k, entry[k]) for k in ('instructions', 'syscalls')
-            if k in entry)))
+    if args.timed:
+        result = timed(plan, args.pairs, args.iterations)
+    else:
+        result = counted(plan, tuple(int(n) for n in
+                                     args.lengths.split(',')))
+    result['other_code'] = args.code
     off = result['modes']['off']
-    for label, entry in sorted(result['modes'].items()):
-        if label == 'off':
-            continue
-        added = entry['added'] = {}
-        for k in ('instructions', 'syscalls'):
-            if k in entry and k in off:
-                added[k] = entry[k] - off[k]
-                added[k + '_ratio'] = entry[k] / off[k]
-        common.log('%s adds per iteration: %s' % (label, ', '.join(
-            '%s %+.0f (%.3fx)' % (k, added[k], added[k + '_ratio'])
-            for k in ('instructions', 'syscalls') if k in added)))
-    for k in result['not_counted']:
-        common.log('not counted: %s (%s not found)' % (
-            k, 'valgrind' if k == 'instructions' else 'strace'))
-    path = common.save(args.out, result)
-    common.log('written to %s' % path)
+    keys = [k for k in off if k != 'images_left']
+    for label, figures in sorted(result['modes'].items()):
+        figures['added'] = dict((k, figures[k] - off[k]) for k in keys)
+        common.log('%-5s per iteration: %s' % (label, ', '.join(
+            '%s %.2f (%+.2f, %.3fx off)' % (k, figures[k], v,
+                                            figures[k] / off[k])
+            for k, v in sorted(figures['added'].items()))))
+    common.save('inprocess' if args.timed else 'instructions', result)
     return result
 
 
