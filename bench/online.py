@@ -200,16 +200,20 @@ def main(argv=None):
     parser.add_argument('--rounds', type=int, default=None,
                         help='default 2 at concurrency 1, 3 above; QUICK 1')
     parser.add_argument('--workers', type=int, default=2)
+    parser.add_argument('--code', default=None,
+                        help='A/B: the second registry runs the extension '
+                        'of this other checkout (ratios: this / that)')
     args = parser.parse_args(argv)
     workdir = common.workdir('online')
     regs, base = {}, {}
     for name in ('enabled', 'absent'):
         folder = os.path.join(workdir, name)
         os.makedirs(folder)
+        other = name == 'absent' and args.code
         regs[name] = Registry(folder, workers=args.workers, refcount={
-            'enabled': True} if name == 'enabled' else None,
-            env={'PYTHONPATH': common.ROOT})     # this checkout's code
-    out = {'workers': args.workers, 'runs': {}}
+            'enabled': True} if name == 'enabled' or other else None,
+            env={'PYTHONPATH': os.path.abspath(other or common.ROOT)})
+    out = {'workers': args.workers, 'runs': {}, 'other_code': args.code}
     try:
         for name, reg in regs.items():
             reg.start()
@@ -231,7 +235,7 @@ def main(argv=None):
     finally:
         for reg in regs.values():
             reg.stop()
-    common.save('online', out)
+    common.save('online_ab' if args.code else 'online', out)
     common.cleanup(workdir)
     return out
 
