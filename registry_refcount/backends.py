@@ -444,7 +444,7 @@ def _pathconf(root, name, default):
         return default
 
 
-# -- any driver ----------------------------------------------------------------
+# -- any driver ------------------------------------------------------------
 
 class Driver(Backend):
     """Any driver, through its own methods, past the registry's cache."""

@@ -362,7 +362,8 @@ def main(argv=None):
         print('registry-refcount: refusing to run: %s' % mismatch,
               file=sys.stderr)
         return USAGE
-    audit.open_file(settings_mod.audit_log(settings, records.local_root(store)))
+    audit.open_file(settings_mod.audit_log(settings,
+                                           records.local_root(store)))
     progress = progress_factory(not args.quiet and not args.json and
                                 sys.stderr.isatty())
     started = time.time()

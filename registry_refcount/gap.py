@@ -125,7 +125,7 @@ def start_checked(store):
     mark_checked(store, records.now(store))
 
 
-# -- the unchecked writes ------------------------------------------------------
+# -- the unchecked writes --------------------------------------------------
 
 def unchecked(store, since):
     """``(kind, value, stamp)`` - ``('image', id)``, ``('tag', key)`` -

@@ -235,10 +235,11 @@ class LocalLocks(_Provider):
     per lock: 14 system calls of 304 per bench iteration, 1.7% of the
     instructions, under 5%; kept because the alternative is not simpler -
     a file per name ever locked, and their removal, which races with
-    lockers of the removed file; bench/NOTES.md.)  Record locks belong to the process, so
-    a lock taken in this process is also held in-process, which keeps the
-    greenlets and threads of one worker (and several providers on one
-    folder) apart; the files stay open while the process uses them,
+    lockers of the removed file; bench/NOTES.md.)
+
+    Record locks belong to the process, so a lock taken in this process
+    is also held in-process, which keeps the greenlets and threads of one
+    worker (and several providers on one folder) apart; the files stay open while the process uses them,
     because closing any descriptor of a file drops the process's record
     locks on it.
 
@@ -391,7 +392,7 @@ class _LockFile(object):
         except OSError as e:
             if e.errno != errno.ENOENT:
                 raise
-            durable.make_folders(os.path.dirname(path))    # the folder was removed
+            durable.make_folders(os.path.dirname(path))  # (was removed)
             self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         st = os.fstat(self.fd)
         self.ident = (st.st_dev, st.st_ino)
@@ -538,7 +539,7 @@ def _create_once(path, content):
     unless ``path`` exists (a reader never sees a half-written id; the
     first writer wins)."""
     draft = '%s.%s' % (path, uuid.uuid4().hex)
-    durable.make_folders(os.path.dirname(path))       # (the folder may have been wiped)
+    durable.make_folders(os.path.dirname(path))  # (the folder may be wiped)
     fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         os.write(fd, content.encode('ascii'))

@@ -24,9 +24,10 @@ retry without reaching storage; its ``get`` refills Redis with what a
 reader read, which may be a value replaced or a file removed meanwhile.
 So every record, and every read of the truth (tag files, json, ancestry),
 goes to storage through the driver's own methods with the cache's
-wrappers peeled off (:func:`.backends.direct`); a file of the registry's that the
-extension removes or rewrites, or reads to act on, has its cache entry
-dropped (:func:`forget`), so the registry serves what the extension saw.
+wrappers peeled off (:func:`.backends.direct`); a file of the registry's
+that the extension removes or rewrites, or reads to act on, has its cache
+entry dropped (:func:`forget`), so the registry serves what the extension
+saw.
 """
 
 from __future__ import absolute_import, unicode_literals

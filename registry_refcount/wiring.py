@@ -70,13 +70,15 @@ def boot(registry_config=None, store=None):
     if moved:
         _announce(moved)
     durable.enabled = settings.sync_writes
-    lock_provider = settings_mod.make_locks(settings, records.local_root(store))
+    lock_provider = settings_mod.make_locks(settings,
+                                            records.local_root(store))
     if settings.lock_backend == 'local' and records.local_root(store) is None:
         logger.warning('refcount: lock_backend is local but storage is not: '
                        'this is safe only if a single host serves this '
                        'storage; use lock_backend: redis for several hosts')
     ctx = protocols.context(store, lock_provider, settings.dry_run)
-    audit.open_file(settings_mod.audit_log(settings, records.local_root(store)))
+    audit.open_file(settings_mod.audit_log(settings,
+                                           records.local_root(store)))
     protocols.initialise(store)
     try:
         protocols.record_lockspace(store, lock_provider)
