@@ -239,9 +239,9 @@ class LocalLocks(_Provider):
 
     Record locks belong to the process, so a lock taken in this process
     is also held in-process, which keeps the greenlets and threads of one
-    worker (and several providers on one folder) apart; the files stay open while the process uses them,
-    because closing any descriptor of a file drops the process's record
-    locks on it.
+    worker (and several providers on one folder) apart; the files stay
+    open while the process uses them, because closing any descriptor of a
+    file drops the process's record locks on it.
 
     A record lock belongs to an inode, not a path: once the file is
     removed or replaced (a cleaner, ``rm -rf`` of the folder), another
