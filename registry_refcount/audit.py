@@ -34,10 +34,22 @@ def open_file(path, max_bytes=10 * 1024 * 1024, backups=5):
     _file.update(path=path, max_bytes=max_bytes, backups=backups)
 
 
+_counted = [0]
+
+
+def count():
+    """Deletions this process has recorded so far."""
+    return _counted[0]
+
+
 def deleted(image_id, reason, size, dry_run=False, by='online'):
     """Record one deletion; ``dry_run`` records one that was not made."""
     mode = 'would delete' if dry_run else 'deleted'
-    logger.warning('refcount: %s image %s (%s bytes in layer) by %s: %s',
+    if not dry_run:
+        _counted[0] += 1
+    # routine work: INFO (the audit file keeps every one whatever the
+    # log level; an operator lists them with ``--verbose``)
+    logger.info('refcount: %s image %s (%s bytes in layer) by %s: %s',
                    mode, image_id, size if size is not None else '?', by,
                    reason)
     if _file:

@@ -74,6 +74,9 @@ class Backend(object):
     #: The local folder the storage lives in, or None: where the defaults
     #: put what must stay on this host (lock files, the audit log).
     root = None
+    #: Set by a command that promised to write nothing (``status``,
+    #: ``verify``, a dry run): :mod:`.records` then refuses every write.
+    read_only = False
 
     def where(self):
         """The storage as an operator would name it (a path, a URL)."""
@@ -559,7 +562,10 @@ class S3(Driver):
         return False
 
     def now(self):
-        # the last-modified time of a small object written now
+        # the last-modified time of a small object written now (a command
+        # that writes nothing has this host's clock: it only reports)
+        if self.read_only:
+            return time.time()
         self.direct.put_content(layout.CLOCK, b'now')  # each time
         key = self.bucket.get_key(self.key_name(layout.CLOCK))
         if key is None:

@@ -5,8 +5,12 @@ Reads the registry's own configuration (``DOCKER_REGISTRY_CONFIG``,
 ``--flavor``) and works on the same storage through the same driver, with
 the same locks, as the registry's extension.
 
+Every command says first which storage it works on.  ``status``,
+``verify`` and ``gc --dry-run`` write nothing at all (the storage is
+opened read-only, :class:`.records.ReadOnly`).
+
 Exit codes: 0 ok; 1 inconsistent or failed; 2 usage or configuration
-error.
+error (the wrong storage included); 130 interrupted (Ctrl-C).
 """
 
 from __future__ import absolute_import, print_function, unicode_literals
@@ -29,8 +33,9 @@ from . import recovery
 from . import settings as settings_mod
 from . import sweep
 from . import truth
+from . import __version__
 
-OK, FAILED, USAGE = 0, 1, 2
+OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
 
 
 class UsageError(Exception):
@@ -65,9 +70,45 @@ def load(args):
     return cfg, settings, store
 
 
-def make_context(settings, store, by):
-    return protocols.context(store, settings_mod.make_locks(
-        settings, records.local_root(store)), settings.dry_run, by)
+def make_context(settings, store, by, read_only=False):
+    """The protocols' context; a command that only reads takes no locks
+    (making the lock folder would be a write)."""
+    provider = locks.NoLocks() if read_only else settings_mod.make_locks(
+        settings, records.local_root(store))
+    return protocols.context(store, provider, settings.dry_run, by)
+
+
+def read_only(args):
+    """Does the command promise to write nothing?"""
+    return (args.command == 'status' or
+            (args.command == 'verify' and not args.repair) or
+            (args.command == 'gc' and args.dry_run))
+
+
+def check_target(store, args):
+    """:class:`UsageError` unless the storage is a registry's (it holds
+    ``images/`` or ``repositories/``, or the extension's state), or
+    ``rebuild --init-empty`` starts one: a command pointed at the wrong
+    folder or bucket says so, and writes nothing there."""
+    where = _where(store)
+    root = records.local_root(store)
+    init = args.command == 'rebuild' and args.init_empty
+    if root is not None and not os.path.isdir(root):
+        if os.path.exists(root) or not init:
+            raise UsageError('%s: %s (check STORAGE_PATH, --config and '
+                             '--flavor)' % (where, 'not a folder' if
+                                            os.path.exists(root) else
+                                            'no such folder'))
+        os.makedirs(root)
+    for folder in (layout.IMAGES, layout.REPOSITORIES):
+        if next(iter(records.listing(store, folder)), None) is not None:
+            return
+    if init or records.exists(store, layout.STATE):
+        return
+    raise UsageError('%s is not a registry: it holds neither images/ nor '
+                     'repositories/ (check STORAGE_PATH, --config and '
+                     '--flavor; `rebuild --init-empty` starts an empty '
+                     'one)' % where)
 
 
 def progress_factory(enabled):
@@ -119,7 +160,8 @@ def cmd_status(ctx, settings, args, progress):
         'quarantined': rep.unreadable,
         'consistent': rep.consistent,
     }
-    lines = ['registry-refcount status',
+    code, verdict = _verdict(rep, doc['initialised'])
+    lines = ['registry-refcount status: %s' % verdict,
              '  storage:              %s' % doc['storage'],
              '  initialised:          %s' % ('yes' if doc['initialised']
                                              else 'NO (run rebuild)'),
@@ -135,20 +177,40 @@ def cmd_status(ctx, settings, args, progress):
              '  pending intents:      %d' % doc['pending_intents'],
              '  unfinished deletions: %d' % doc['unfinished_deletions'],
              '  quarantined records:  %d' % len(doc['quarantined'])]
-    return OK, doc, lines
+    return code, doc, lines
+
+
+def _verdict(rep, initialised):
+    """The exit code and the word ``status`` and ``verify`` both say."""
+    if not initialised:
+        return FAILED, ('not initialised: run `registry-refcount rebuild` '
+                        '(until then the extension tracks references and '
+                        'deletes nothing)')
+    if rep.consistent:
+        return OK, 'consistent'
+    if rep.journal:
+        return FAILED, ('INCONSISTENT: %d unfinished deletion(s), which '
+                        '`registry-refcount recover` finishes'
+                        % len(rep.journal))
+    return FAILED, 'INCONSISTENT (`registry-refcount verify` lists why)'
 
 
 def cmd_verify(ctx, settings, args, progress):
     rep = invariants.check(ctx.store, args.jobs, progress)
     doc = rep.as_dict()
+    doc['initialised'] = protocols.is_initialised(ctx.store)
+    if not doc['initialised']:
+        code, verdict = _verdict(rep, False)
+        return code, dict(doc, error='not initialised'), [
+            'registry-refcount verify: %s' % verdict]
     doc['repaired'] = 0
     if args.repair and not rep.consistent:
         doc['repaired'] = invariants.repair(ctx, rep, settings.intent_timeout)
         after = invariants.check(ctx.store, args.jobs, progress)
         doc['after_repair'] = after.as_dict()
         rep = after
-    lines = ['registry-refcount verify: %s' % (
-        'consistent' if rep.consistent else 'INCONSISTENT')]
+    code, verdict = _verdict(rep, True)
+    lines = ['registry-refcount verify: %s' % verdict]
     lines += ['  S1 %s: %s' % (d['tag'], d['problem']) for d in rep.s1]
     lines += ['  R1 %s' % _describe(d) for d in rep.r1]
     lines += ['  unreadable: %s' % p for p in rep.unreadable]
@@ -163,7 +225,7 @@ def cmd_verify(ctx, settings, args, progress):
     lines.append('  %d tags, %d images, %d unreachable, %d intents in flight'
                  % (len(rep.tags), len(rep.images), len(rep.unreachable),
                     len(rep.intents)))
-    return (OK if rep.consistent else FAILED), doc, lines
+    return code, doc, lines
 
 
 def cmd_rebuild(ctx, settings, args, progress):
@@ -198,13 +260,13 @@ def cmd_recover(ctx, settings, args, progress):
     if doc is None:
         return FAILED, {'error': 'recovery is running elsewhere'}, [
             'registry-refcount recover: another process is recovering']
-    left = ('(%%d left alone: their process lives, or - on another host '
-            '- younger than %gs)' % timeout)
     lines = ['registry-refcount recover:',
-             ('  intents finished: %d ' + left) % (
+             '  intents finished: %d (%d left)' % (
                  doc['intents_finished'], doc['intents_waiting']),
-             ('  deletions finished: %d ' + left) % (
+             '  deletions finished: %d (%d left)' % (
                  doc['deletions_finished'], doc['deletions_waiting'])]
+    lines += ['  left %s %s: %s' % (d['kind'], d['id'], d['why'])
+              for d in doc['left']]
     lines += ['  unreadable: %s' % p for p in doc['unreadable']]
     lines += ['  error: %s' % e for e in doc['errors']]
     return (FAILED if doc['errors'] else OK), doc, lines
@@ -223,19 +285,20 @@ def cmd_gc(ctx, settings, args, progress):
             doc = sweep.sweep(ctx, grace, dry_run=dry, jobs=args.jobs,
                               progress=progress,
                               in_flight_age=settings.intent_timeout)
-            if not dry:
-                doc['index_images_updated'] = _clean_index_images(
-                    store, set(d['image'] for d in doc['deleted']))
-    except Exception as e:
-        if type(e).__name__ != 'LockTimeout':
-            raise
+    except locks.LockUnavailable as e:
+        return FAILED, {'error': str(e)}, [
+            'registry-refcount gc: the lock service cannot be reached, '
+            'nothing deleted (%s)' % e]
+    except locks.LockTimeout as e:
         return FAILED, {'error': str(e)}, [
             'registry-refcount gc: another gc is running (%s)' % e]
     verb = 'would delete' if dry else 'deleted'
     lines = ['registry-refcount gc%s (grace %gs):' % (
         ' --dry-run' if dry else '', grace)]
-    lines += ['  %s %s  %10s  %s' % (verb, d['image'], _bytes(d['bytes']),
-                                     d['reason']) for d in doc['deleted']]
+    if args.verbose:        # (each is in the audit log, and in --json)
+        lines += ['  %s %s  %10s  %s' % (verb, d['image'],
+                                         _bytes(d['bytes']), d['reason'])
+                  for d in doc['deleted']]
     lines += ['  %s %d image(s), %s; %d candidate(s) younger than the '
               'grace period, %d still referenced' % (
                   verb, len(doc['deleted']), _bytes(doc['bytes_freed']),
@@ -260,30 +323,34 @@ def _damage_lines(doc):
     return lines
 
 
-def _clean_index_images(store, deleted):
-    """Drop deleted ids from every repository's ``_index_images``."""
-    if not deleted:
-        return 0
-    updated = 0
-    for ns, repo in records.repositories(store, layout.REPOSITORIES):
-        path = layout.index_images_file(ns, repo)
-        try:
-            data = json.loads(layout.text(records.read_file(store, path)))
-        except Exception:
-            continue
-        if not isinstance(data, list):
-            continue
-        kept = [e for e in data if not (isinstance(e, dict) and
-                                        e.get('id') in deleted)]
-        if len(kept) != len(data):
-            records.write_file(store, path,
-                               json.dumps(kept).encode('utf-8'))
-            updated += 1
-    return updated
-
-
 COMMANDS = {'status': cmd_status, 'verify': cmd_verify,
             'rebuild': cmd_rebuild, 'recover': cmd_recover, 'gc': cmd_gc}
+
+
+def _options(p, top):
+    """The options every command takes, before its name or after it.  At
+    the top they hold the defaults; after the command, an option given
+    overrides and one not given leaves the top's value alone."""
+    def default(value):
+        return value if top else argparse.SUPPRESS
+    p.add_argument('--config', default=default(None),
+                   help='registry config file (default: '
+                   '$DOCKER_REGISTRY_CONFIG)')
+    p.add_argument('--flavor', default=default(None),
+                   help='config flavor (default: $SETTINGS_FLAVOR)')
+    p.add_argument('--json', action='store_true', default=default(False),
+                   help='print one JSON document on stdout')
+    p.add_argument('--jobs', type=int, default=default(8),
+                   help='parallel storage reads (default 8)')
+    p.add_argument('--quiet', '-q', action='store_true',
+                   default=default(False), help='no progress bars')
+    p.add_argument('--verbose', '-v', action='store_true',
+                   default=default(False),
+                   help='list each deletion, and log at INFO')
+    p.add_argument('--ignore-lockspace', action='store_true',
+                   default=default(False),
+                   help='run even though the registry\'s workers lock '
+                   'elsewhere (only with the registry stopped)')
 
 
 def parser():
@@ -292,33 +359,34 @@ def parser():
         description='Reference counting and garbage collection for '
                     'docker-registry 0.9.1.',
         epilog='Exit codes: 0 ok, 1 inconsistent or failed, 2 usage or '
-               'configuration error.')
-    p.add_argument('--config', help='registry config file '
-                   '(default: $DOCKER_REGISTRY_CONFIG)')
-    p.add_argument('--flavor', help='config flavor (default: '
-                   '$SETTINGS_FLAVOR)')
-    p.add_argument('--json', action='store_true',
-                   help='print one JSON document on stdout')
-    p.add_argument('--jobs', type=int, default=8,
-                   help='parallel storage reads (default 8)')
-    p.add_argument('--quiet', action='store_true', help='no progress bars')
-    p.add_argument('--ignore-lockspace', action='store_true',
-                   help='run even though the registry\'s workers lock '
-                   'elsewhere (only with the registry stopped)')
+               'configuration error (the wrong storage included), 130 '
+               'interrupted.')
+    p.add_argument('--version', action='version',
+                   version='registry-refcount %s' % __version__)
+    _options(p, True)
     sub = p.add_subparsers(dest='command')
-    sub.add_parser('status', help='counts, bytes, initialisation, '
-                   'intents, quarantined records')
-    v = sub.add_parser('verify', help='compare every record with the truth')
+
+    def command(name, help):
+        c = sub.add_parser(name, help=help, description=help)
+        _options(c, False)
+        return c
+    command('status', 'counts, bytes, initialisation, intents, quarantined '
+            'records (writes nothing)')
+    v = command('verify', 'compare every record with the truth (writes '
+                'nothing unless --repair)')
     v.add_argument('--repair', action='store_true',
                    help='fix records and ledger (never deletes an image)')
-    sub.add_parser('rebuild', help='build records from the truth; marks '
-                   'the registry initialised')
-    r = sub.add_parser('recover', help='finish interrupted work now')
+    b = command('rebuild', 'build records from the truth; marks the '
+                'registry initialised')
+    b.add_argument('--init-empty', action='store_true',
+                   help='start the extension on a storage that holds no '
+                   'registry yet')
+    r = command('recover', 'finish interrupted work now')
     r.add_argument('--intent-timeout', type=float, default=None,
                    help='seconds (default: from the config)')
-    g = sub.add_parser('gc', help='mark and sweep unreachable images')
+    g = command('gc', 'mark and sweep unreachable images')
     g.add_argument('--dry-run', action='store_true',
-                   help='report what would be deleted, change nothing')
+                   help='report what would be deleted now, write nothing')
     g.add_argument('--grace', type=float, default=None,
                    help='seconds (default: grace_period from the config)')
     return p
@@ -341,40 +409,72 @@ def main(argv=None):
               'host\'s live tag writes for abandoned'
               % settings_mod.MIN_INTENT_TIMEOUT, file=sys.stderr)
         return USAGE
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+    logging.basicConfig(level=logging.INFO if args.verbose else
+                        logging.WARNING, stream=sys.stderr,
                         format='%(asctime)s %(levelname)s: %(message)s')
     # the registry's modules warn about every optional feature left off
     logging.getLogger('docker_registry').setLevel(logging.ERROR)
+    where = None
     try:
         cfg, settings, store = load(args)
+        where = _where(store)
+        reading = read_only(args)
+        records.backend(store).read_only = reading
+        check_target(store, args)
         durable.enabled = settings.sync_writes
-        moved = protocols.move_predecessor_aside(store)
-        if moved:
-            print(moved, file=sys.stderr)
+        if not reading:
+            moved = protocols.move_predecessor_aside(store)
+            if moved:
+                print(moved, file=sys.stderr)
         ctx = make_context(settings, store, 'gc' if args.command == 'gc'
-                           else args.command)
-        mismatch = (None if args.ignore_lockspace else
+                           else args.command, reading)
+        mismatch = (None if args.ignore_lockspace or reading else
                     protocols.lockspace_mismatch(store, ctx.locks))
     except (UsageError, settings_mod.ConfigError, locks.LockTimeout) as e:
-        print('registry-refcount: %s' % e, file=sys.stderr)
+        print('registry-refcount: %s%s' % (
+            '' if where is None or where in '%s' % e else where + ': ', e),
+            file=sys.stderr)
         return USAGE
     if mismatch:
         print('registry-refcount: refusing to run: %s' % mismatch,
               file=sys.stderr)
         return USAGE
-    audit.open_file(settings_mod.audit_log(settings,
-                                           records.local_root(store)))
+    if not reading:
+        audit.open_file(settings_mod.audit_log(settings,
+                                               records.local_root(store)))
     progress = progress_factory(not args.quiet and not args.json and
                                 sys.stderr.isatty())
     started = time.time()
-    code, doc, lines = COMMANDS[args.command](ctx, settings, args, progress)
+    deletions = audit.count()
+    try:
+        code, doc, lines = COMMANDS[args.command](ctx, settings, args,
+                                                  progress)
+    except KeyboardInterrupt:
+        return _interrupted(args, where, audit.count() - deletions)
     if args.json:
-        doc = dict(doc, command=args.command, exit_code=code,
+        doc = dict(doc, command=args.command, exit_code=code, storage=where,
                    seconds=round(time.time() - started, 3))
         print(json.dumps(doc, sort_keys=True, indent=2, default=_jsonable))
     else:
+        if not any(line.startswith('  storage: ') for line in lines):
+            lines.insert(1, '  storage: %s' % where)
         print('\n'.join(lines))
     return code
+
+
+def _interrupted(args, where, deleted):
+    """Ctrl-C: one line - what was done, what is left, what finishes it
+    (a deletion cut short is finished by ``recover`` at once: its owner,
+    this process, is gone by then)."""
+    finish = {'gc': 'run `registry-refcount recover`, then `registry-'
+                    'refcount gc` again for the rest',
+              'rebuild': 'run `registry-refcount rebuild` again (it '
+                         'resumes)',
+              'recover': 'run `registry-refcount recover` again'}.get(
+                  args.command, 'nothing was changed')
+    print('registry-refcount %s: interrupted on %s after %d deletion(s); '
+          '%s' % (args.command, where, deleted, finish), file=sys.stderr)
+    return INTERRUPTED
 
 
 def _where(store):

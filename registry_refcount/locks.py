@@ -54,6 +54,11 @@ class LockTimeout(Exception):
     """The lock could not be had in time: keep the data, retry later."""
 
 
+class LockUnavailable(LockTimeout):
+    """The lock service (Redis) cannot be reached: not "somebody else holds
+    it" - said apart, so that an operator looks at the right thing."""
+
+
 class LockLost(LockTimeout):
     """A lock this task holds no longer excludes others, or may not: take
     no further destructive step under it; leave the work to recovery."""
@@ -204,6 +209,31 @@ class _Provider(object):
         """A string naming this lock space: two providers exclude each
         other exactly when their identities are equal."""
         raise NotImplementedError
+
+
+class NoLocks(_Provider):
+    """For a command that only reads (``status``, ``verify``, a dry run):
+    locks that exclude nobody, and make no lock file.  Its storage is
+    open read-only, so nothing done under them can change a thing."""
+
+    def image(self, image_id):
+        return _NOTHING
+
+    tag = named = image
+
+    def identity(self):
+        return 'none'
+
+
+class _Nothing(object):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+_NOTHING = _Nothing()
 
 
 def _stripe(kind, name, stripes):
@@ -667,8 +697,8 @@ class RedisLocks(_Provider):
                 self._conn.set(key, uuid.uuid4().hex, nx=True)
                 found = self._conn.get(key)
             except self._redis_errors as e:
-                raise LockTimeout('redis unreachable for the lock space '
-                                  'identity: %s' % e)
+                raise LockUnavailable('redis unreachable for the lock '
+                                      'space identity: %s' % e)
             if found:
                 return 'redis:%s' % found.decode('ascii')
         raise LockTimeout('the lock space identity %s keeps vanishing' % key)
@@ -704,8 +734,8 @@ class _Lease(_Claim):
                 # drop our token if it is there (best effort; else it
                 # expires after the lease).
                 locks._release(self.key, self.token, quiet=True)
-                raise LockTimeout('redis unreachable for lock %s: %s'
-                                  % (name, e))
+                raise LockUnavailable('redis unreachable for lock %s: %s'
+                                      % (name, e))
             delay = _backoff(deadline, delay, name)
         self.confirmed = sent
         renewer = threading.Thread(target=self._renew_until_released)

@@ -177,7 +177,8 @@ def note_unreadable(store, path, reason):
 def _remember(store, err):
     """Note an unreadable document for recovery to rebuild (best effort:
     the caller already treats it as unknown)."""
-    if err.path.startswith(layout.QUARANTINE + '/'):
+    if err.path.startswith(layout.QUARANTINE + '/') or backends.backend(
+            store).read_only:
         return
     entry = layout.quarantine_entry(err.path)
     try:
@@ -207,6 +208,21 @@ def quarantined(store):
     return found
 
 
+class ReadOnly(Exception):
+    """A write asked of a storage a command opened read-only (``status``,
+    ``verify``, a dry run): refused before it reaches storage."""
+
+
+def _writing(store, what):
+    """The back end, for a write: :class:`ReadOnly` if the command
+    promised to write nothing."""
+    chosen = backends.backend(store)
+    if chosen.read_only:
+        raise ReadOnly('%s: not written, the storage is open read-only'
+                       % (what,))
+    return chosen
+
+
 def write(store, path, obj, sync=False):
     """Write a document atomically (:meth:`.backends.Backend.put`).
     ``sync``: its bytes reach the disk before its name is made, so that
@@ -218,7 +234,7 @@ def write(store, path, obj, sync=False):
 
 def put(store, path, data, sync=False):
     """Write raw bytes atomically (see :func:`write`)."""
-    backends.backend(store).put(path, data, sync)
+    _writing(store, path).put(path, data, sync)
 
 
 def sync_names(store, *paths):
@@ -237,7 +253,7 @@ def sync_file(store, path):
 
 def remove(store, path):
     """Remove one of the extension's records or markers; absent is fine."""
-    backends.backend(store).remove(path)
+    _writing(store, path).remove(path)
 
 
 def remove_file(store, path):
@@ -247,8 +263,9 @@ def remove_file(store, path):
     removal too: a reader may have put the file back in the cache between
     the drop and the removal, and the registry would go on serving a
     deleted image from it."""
+    chosen = _writing(store, path)
     forget(path)
-    backends.backend(store).remove_file(path)
+    chosen.remove_file(path)
     forget(path)
 
 
@@ -266,7 +283,7 @@ def write_file(store, path, data):
     """Rewrite one of the registry's files (a repository's
     ``_index_images``): to storage, then its cache entry dropped, so the
     registry reads the new bytes."""
-    backends.backend(store).write_file(path, data)
+    _writing(store, path).write_file(path, data)
     forget(path)
 
 
@@ -292,7 +309,7 @@ def names_starting(store, folder, prefix):
 def remove_empty_folders(store, *folders):
     """Remove each of ``folders`` that is empty, in turn (an image's,
     once deleted: only then, as a new push of the id may have begun)."""
-    backends.backend(store).remove_empty_folders(*folders)
+    _writing(store, folders).remove_empty_folders(*folders)
 
 
 def prune(store, folder):
@@ -312,7 +329,7 @@ def remove_old_spares(store, now=None, age=86400):
     ``extensions/refcount/spares/`` (one folder a process), each folder
     once untouched for ``age`` seconds: a worker of that version may still
     be writing into its own (it makes a new one if it is removed)."""
-    backends.backend(store).remove_old_folders(
+    _writing(store, layout.SPARES).remove_old_folders(
         layout.SPARES, age, time.time() if now is None else now)
 
 
@@ -360,7 +377,7 @@ def link(store, source, path):
     """Write the record ``path`` as another name of the record ``source``
     (so with its content), where the back end can: one ``link`` instead
     of a write.  False where it cannot (the caller writes it)."""
-    return backends.backend(store).link(source, path)
+    return _writing(store, path).link(source, path)
 
 
 def marker_content(store, image_id, marker):
@@ -395,7 +412,7 @@ def remove_scratch(store, folder):
     """Remove the temporary files in ``folder`` (of writers killed before
     their rename; a live one's write then fails, loudly, on a record that
     could not have counted: its image is being deleted)."""
-    backends.backend(store).remove_scratch(folder)
+    _writing(store, folder).remove_scratch(folder)
 
 
 def legacy_references(store, image_id):
@@ -439,4 +456,4 @@ def move_file_aside(store, path, aside):
     """Give the *file* at ``path`` the name ``aside``, and never touch a
     folder there (:meth:`.backends.Backend.move_file_aside`).  True if
     this call moved a file."""
-    return backends.backend(store).move_file_aside(path, aside)
+    return _writing(store, path).move_file_aside(path, aside)

@@ -6,7 +6,7 @@ until its work is complete, and every deletion a journal entry in
 therefore only lists those two small folders - it never walks the images -
 and reruns the idempotent protocols:
 
-* intents whose work is abandoned (:func:`abandoned`: their process is
+* intents whose work is abandoned (:func:`judge`: their process is
   gone, or - on another host - they are older than ``intent_timeout`` on
   the storage's clock): reconcile their tags, release their pending
   marker, drop them;
@@ -43,7 +43,7 @@ def recover(ctx, intent_timeout, now=None):
     now = records.now(store) if now is None else now
     report = {'intents_finished': 0, 'intents_waiting': 0,
               'deletions_finished': 0, 'deletions_waiting': 0,
-              'unreadable': [], 'errors': []}
+              'left': [], 'unreadable': [], 'errors': []}
     # deletions first: an intent's reconcile may need an image that an
     # abandoned deletion holds tombstoned
     finish_deletions(ctx, intent_timeout, now, report)
@@ -68,8 +68,11 @@ def recover(ctx, intent_timeout, now=None):
             records.note_unreadable(store, path, str(e))
             report['unreadable'].append(path)
             continue
-        if not abandoned(store, path, doc, intent_id, now, intent_timeout):
+        gone, why = judge(store, path, doc, intent_id, now, intent_timeout)
+        if not gone:
             report['intents_waiting'] += 1
+            report['left'].append({'kind': 'intent', 'id': intent_id,
+                                   'why': why})
             continue
         try:
             protocols.finish_intent(ctx, intent_id, doc, recovered=True)
@@ -85,8 +88,25 @@ def recover(ctx, intent_timeout, now=None):
     if any(report[k] for k in ('intents_finished', 'deletions_finished',
                                'rebuilt', 'caught_up', 'errors',
                                'unreadable')):
-        logger.warning('refcount: recovery: %s', report)
+        logger.warning('refcount: recovery: %s', summary(report))
     return report
+
+
+def summary(report):
+    """A recovery's report in one line, for the log."""
+    parts = ['%d intent(s) and %d deletion(s) finished' % (
+        report['intents_finished'], report['deletions_finished'])]
+    for key, what in (('rebuilt', 'record(s) rebuilt'),
+                      ('caught_up', 'unseen write(s) registered')):
+        if report.get(key):
+            parts.append('%d %s' % (report[key], what))
+    for d in report.get('left', []):
+        parts.append('left %s %s: %s' % (d['kind'], d['id'], d['why']))
+    if report['unreadable']:
+        parts.append('unreadable: %s' % ', '.join(report['unreadable']))
+    if report['errors']:
+        parts.append('errors: %s' % '; '.join(report['errors']))
+    return '; '.join(parts)
 
 
 def catch_up(ctx, report):
@@ -101,7 +121,7 @@ def catch_up(ctx, report):
 
 
 def finish_deletions(ctx, intent_timeout, now, report):
-    """Finish (or cancel) every abandoned deletion (see :func:`abandoned`;
+    """Finish (or cancel) every abandoned deletion (see :func:`judge`;
     ``intent_timeout`` None: only those whose process is known to be
     gone), counting into ``report``."""
     store = ctx.store
@@ -115,8 +135,11 @@ def finish_deletions(ctx, intent_timeout, now, report):
             doc = records.read(store, path) or {}
         except records.Unreadable:
             doc = {}
-        if not abandoned(store, path, doc, token, now, intent_timeout):
+        gone, why = judge(store, path, doc, token, now, intent_timeout)
+        if not gone:
             report['deletions_waiting'] += 1
+            report.setdefault('left', []).append(
+                {'kind': 'deletion', 'id': image_id, 'why': why})
             continue
         try:
             if protocols.finish_deletion(ctx, image_id, token):
@@ -127,18 +150,21 @@ def finish_deletions(ctx, intent_timeout, now, report):
             report['errors'].append('%s: %s' % (image_id, e))
 
 
-def abandoned(store, path, doc, token, now, timeout):
-    """Is the work the record at ``path`` stands for (an intent, a
-    deletion) abandoned?  Its owner decides where it can be seen - a
-    process of this host that is gone, or work this process dropped -
-    and its age on the storage's clock (``now``) elsewhere: another
-    host's, or a record of an earlier version.  A stalled owner is alive;
-    no host's own clock is read."""
-    alive = owner.alive(doc.get('owner'), token)
+def judge(store, path, doc, token, now, timeout):
+    """``(abandoned, why)`` for the work the record at ``path`` stands
+    for.  Its owner decides where it can be seen - a process of this host
+    that is gone, or work this process dropped - and its age on the
+    storage's clock (``now``) elsewhere: another host's, or a record of
+    an earlier version.  A stalled owner is alive; no host's own clock is
+    read."""
+    who = doc.get('owner') if isinstance(doc.get('owner'), dict) else None
+    alive = owner.alive(who, token)
     if alive is not None:
-        return not alive
+        return not alive, ('its process %s on this host is %s' % (
+            who.get('pid'), 'alive' if alive else 'gone'))
     if timeout is None:
-        return False
+        return False, ('written on another host or by an earlier version: '
+                       'finished once older than intent_timeout')
     # below this, a live tag write of another host would count as
     # abandoned (the CLI and the config refuse less; the API too, here)
     timeout = max(timeout, settings.MIN_INTENT_TIMEOUT)
@@ -148,7 +174,11 @@ def abandoned(store, path, doc, token, now, timeout):
             written = float(doc.get('at', 0))
         except (TypeError, ValueError):
             written = 0.0
-    return now - written >= timeout
+    age = now - written
+    where = ('host %s' % who.get('host', '?').split('/')[0] if who else
+             'an earlier version')
+    return age >= timeout, ('written by %s %ds ago: finished once %ds old '
+                            '(intent_timeout)' % (where, age, timeout))
 
 
 def _rebuild_quarantined(ctx, intent_timeout, now, report):

