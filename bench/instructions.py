@@ -139,6 +139,12 @@ def timed(plan, pairs, iterations):
                 for label, runs in samples.items())}
 
 
+def _ratio(value, base):
+    """'1.234x', or '-' when the base is zero (a figure the off run
+    does not have, such as system calls on a host without strace)."""
+    return '%.3fx' % (value / base) if base else '-'
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--code', help='another checkout, run as "other"')
@@ -167,8 +173,8 @@ def main(argv=None):
     for label, figures in sorted(result['modes'].items()):
         figures['added'] = dict((k, figures[k] - off[k]) for k in keys)
         common.log('%-5s per iteration: %s' % (label, ', '.join(
-            '%s %.2f (%+.2f, %.3fx off)' % (k, figures[k], v,
-                                            figures[k] / off[k])
+            '%s %.2f (%+.2f, %s off)' % (k, figures[k], v,
+                                         _ratio(figures[k], off[k]))
             for k, v in sorted(figures['added'].items()))))
     common.save('inprocess' if args.timed else 'instructions', result)
     return result

@@ -804,7 +804,7 @@ def ledger_entry(store, key):
 ROUNDS = 3
 
 
-def reconcile_tag(ctx, key, notes=None):
+def reconcile_tag(ctx, key, notes=None, gone=None):
     """Make the tag's reference agree with its tag file.
 
     Under the tag's lock: read the truth and the ledger; if they differ,
@@ -822,14 +822,16 @@ def reconcile_tag(ctx, key, notes=None):
     read again under a hold on it; and the ledger ends as the tag file
     says, since a round that changed anything reads the tag file again
     after its last write and goes again if the tag moved.
-    ``notes`` (:class:`Notes`): the intent this reconcile works for,
-    which learns each image before the tag's marker or a hold goes on it.
-    Returns the image the tag names (or None).
+
+    ``gone``: the audit's reason when the tag is gone (a repository
+    delete says so).  ``notes`` (:class:`Notes`): the intent this
+    reconcile works for, which learns each image before the tag's marker
+    or a hold goes on it.  Returns the image the tag names (or None).
     """
     store = ctx.store
     with ctx.locks.tag(key):
         for attempt in range(ROUNDS):
-            truth, changed = _reconcile_round(ctx, key, notes)
+            truth, changed = _reconcile_round(ctx, key, notes, gone)
             if not changed or read_tag(store, key) == truth:
                 return truth
         logger.warning('refcount: tag %s kept moving while it was '
@@ -838,7 +840,7 @@ def reconcile_tag(ctx, key, notes=None):
         return truth
 
 
-def _reconcile_round(ctx, key, notes):
+def _reconcile_round(ctx, key, notes, gone=None):
     """One round of :func:`reconcile_tag`: ``(truth, changed)``."""
     store = ctx.store
     truth = read_tag(store, key)
@@ -882,8 +884,9 @@ def _reconcile_round(ctx, key, notes):
     if not drop:
         return truth, True
     for stale in drop:
-        reason = ('tag %s was deleted' % key.display if truth is None
-                  else 'tag %s moved to %s' % (key.display, truth))
+        reason = ((gone or 'tag %s was deleted' % key.display)
+                  if truth is None else
+                  'tag %s moved to image %s' % (key.display, truth))
         if notes is not None:
             notes.note(stale)               # a hold goes on it
         drop_tag_marker(ctx, key, stale, reason)
@@ -1065,7 +1068,8 @@ def reconcile_repository(ctx, namespace, repository):
     keys = set(ledger_tags(ctx.store, namespace, repository))
     keys.update(repository_tags(ctx.store, namespace, repository))
     for key in sorted(keys):
-        reconcile_tag(ctx, key)
+        reconcile_tag(ctx, key, gone='its repository %s/%s was deleted '
+                      '(tag %s)' % (namespace, repository, key.tag))
     records.prune(ctx.store, layout.ledger_dir(namespace, repository))
 
 
@@ -1158,8 +1162,8 @@ def add_pending(ctx, intent_id, key, image_id):
 
 def release_pending(ctx, intent_id, image_id, tag):
     remove_reference(ctx, image_id, layout.pending_marker(intent_id),
-                     'a write of tag %s named it, but the tag names another '
-                     'image' % tag)
+                     'the write of tag %s that named it is over, and the '
+                     'tag names it no longer' % tag)
 
 
 def parse_intent(doc):

@@ -330,6 +330,8 @@ def _on_tag(namespace, repository, tag):
     except layout.InvalidName as e:
         logger.error('refcount: ignoring tag signal: %s', e)
         return
+    if _covered(repository='%s/%s' % (key.namespace, key.repository)):
+        return      # a repository delete's tags: its intent reconciles them
     _run('reconcile %s' % key.display, protocols.reconcile_tag, ctx, key)
 
 

@@ -236,3 +236,19 @@ def test_an_unreachable_redis_is_called_that(registry, tmpdir):
     assert code in (1, 2), (out, err)
     assert 'another gc is running' not in out + err
     assert 'unreachable' in out + err or 'cannot be reached' in out + err
+
+
+def test_the_audit_says_what_happened_in_words(registry, client):
+    old = client.push('lib/b', 'latest', ['why-1'])
+    client.push('lib/b', 'latest', ['why-2'])            # a retag
+    client.push('lib/c', 'v', ['why-3'])
+    registry.settle()               # (the tag write's work is over)
+    client.delete_repository('lib/c')
+    registry.settle()
+    with open(registry.path(layout.AUDIT, 'deletions.log')) as f:
+        reasons = [json.loads(line)['reason'] for line in f]
+    assert any(r.startswith('tag lib/b:latest moved to image ')
+               for r in reasons), reasons
+    assert 'its repository lib/c was deleted (tag v)' in reasons, reasons
+    assert not any('tag lib/c:v was deleted' == r for r in reasons)
+    assert old

@@ -56,7 +56,7 @@ import time
 
 import pytest
 
-from registry_refcount import invariants
+from registry_refcount import invariants, layout
 
 from .conftest import assert_invariants, refcount_settings
 from .harness import Client, Registry, make_layer
@@ -69,8 +69,15 @@ STEPS = 600 if STRESS else 150
 #: Seconds the bounded run may take (a failure above it: keep it bounded).
 BUDGET = 600 if STRESS else 60
 
-#: The extension's entries in an image's folder (S2 leaves them out).
-EXT_IMAGE_ENTRIES = ('_references', '_references.legacy', '_deleting')
+#: The extension's entries in an image's folder (S2 leaves them out),
+#: besides its tombstones (``_deleting-<token>``, one per deletion under
+#: way, which layout.tombstone_token recognises).
+EXT_IMAGE_ENTRIES = ('_references', '_references.legacy')
+
+
+def _extensions(name):
+    return name in EXT_IMAGE_ENTRIES or \
+        layout.tombstone_token(name) is not None
 #: The refusal messages of names.refusal and on_before_put_image_json.
 NAME_REFUSAL = 'Invalid repository or tag name'
 ID_REFUSAL = 'Invalid image id'
@@ -188,8 +195,8 @@ def image_files(storage, image):
     for folder, subdirs, names in os.walk(root):
         rel = os.path.relpath(folder, root)
         if rel == '.':
-            subdirs[:] = [d for d in subdirs if d not in EXT_IMAGE_ENTRIES]
-            names = [n for n in names if n not in EXT_IMAGE_ENTRIES]
+            subdirs[:] = [d for d in subdirs if not _extensions(d)]
+            names = [n for n in names if not _extensions(n)]
         for name in names:
             with open(os.path.join(folder, name), 'rb') as f:
                 found[os.path.normpath(os.path.join(rel, name))] = \
