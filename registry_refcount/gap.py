@@ -128,27 +128,36 @@ def start_checked(store):
 # -- the unchecked writes --------------------------------------------------
 
 def unchecked(store, since):
-    """``(kind, value, stamp)`` - ``('image', id)``, ``('tag', key)`` -
-    of every image json and tag file stamped after ``since`` less
-    :data:`SLACK` (all when None).  Off the gevent hub: it stats every
-    image's json."""
+    """The writes stamped after ``since`` less :data:`SLACK` (all when
+    None): ``(images, tags, newest)`` - the ids whose json, the keys whose
+    tag file, is unchecked, and the newest of their stamps (None: there
+    is none).  Off the gevent hub: it stats every image's json."""
     return background.off_hub(_unchecked, store, since)
 
 
 def _unchecked(store, since):
-    found = []
+    """(See :func:`unchecked`.)  Two flat lists and one stamp, the ids as
+    the listing gives them (bytes on Python 2), not a ``(kind, id,
+    stamp)`` with a unicode id per write: when no cursor is set yet, as
+    on a registry's first round, every image is unchecked (bench part 3,
+    10 000 images: 420 B per image held through the catch-up, now ~110)."""
     after = None if since is None else since - SLACK
+    images, tags, newest = [], [], [None]
 
-    def add(kind, value, path):
-        written = records.stamp(store, path)
-        if written is not None and (after is None or written > after):
-            found.append((kind, value, written))
-    for name in records.listing(store, layout.IMAGES):
-        if layout.valid_id(name):
-            add('image', name, layout.image_file(name, 'json'))
+    def new(written):
+        if written is None or (after is not None and written <= after):
+            return False
+        if newest[0] is None or written > newest[0]:
+            newest[0] = written
+        return True
+    for name, written in records.stamps(store, layout.IMAGES, 'json',
+                                        layout.valid_id):
+        if new(written):
+            images.append(name)
     for key in _tag_files(store):
-        add('tag', key, layout.tag_file(key))
-    return found
+        if new(records.stamp(store, layout.tag_file(key))):
+            tags.append(key)
+    return images, tags, newest[0]
 
 
 def _tag_files(store):
@@ -183,13 +192,23 @@ def claims(ctx, image_id):
     store = ctx.store
     if not suspected(store):
         return False
-    for kind, value, _ in unchecked(store, checked_until(store)):
+    images, tags, _ = unchecked(store, checked_until(store))
+    for kind, value in _writes(images, tags):
         if names(store, kind, value) == image_id:
             logger.warning('refcount: keeping %s: %s %s, written without '
                            'the extension, names it', image_id, kind,
                            getattr(value, 'display', value))
             return True
     return False
+
+
+def _writes(images, tags):
+    """``(kind, value)`` - ``('image', id)``, ``('tag', key)`` - of
+    :func:`unchecked`'s lists, an id as text."""
+    for image in images:
+        yield 'image', layout.text(image)
+    for key in tags:
+        yield 'tag', key
 
 
 # -- catching up --------------------------------------------------------------
@@ -207,8 +226,8 @@ def catch_up(ctx):
     began = records.now(store)
     report = {'registered': 0, 'errors': []}
     since = checked_until(store)
-    found = unchecked(store, since)
-    for kind, value, _ in found:
+    images, tags, newest = unchecked(store, since)
+    for kind, value in _writes(images, tags):
         try:
             report['registered'] += _register(ctx, kind, value)
         except (Refused, protocols.BadInput, layout.InvalidName,
@@ -218,9 +237,8 @@ def catch_up(ctx):
     _deleted_tags(ctx, report)
     missing = report['registered']
     if not report['errors'] and (since is None or missing or
-                                 _checked(store)[1] or any(
-                                     written > since
-                                     for _, _, written in found)):
+                                 _checked(store)[1] or (
+                                     newest is not None and newest > since)):
         mark_checked(store, began, missing)  # (else nothing new: no write)
     _set_clean(store, not (missing or report['errors']))
     if report['registered'] or report['errors']:

@@ -348,6 +348,13 @@ def stamp(store, path):
     return backends.backend(store).stamp(path)
 
 
+def stamps(store, folder, name, keep=None):
+    """``(entry, stamp)``: the :func:`stamp` of ``folder/<entry>/name`` for
+    each entry under ``folder`` that ``keep`` accepts (a generator; an
+    entry may be a native string: bytes on Python 2)."""
+    return backends.backend(store).stamps(folder, name, keep)
+
+
 def newest_stamp(store, folder):
     """The newest :func:`stamp` of the files directly in ``folder`` (an
     image's: when it was last written to), None if it holds none."""
