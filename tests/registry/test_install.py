@@ -140,8 +140,13 @@ def test_wheel_into_a_fresh_registry(tmpdir):
         with open('/proc/%d/cmdline' % reg.proc.pid, 'rb') as f:
             cmdline = f.read().decode('utf-8', 'replace')
         assert venv in cmdline, cmdline     # its gunicorn, its python
-        assert ('refcount: enabled (dry_run=False, lock_backend=local)'
-                in reg.log()), reg.log()[-3000:]
+        said = re.findall(r'^refcount: enabled .*$', reg.log(), re.M)
+        assert said, reg.log()[-3000:]
+        # the line the README shows, word for word
+        assert set(said) == {
+            'refcount: enabled (dry_run=False, lock_backend=local)'}, said
+        with open(os.path.join(ROOT, 'README.rst')) as f:
+            assert '\n       %s\n' % said[0] in f.read()
         client = Client(reg.url)
         base = client.push('ops/base', 'keep', ['inst-base'])
         app = client.push('ops/app', 'v1', ['inst-app'], base[-1])
