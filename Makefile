@@ -10,7 +10,7 @@ SETTINGS_FLAVOR ?= local
 PYTEST_ARGS ?=
 ARGS ?= status
 
-.PHONY: setup run refcount test test27 test3 stress bench clean
+.PHONY: setup run refcount test test27 test3 stress bench dist clean
 
 setup:
 	@bash scripts/setup.sh
@@ -48,5 +48,11 @@ stress: setup
 bench: setup
 	@bash scripts/bench.sh
 
+# An sdist and a wheel of this package in dist/, to `pip install` into an
+# existing registry's environment (README, "Installing into an existing
+# registry").
+dist: setup
+	@bash scripts/dist.sh
+
 clean:
-	rm -rf $(VENV27) $(VENV3) .venv-tools .venv-moto var .pytest_cache
+	rm -rf $(VENV27) $(VENV3) .venv-tools .venv-moto var dist .pytest_cache

@@ -11,11 +11,13 @@ writers neither lose lines nor rotate twice.
 
 from __future__ import absolute_import, unicode_literals
 
-import errno
 import json
 import logging
 import os
 import time
+
+from . import durable
+from . import ownership
 
 logger = logging.getLogger('registry_refcount.audit')
 _file = {}
@@ -26,12 +28,13 @@ def open_file(path, max_bytes=10 * 1024 * 1024, backups=5):
     if not path:
         return
     folder = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(folder)
-    except OSError as e:
-        if e.errno != errno.EEXIST:
-            raise
-    _file.update(path=path, max_bytes=max_bytes, backups=backups)
+    # a root process gives the folder, the log and its rotation lock the
+    # owner of the nearest folder above (the storage root, by default):
+    # else the registry's workers could no longer append to it
+    owner = ownership.of(folder)
+    durable.make_folders(folder, owner)
+    _file.update(path=path, max_bytes=max_bytes, backups=backups,
+                 owner=owner)
 
 
 _counted = [0]
@@ -67,6 +70,8 @@ def _append(data):
     path = _file['path']
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
+        if _file['owner'] is not None:
+            _file['owner'].give_file(fd)
         os.write(fd, data)
         size = os.fstat(fd).st_size
     finally:
@@ -79,6 +84,8 @@ def _rotate(path):
     import fcntl
     fd = os.open(path + '.lock', os.O_RDWR | os.O_CREAT, 0o644)
     try:
+        if _file['owner'] is not None:
+            _file['owner'].give_file(fd)
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             if os.path.getsize(path) <= _file['max_bytes']:

@@ -36,6 +36,7 @@ from docker_registry.core import lru
 
 from . import durable
 from . import layout
+from . import ownership
 
 #: Bytes in a path component on the file systems a registry runs on
 #: (ext4, xfs, btrfs), when the root cannot be asked; in a whole path.
@@ -205,6 +206,9 @@ class Local(Backend):
         # os.path.join (several calls deep, dozens of times a request)
         self.root = root.rstrip('/') or '/'
         self._limits = None
+        #: what a root process gives what it makes here: the storage
+        #: root's owner and mode (None, the common case: nothing to do)
+        self.owner = ownership.of(self.root)
 
     def _at(self, path):
         return '%s/%s' % (self.root, path)
@@ -243,10 +247,13 @@ class Local(Backend):
             except OSError as e:
                 if e.errno != errno.ENOENT or attempt == 4:
                     raise
-                durable.make_folders(folder)  # (pruned meanwhile? again)
+                # (pruned meanwhile? again)
+                durable.make_folders(folder, self.owner)
                 continue
             try:
                 try:
+                    if self.owner is not None:
+                        self.owner.give_file(fd)
                     os.write(fd, data)
                     if sync:
                         durable.data(fd)
@@ -257,7 +264,7 @@ class Local(Backend):
                 except OSError as e:
                     if e.errno != errno.ENOENT or attempt == 4:
                         raise
-                    durable.make_folders(folder)
+                    durable.make_folders(folder, self.owner)
                     os.rename(source, target)
             except BaseException:
                 _unlink(source)
@@ -355,7 +362,7 @@ class Local(Backend):
                 if e.errno != errno.ENOENT or attempt or not self.exists(
                         source):
                     return False
-                durable.make_folders(os.path.dirname(target))
+                durable.make_folders(os.path.dirname(target), self.owner)
         return False
 
     def move_file_aside(self, path, aside):

@@ -51,9 +51,10 @@ def made(folder):
     _made.add(folder)
 
 
-def make_folders(folder):
+def make_folders(folder, owner=None):
     """Make ``folder`` and its missing parents (there already is fine),
-    each noted as made (:func:`made`)."""
+    each noted as made (:func:`made`) and, with an ``owner``
+    (:func:`.ownership.of`), given its owner and mode, parents first."""
     missing = [folder]
     while True:
         parent = os.path.dirname(missing[-1])
@@ -65,8 +66,12 @@ def make_folders(folder):
     except OSError as e:
         if e.errno != errno.EEXIST:
             raise
+        owner = None    # made by another process, which gives its own
     for path in missing:
         made(path)
+    if owner is not None:
+        for path in reversed(missing):
+            owner.give_folder(path)
 
 
 def names(*folders):

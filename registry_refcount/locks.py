@@ -46,6 +46,7 @@ import time
 import uuid
 
 from . import durable
+from . import ownership
 
 logger = logging.getLogger(__name__)
 
@@ -289,7 +290,7 @@ class LocalLocks(_Provider):
         self.stripes = stripes
         self._paths = dict((kind, os.path.join(lock_dir, '%s.locks' % kind))
                            for kind in ('image', 'tag', 'named'))
-        durable.make_folders(lock_dir)
+        durable.make_folders(lock_dir, ownership.of(lock_dir))
 
     def image(self, image_id):
         return self._lock('image', image_id)
@@ -417,13 +418,19 @@ class _LockFile(object):
     def __init__(self, path):
         self.path, self.users, self.retired = path, 0, False
         self.checked = time.time()     # opened by its path just now
+        # (opened once per process: the stat of the folder a root process
+        # asks for here is no cost worth caching)
+        owner = ownership.of(os.path.dirname(path))
         try:
             self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
             if e.errno != errno.ENOENT:
                 raise
-            durable.make_folders(os.path.dirname(path))  # (was removed)
+            # (was removed)
+            durable.make_folders(os.path.dirname(path), owner)
             self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        if owner is not None:
+            owner.give_file(self.fd)
         st = os.fstat(self.fd)
         self.ident = (st.st_dev, st.st_ino)
 
@@ -569,9 +576,13 @@ def _create_once(path, content):
     unless ``path`` exists (a reader never sees a half-written id; the
     first writer wins)."""
     draft = '%s.%s' % (path, uuid.uuid4().hex)
-    durable.make_folders(os.path.dirname(path))  # (the folder may be wiped)
+    owner = ownership.of(os.path.dirname(path))
+    # (the folder may be wiped)
+    durable.make_folders(os.path.dirname(path), owner)
     fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
+        if owner is not None:
+            owner.give_file(fd)
         os.write(fd, content.encode('ascii'))
         os.fsync(fd)
     finally:

@@ -87,9 +87,7 @@ def boot(registry_config=None, store=None):
     _state.update(ctx=ctx, settings=settings)
     _connect()
     _start_recovery(settings)
-    _announce('refcount: enabled (dry_run=%s, lock_backend=%s, '
-              'initialised=%s)' % (settings.dry_run, settings.lock_backend,
-                                   protocols.is_initialised(store)))
+    _announce(startup_line(settings, protocols.is_initialised(store)))
     return ctx
 
 
@@ -120,6 +118,19 @@ def refuse_to_start(error):
     import time
     time.sleep(1 if first else 2)
     os._exit(3 if first else 0)
+
+
+def startup_line(settings, initialised):
+    """What a worker says once enabled.  Not initialised, the extension
+    records references but deletes nothing (an image already there may
+    have referrers it has not counted yet): the line says so in words,
+    with the command that ends it, since an operator reading
+    ``initialised=False`` took it for a fault or missed it."""
+    what = ('' if initialised else
+            'tracking only, deleting nothing until '
+            '`registry-refcount rebuild`; ')
+    return 'refcount: enabled (%sdry_run=%s, lock_backend=%s)' % (
+        what, settings.dry_run, settings.lock_backend)
 
 
 def _announce(message):

@@ -18,19 +18,11 @@ if [ -n "$missing" ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing
 fi
 
-PY27=${PY27:-$( (pyenv root 2>/dev/null || echo "$HOME/.pyenv") )/versions/2.7.18/bin/python}
-if [ ! -x "$PY27" ]; then
-    PY27=$(ls -d "$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")"/versions/2.7.*/bin/python 2>/dev/null | tail -n 1 || true)
-fi
-[ -x "$PY27" ] || { echo "setup: no Python 2.7 found (pyenv versions/2.7.*)" >&2; exit 2; }
 PY3=${PY3:-python3}
 
 if [ ! -x .venv-tools/bin/virtualenv ]; then
     "$PY3" -m venv .venv-tools
     .venv-tools/bin/pip install -q 'virtualenv<20.16'
-fi
-if [ ! -x .venv27/bin/python ]; then
-    .venv-tools/bin/virtualenv -q -p "$PY27" .venv27
 fi
 C="-c $ROOT/constraints-py27.txt"
 # Is the package installed (editable) from this very checkout?  Asked from
@@ -44,11 +36,9 @@ sys.exit(os.path.realpath(os.path.dirname(os.path.dirname(r.__file__)))
 if ! .venv27/bin/python -c "import docker_registry, M2Crypto, gevent, pytest, hypothesis, tqdm, registry_refcount" 2>/dev/null \
    || ! installed_here .venv27/bin/python \
    || [ constraints-py27.txt -nt .venv27/.stamp ] || [ setup.py -nt .venv27/.stamp ]; then
-    .venv27/bin/pip install -q $C 'setuptools<45' 'wheel<0.38'
-    .venv27/bin/pip install -q $C --no-deps docker-registry==0.9.1
-    .venv27/bin/pip install -q $C Flask blinker gunicorn PyYAML requests SQLAlchemy \
-        backports.lzma docker-registry-core boto redis simplejson M2Crypto gevent greenlet
-    .venv27/bin/pip install -q $C -e '.[test]' tqdm
+    # the registry's environment (Python 2.7 found there), then this package
+    bash scripts/registry-env.sh .venv27
+    .venv27/bin/pip install -q $C -e '.[test,progress]'
     touch .venv27/.stamp
 fi
 

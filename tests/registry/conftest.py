@@ -8,6 +8,13 @@ from registry_refcount import invariants
 
 from .harness import Client, Registry
 
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', 'install: builds the wheel and a fresh registry '
+        'environment (fetches its dependencies as make setup does)')
+
+
 ENABLED = {'enabled': True, 'lock_dir': None, 'intent_timeout': 60,
            'recovery_interval': 2, 'grace_period': 0, 'lock_timeout': 10}
 

@@ -149,6 +149,9 @@ def test_existing_registry_tracks_but_deletes_nothing(make_registry):
     assert client.delete_tag('ns/old', 'v').status_code == 200
     assert images_on_disk(reg2) == set(old + new)
     assert 'not initialised' in reg2.log()
+    # and each worker said so when it started, in words (issue 23)
+    assert ('refcount: enabled (tracking only, deleting nothing until '
+            '`registry-refcount rebuild`' in reg2.log()), reg2.log()[-3000:]
 
 
 def test_bad_config_is_a_startup_error(make_registry):
