@@ -54,7 +54,7 @@ def deleted(image_id, reason, size, dry_run=False, by='online'):
     # log level; an operator lists them with ``--verbose``)
     logger.info('refcount: %s image %s (%s bytes in layer) by %s: %s',
                    mode, image_id, size if size is not None else '?', by,
-                   reason)
+                reason)
     if _file:
         line = json.dumps({'time': time.time(), 'image': image_id,
                            'reason': reason, 'bytes': size,

@@ -184,10 +184,12 @@ class Backend(object):
             if keep is None or keep(entry):
                 yield entry, self.stamp('%s/%s/%s' % (folder, entry, name))
 
-    def newest_stamp(self, folder):
-        """The newest :meth:`stamp` of the files directly in ``folder``."""
+    def newest_stamp(self, folder, keep=None):
+        """The newest :meth:`stamp` of the entries directly in ``folder``
+        whose name ``keep`` accepts (all when None)."""
         times = [t for t in (self.stamp('%s/%s' % (folder, name))
-                             for name in self.listing(folder)) if t]
+                             for name in self.listing(folder)
+                             if keep is None or keep(name)) if t]
         return max(times) if times else None
 
     def limits(self):
@@ -618,10 +620,11 @@ class S3(Driver):
         key = self.bucket.get_key(self.key_name(path))
         return None if key is None else _parse_time(key.last_modified)
 
-    def newest_stamp(self, folder):
+    def newest_stamp(self, folder, keep=None):
         prefix = self.key_name(folder) + '/'
         times = [_parse_time(k.last_modified) for k in self.bucket.list(
-            prefix=prefix, delimiter='/') if hasattr(k, 'last_modified')]
+            prefix=prefix, delimiter='/') if hasattr(k, 'last_modified')
+            and (keep is None or keep(layout.text(k.name[len(prefix):])))]
         return max(times) if times else None
 
 

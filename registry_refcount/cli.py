@@ -303,6 +303,16 @@ def cmd_gc(ctx, settings, args, progress):
               'grace period, %d still referenced' % (
                   verb, len(doc['deleted']), _bytes(doc['bytes_freed']),
                   doc['kept_young'], doc['kept_referenced'])]
+    if doc['gone_meanwhile']:
+        lines.append('  %d other candidate(s) deleted meanwhile online' %
+                     doc['gone_meanwhile'])
+    young = doc['young'] if args.verbose else doc['young'][:1]
+    lines += ['  kept %s: last written %s ago, eligible in %s' % (
+        y['image'], sweep.duration(y['age']),
+        sweep.duration(y['eligible_in'])) for y in young]
+    if len(doc['young']) > len(young):
+        lines.append('  (and %d more, eligible later: --verbose lists '
+                     'them)' % (len(doc['young']) - len(young)))
     lines += ['  error: %s' % e for e in doc['errors']]
     if doc['stopped']:
         lines.append('  NOTHING DELETED: %s' % doc['stopped'])

@@ -286,6 +286,14 @@ def tombstone(image_id, token=None):
     return image_file(image_id, _with_token(TOMBSTONE, token))
 
 
+def registry_entry(name):
+    """Is ``name``, in an image's folder, the registry's (json, layer,
+    ancestry, ``_checksum``, ``_inprogress``...), not the extension's
+    (references, tombstones, a record's temporary file)?"""
+    return name not in (REFERENCES, LEGACY_ASIDE) and \
+        tombstone_token(name) is None and not name.startswith(TEMP_PREFIX)
+
+
 def tombstone_token(name):
     """The deleter token of a tombstone's file name, '' for the single
     tombstone of earlier versions, None if ``name`` is no tombstone."""

@@ -373,8 +373,10 @@ def remove_reference(ctx, image_id, marker, reason):
 
 def collect(ctx, image_id, reason):
     """gc: delete an unreachable image if nothing references it (even one
-    whose json was never stored), and cascade."""
-    _cascade(ctx, None, image_id, None, reason, partial=True)
+    whose json was never stored), and cascade.  Returns the images this
+    call deleted, the cascade's included: none if ``image_id`` was
+    referenced again, or deleted meanwhile by another path."""
+    return _cascade(ctx, None, image_id, None, reason, partial=True)
 
 
 def _cascade(ctx, finished, image_id, marker, reason, partial=False):
@@ -382,7 +384,9 @@ def _cascade(ctx, finished, image_id, marker, reason, partial=False):
     needs it any more, and repeat on its parent.  ``finished`` is ``(image,
     token)`` of a deletion whose marker this is; its tombstone and journal
     go only once the marker is off its parent.  (A deletion that stops
-    here on an error is left to recovery, at once: see :mod:`.owner`.)"""
+    here on an error is left to recovery, at once: see :mod:`.owner`.)
+    Returns the images torn down, in order."""
+    torn_down = []
     try:
         while image_id is not None:
             with ctx.locks.image(image_id):
@@ -396,7 +400,8 @@ def _cascade(ctx, finished, image_id, marker, reason, partial=False):
                 _finalize(ctx, *finished)
                 finished = None
             if torn is KEPT:
-                return
+                return torn_down
+            torn_down.append(image_id)
             crash.point('between_cascade_steps')
             parent, token = torn
             finished = (image_id, token)
@@ -405,6 +410,7 @@ def _cascade(ctx, finished, image_id, marker, reason, partial=False):
             image_id = parent
         if finished is not None:
             _finalize(ctx, *finished)
+        return torn_down
     except BaseException:
         if finished is not None:
             owner.end(finished[1])

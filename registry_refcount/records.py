@@ -355,10 +355,10 @@ def stamps(store, folder, name, keep=None):
     return backends.backend(store).stamps(folder, name, keep)
 
 
-def newest_stamp(store, folder):
-    """The newest :func:`stamp` of the files directly in ``folder`` (an
-    image's: when it was last written to), None if it holds none."""
-    return backends.backend(store).newest_stamp(folder)
+def newest_stamp(store, folder, keep=None):
+    """The newest :func:`stamp` of the files directly in ``folder`` whose
+    name ``keep`` accepts (all when None), None if it holds none."""
+    return backends.backend(store).newest_stamp(folder, keep)
 
 
 # -- markers ---------------------------------------------------------------

@@ -8,8 +8,10 @@ delete protocol.
    that cannot be read - it could name any image - or tags that cannot be
    listed stop the sweep from deleting anything.
 2. **Repair** each tag's reference: ledger and marker equal the tag file.
-3. **Candidates**: every other image, remembered with the time it was
-   first seen unreachable (``extensions/refcount/candidates``).
+3. **Candidates**: every other image, as old as the newest of the
+   registry's files in its folder (json, layer, ``_inprogress``...), on
+   the storage's clock: an orphan pushed months ago goes at the first gc
+   after install, and a dry run reports what a real run deletes now.
 4. **Sweep**: candidates older than the grace period, deepest first, whose
    markers are all stale (a tag that names another image, a pending write
    with no intent, a child that is itself being swept or never stored and
@@ -53,7 +55,8 @@ def sweep(ctx, grace_period, dry_run=False, jobs=8, now=None,
     in_flight_age = max(grace_period, in_flight_age or 0)
     report = {'dry_run': bool(dry_run), 'grace_period': grace_period,
               'tags': 0, 'images': 0, 'reachable': 0, 'candidates': 0,
-              'deleted': [], 'kept_young': 0, 'kept_referenced': 0,
+              'deleted': [], 'kept_young': 0, 'young': [],
+              'kept_referenced': 0, 'gone_meanwhile': 0,
               'repaired': [], 'errors': [], 'bytes_freed': 0,
               'damaged': [], 'kept_damaged': 0, 'stopped': None}
 
@@ -91,18 +94,25 @@ def _sweep(ctx, grace_period, dry_run, now, progress, report, pool,
             if truth.compact(name) not in reachable:
                 unreachable.append(name)
     del reachable
-    seen = _load_candidates(store)
-    seen = dict((i, seen.get(i, now)) for i in unreachable)
-    report['candidates'] = len(seen)
+    report['candidates'] = len(unreachable)
     if not dry_run:
-        records.write(store, layout.CANDIDATES, {'first_seen': seen})
+        # the first sightings of versions before 0.2, no longer read
+        records.remove(store, layout.CANDIDATES)
     if report['stopped']:
         report['damaged'] = _damage_report(damages)
         logger.error('refcount: gc deletes nothing: %s (%s)',
                      report['stopped'], report['errors'])
         return report
-    ripe = [i for i in unreachable if now - seen[i] >= grace_period]
-    report['kept_young'] = len(unreachable) - len(ripe)
+    written = dict(zip(unreachable, truth.pool_map(
+        lambda i: _written(store, i), unreachable,
+        tick=progress('ages', len(unreachable)), pool=pool)))
+    ripe = [i for i in unreachable if now - written[i] >= grace_period]
+    report['young'] = sorted(
+        ({'image': i, 'age': round(now - written[i], 1),
+          'eligible_in': round(grace_period - (now - written[i]), 1)}
+         for i in unreachable if now - written[i] < grace_period),
+        key=lambda y: y['eligible_in'])
+    report['kept_young'] = len(report['young'])
     infos = dict(zip(ripe, truth.pool_map(
         lambda i: _candidate(store, i, ends), ripe,
         tick=progress('candidates', len(ripe)), pool=pool)))
@@ -113,7 +123,7 @@ def _sweep(ctx, grace_period, dry_run, now, progress, report, pool,
                      d['image'], d['problem'], ', '.join(d['protects']))
 
     # 4. sweep, deepest first, so children go before their parents
-    doomed = set()
+    doomed, torn = set(), set()
     for image in sorted(ripe, key=lambda i: -infos[i]['depth']):
         if image in protected:
             report['kept_damaged'] += 1
@@ -124,32 +134,48 @@ def _sweep(ctx, grace_period, dry_run, now, progress, report, pool,
             report['kept_referenced'] += 1
             continue
         doomed.add(image)
-        reason = 'unreachable from every tag for %ds' % (now - seen[image])
-        report['deleted'].append({'image': image, 'bytes': infos[image][
-            'size'], 'reason': reason})
-        report['bytes_freed'] += infos[image]['size']
-        if dry_run:
+        reason = ('no tag reaches it, and it was last written %s ago' %
+                  duration(now - written[image]))
+        if not (dry_run or image in torn):
+            try:
+                for marker, key in stale:
+                    protocols.drop_stale_marker(ctx, image, marker,
+                                                in_flight_age, key, now)
+                torn.update(protocols.collect(ctx, image, reason))
+            except (locks.LockTimeout, protocols.BadInput) as e:
+                report['errors'].append('%s: %s' % (image, e))
+        if dry_run or image in torn:     # (by its own collect or a child's)
+            report['deleted'].append({'image': image, 'bytes': infos[image][
+                'size'], 'reason': reason})
+            report['bytes_freed'] += infos[image]['size']
             continue
-        try:
-            for marker, key in stale:
-                protocols.drop_stale_marker(ctx, image, marker,
-                                            in_flight_age,
-                                            key, now)
-            protocols.collect(ctx, image, reason)
-        except (locks.LockTimeout, protocols.BadInput) as e:
-            report['errors'].append('%s: %s' % (image, e))
+        doomed.discard(image)
+        # referenced again since the mark (a new tag, a new child), or
+        # deleted meanwhile by the online path: not this sweep's
         if store.exists(layout.image_file(image, 'json')):
-            # referenced again since the mark (a new tag, a new child)
-            report['deleted'].pop()
-            report['bytes_freed'] -= infos[image]['size']
             report['kept_referenced'] += 1
-            doomed.discard(image)
-    if not dry_run:
-        gone = set(d['image'] for d in report['deleted']
-                   if not store.exists(layout.image_file(d['image'],
-                                                         'json')))
-        _forget_candidates(store, gone)
+        else:
+            report['gone_meanwhile'] += 1
     return report
+
+
+def _written(store, image):
+    """When the registry last wrote to ``image``'s folder, on the storage's
+    clock: its newest own file, else (the folder holds the extension's
+    records alone) their newest, else 0 (an empty folder: nothing in it
+    to wait for)."""
+    folder = layout.image_dir(image)
+    return (records.newest_stamp(store, folder, layout.registry_entry) or
+            records.newest_stamp(store, folder) or 0.0)
+
+
+def duration(seconds):
+    """``seconds`` in words an operator reads at a glance: '45s', '3m',
+    '5h', '12d'."""
+    for unit, size in (('d', 86400), ('h', 3600), ('m', 60)):
+        if seconds >= 2 * size:
+            return '%d%s' % (seconds // size, unit)
+    return '%ds' % max(seconds, 0)
 
 
 # Tags read and chains marked per round of the mark.  Its working set (the
@@ -372,29 +398,3 @@ def _judge(store, info, doomed, now, in_flight_age):
         else:
             live.append(marker)      # a child that is not being swept
     return stale, live
-
-
-def _load_candidates(store):
-    try:
-        doc = records.read(store, layout.CANDIDATES) or {}
-    except records.Unreadable:
-        return {}       # start the clocks again: later, never sooner
-    seen = doc.get('first_seen') or {}
-    if not isinstance(seen, dict):
-        return {}
-    found = {}
-    for image, when in seen.items():
-        try:
-            if layout.valid_id(image):
-                found[image] = float(when)
-        except (TypeError, ValueError):
-            pass        # its clock starts again
-    return found
-
-
-def _forget_candidates(store, gone):
-    if not gone:
-        return
-    seen = _load_candidates(store)
-    records.write(store, layout.CANDIDATES, {'first_seen': dict(
-        (k, v) for k, v in seen.items() if k not in gone)})

@@ -252,3 +252,32 @@ def test_the_audit_says_what_happened_in_words(registry, client):
     assert 'its repository lib/c was deleted (tag v)' in reasons, reasons
     assert not any('tag lib/c:v was deleted' == r for r in reasons)
     assert old
+
+
+def test_the_first_gc_frees_a_backlog_written_days_ago(make_registry):
+    """Item 2: orphans whose files were written days ago go at the first
+    gc after rebuild, with an hour's grace; the dry run before it reports
+    exactly that; an orphan written just now is kept, and the output says
+    when it becomes eligible."""
+    reg, client, orphans, live = with_orphans(make_registry)
+    days_ago = time.time() - 3 * 86400
+    for image in os.listdir(reg.path('images')):
+        folder = reg.path('images', image)
+        for name in os.listdir(folder):
+            os.utime(os.path.join(folder, name), (days_ago, days_ago))
+    fresh = client.push_chain(['fd-fresh'])[-1]      # no tag: an orphan
+    code, out, err = cli(reg.storage, reg.config, 'gc', '--dry-run',
+                         '--grace', '3600')
+    assert code == 0, (out, err)
+    assert 'would delete %d image(s)' % len(orphans) in out, out
+    assert 'kept %s: last written 0s ago, eligible in 59m' % fresh in out \
+        or 'kept %s: last written 1s ago, eligible in 59m' % fresh in out, out
+    code, doc, out, err = run(reg, '--json', 'gc', '--dry-run', '--grace',
+                              '3600')
+    assert set(d['image'] for d in doc['deleted']) == orphans
+    assert [y['image'] for y in doc['young']] == [fresh]
+    code, doc, out, err = run(reg, '--json', 'gc', '--grace', '3600')
+    assert code == 0, (out, err)
+    assert set(d['image'] for d in doc['deleted']) == orphans
+    assert all('last written 3d ago' in d['reason'] for d in doc['deleted'])
+    assert images_on_disk(reg) == live | {fresh}

@@ -57,6 +57,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 
 import pytest
 from hypothesis import HealthCheck, Phase, event, given, settings
@@ -1228,15 +1229,16 @@ def test_recovery_of_an_intent_naming_a_missing_image(ctx, store, monkeypatch):
 @pytest.mark.parametrize('seen', [
     [], {}, {'c' * 64: 'abc'}, {'c' * 64: None}, 'x',
 ])
-def test_gc_survives_malformed_candidates(ctx, store, seen):
-    """The candidates list is only gc's memory: a malformed one starts the
-    clocks again, it does not stop gc."""
+def test_gc_ignores_and_removes_old_candidates_lists(ctx, store, seen):
+    """The first-sighting list of earlier versions, whatever it holds, is
+    not read (an image's age is its files'); a real run removes it."""
     (x,) = built(ctx, ['x'])
     records.write(store, layout.CANDIDATES, {'first_seen': seen})
-    sweep.sweep(ctx, grace_period=100, jobs=1)      # seen now: too young
+    sweep.sweep(ctx, grace_period=100, jobs=1)      # written now: young
     assert world.present(store) == set([x])
-    sweep.sweep(ctx, grace_period=0, jobs=1)
+    sweep.sweep(ctx, grace_period=100, jobs=1, now=time.time() + 200)
     assert world.present(store) == set()
+    assert not store.exists(layout.CANDIDATES)
 
 
 @pytest.mark.parametrize('doc', [

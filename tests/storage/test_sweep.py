@@ -12,7 +12,7 @@ from registry_refcount import protocols
 from registry_refcount import records
 from registry_refcount import sweep
 
-from .world import image_id, present, push, put_tag
+from .world import image_id, present, push, put_tag, written_ago
 
 T = layout.TagKey
 
@@ -24,15 +24,21 @@ def test_gc_removes_abandoned_pushes_after_grace(ctx, store):
     push(ctx, image_id('lost1'), image_id('base'))
     push(ctx, image_id('lost2'), image_id('lost1'))
     push(ctx, image_id('root'))
-    rep = sweep.sweep(ctx, grace_period=100, now=1000.0)
+    rep = sweep.sweep(ctx, grace_period=100)
     assert rep['deleted'] == [] and rep['kept_young'] == 3
-    # dry run: reports, changes nothing
+    # each kept one says when it becomes eligible
+    assert sorted(y['image'] for y in rep['young']) == sorted(
+        image_id(n) for n in ('lost1', 'lost2', 'root'))
+    assert all(90 < y['eligible_in'] <= 100 for y in rep['young'])
+    # dry run, 1000 s later: reports what a real run deletes, changes
+    # nothing (and starts no clock: it needs none)
+    later = time.time() + 1000
     before = sorted(records.listing(store, 'images'))
-    rep = sweep.sweep(ctx, grace_period=100, now=2000.0, dry_run=True)
+    rep = sweep.sweep(ctx, grace_period=100, now=later, dry_run=True)
     assert set(d['image'] for d in rep['deleted']) == {
         image_id('lost1'), image_id('lost2'), image_id('root')}
     assert sorted(records.listing(store, 'images')) == before
-    rep = sweep.sweep(ctx, grace_period=100, now=2000.0)
+    rep = sweep.sweep(ctx, grace_period=100, now=later)
     assert set(d['image'] for d in rep['deleted']) == {
         image_id('lost1'), image_id('lost2'), image_id('root')}
     assert present(store) == {image_id('base'), image_id('kept')}
@@ -44,7 +50,7 @@ def test_gc_keeps_pending_and_fresh_children(ctx, store):
     push(ctx, image_id('p'))
     # a child registered but whose json has not come yet: fresh
     protocols.register_child(ctx, image_id('c'), image_id('p'))
-    sweep.sweep(ctx, grace_period=100, now=time.time() - 1000)
+    written_ago(store, image_id('p'), 1000)
     rep = sweep.sweep(ctx, grace_period=100)     # p is ripe, c is fresh
     assert present(store) == {image_id('p')}
     assert rep['kept_referenced'] == 1
@@ -73,8 +79,7 @@ def test_gc_old_dangling_child_and_stale_tag_marker(ctx, store):
     key = T('ns', 'r', 'v')
     put_tag(ctx, key, image_id('r'))
     store.remove(layout.tag_file(key))      # behind the extension's back
-    sweep.sweep(ctx, grace_period=10, now=1000.0)
-    rep = sweep.sweep(ctx, grace_period=10, now=1011.0)
+    rep = sweep.sweep(ctx, grace_period=10, now=time.time() + 1000)
     assert present(store) == set()
     # r's tag was deleted behind the extension's back: gc catches up with
     # that first (gap.catch_up), and r goes by the tag's reconcile
@@ -115,13 +120,13 @@ def test_gc_same_decisions_in_small_batches_serial_or_pooled(ctx, store,
         if n % 3:
             put_tag(ctx, T('ns', 'r%d' % n, 'v'), image_id('top%d' % n))
     monkeypatch.setattr(sweep, 'BATCH', 2)
-    reports = [sweep.sweep(ctx, grace_period=100, now=1000.0, jobs=jobs,
+    later = time.time() + 1000
+    reports = [sweep.sweep(ctx, grace_period=100, now=later, jobs=jobs,
                            dry_run=True) for jobs in (1, 3, 8)]
     for rep in reports:
         assert (rep['tags'], rep['images'], rep['reachable'],
-                rep['candidates']) == (4, 15, 9, 6)
-    sweep.sweep(ctx, grace_period=100, now=1000.0, jobs=8)
-    rep = sweep.sweep(ctx, grace_period=100, now=2000.0, jobs=3)
+                rep['candidates'], len(rep['deleted'])) == (4, 15, 9, 6, 6)
+    rep = sweep.sweep(ctx, grace_period=100, now=later, jobs=3)
     assert rep['errors'] == [] and len(rep['deleted']) == 6
     assert present(store) == set(
         [image_id('base')] + [image_id('%s%d' % (kind, n))
@@ -139,3 +144,47 @@ def test_pool_imap_keeps_order_and_shares_one_pool():
             for _ in range(3):
                 assert truth.pool_map(lambda x: -x, items, pool=pool) == [
                     -x for x in items]
+
+
+def test_an_image_is_as_old_as_its_newest_file(ctx, store):
+    """The first gc after install frees the backlog: an orphan whose
+    files were written days ago goes at once, one written to a minute
+    ago (a push resumed: its layer just came) waits, and the extension's
+    own records (a marker moved just now) do not make an image young."""
+    push(ctx, image_id('old'))
+    push(ctx, image_id('resumed'))
+    push(ctx, image_id('marked'))
+    for name in ('old', 'resumed', 'marked'):
+        written_ago(store, image_id(name), 3 * 86400)
+    os.utime(os.path.join(records.local_root(store), layout.image_file(
+        image_id('resumed'), 'layer')), None)
+    # a marker written just now, of a tag write that is over (stale)
+    iid = protocols.new_intent_id()
+    key = T('ns', 'm', 'v')
+    protocols.write_intent(store, iid, tag=str(key), image=image_id('marked'))
+    protocols.add_pending(ctx, iid, key, image_id('marked'))
+    records.remove(store, layout.intent(iid))
+    rep = sweep.sweep(ctx, grace_period=86400)
+    assert sorted(d['image'] for d in rep['deleted']) == sorted(
+        [image_id('old'), image_id('marked')])
+    assert [y['image'] for y in rep['young']] == [image_id('resumed')]
+    assert 86000 < rep['young'][0]['eligible_in'] <= 86400
+    assert all('last written 3d ago' in d['reason'] for d in rep['deleted'])
+    assert present(store) == {image_id('resumed')}
+
+
+def test_gc_counts_only_what_it_deleted(ctx, store, monkeypatch):
+    """An image the online path deleted between the mark and the sweep
+    is not counted as the sweep's."""
+    push(ctx, image_id('a'))
+    push(ctx, image_id('b'))
+    collect = protocols.collect
+
+    def online_first(ctx_, image, reason):
+        if image == image_id('a'):
+            collect(ctx_, image, 'online, meanwhile')
+        return collect(ctx_, image, reason)
+    monkeypatch.setattr(protocols, 'collect', online_first)
+    rep = sweep.sweep(ctx, grace_period=0)
+    assert [d['image'] for d in rep['deleted']] == [image_id('b')]
+    assert rep['gone_meanwhile'] == 1 and present(store) == set()

@@ -11,6 +11,8 @@ from __future__ import absolute_import, unicode_literals
 
 import hashlib
 import json
+import os
+import time
 
 from docker_registry.core import exceptions
 
@@ -167,3 +169,13 @@ def as_another_hosts(store, path):
     doc = records.read(store, path)
     doc['owner'] = {'host': 'elsewhere/boot/ns', 'pid': 1, 'start': '1'}
     records.write(store, path, doc)
+
+
+def written_ago(store, image, seconds):
+    """Date every entry in ``image``'s folder ``seconds`` back (local
+    storage: the file system's own mtimes, as on a registry that has
+    held it that long)."""
+    folder = os.path.join(records.local_root(store), layout.image_dir(image))
+    when = time.time() - seconds
+    for name in os.listdir(folder):
+        os.utime(os.path.join(folder, name), (when, when))
