@@ -30,9 +30,15 @@ run: setup
 # The operator's command on the registry `make run` serves (same config,
 # flavor and storage), e.g. `make refcount ARGS="gc --dry-run"`; setup's
 # messages go to stderr, so `ARGS="--json status"` prints JSON alone.
+# GNU make exits 2 whenever a recipe fails, whatever its code: the
+# command's own code is said on stderr (scripts and cron call
+# .venv27/bin/registry-refcount, whose code is its own).
 refcount:
 	@bash scripts/setup.sh >&2
-	@$(RUN_ENV); exec $(VENV27)/bin/registry-refcount $(ARGS)
+	@$(RUN_ENV); $(VENV27)/bin/registry-refcount $(ARGS); code=$$?; \
+	  if [ $$code -ne 0 ]; then echo "make refcount: registry-refcount" \
+	    "exited with $$code (make exits 2 on any failure)" >&2; fi; \
+	  exit $$code
 
 test: setup
 	@bash scripts/test.sh $(PYTEST_ARGS)

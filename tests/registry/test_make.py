@@ -54,3 +54,17 @@ def test_make_run_frees_space_and_make_refcount_sees_it(tmpdir):
     assert status['initialised'] is True, status
     assert status['storage'] == storage, status
     assert status['images'] == 1, status
+
+
+def test_make_refcount_says_the_commands_own_exit_code(tmpdir):
+    """GNU make exits 2 on any failed recipe; ``make refcount`` says the
+    command's own code (1: a registry not initialised yet) on stderr."""
+    storage = tmpdir.join('storage')
+    storage.join('repositories', 'library', 'app').ensure(dir=True)
+    p = subprocess.Popen(['make', '-s', '-C', ROOT, 'refcount',
+                          'ARGS=status'],
+                         env=dict(os.environ, STORAGE_PATH=str(storage)),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = p.communicate()
+    assert p.returncode == 2, (out, err)
+    assert 'registry-refcount exited with 1' in err.decode('utf-8'), err
