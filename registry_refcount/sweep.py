@@ -174,8 +174,8 @@ def duration(seconds):
     '5h', '12d'."""
     for unit, size in (('d', 86400), ('h', 3600), ('m', 60)):
         if seconds >= 2 * size:
-            return '%d%s' % (seconds // size, unit)
-    return '%ds' % max(seconds, 0)
+            return '%d%s' % (int(round(float(seconds) / size)), unit)
+    return '%ds' % max(int(round(seconds)), 0)
 
 
 # Tags read and chains marked per round of the mark.  Its working set (the
