@@ -253,14 +253,7 @@ class Local(Backend):
                 durable.make_folders(folder, self.owner)
                 continue
             try:
-                try:
-                    if self.owner is not None:
-                        self.owner.give_file(fd)
-                    os.write(fd, data)
-                    if sync:
-                        durable.data(fd)
-                finally:
-                    os.close(fd)
+                durable.fill(fd, data, self.owner, sync)
                 try:
                     os.rename(source, target)
                 except OSError as e:

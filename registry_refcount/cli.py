@@ -313,7 +313,7 @@ def cmd_gc(ctx, settings, args, progress):
     if len(doc['young']) > len(young):
         lines.append('  (and %d more, eligible later: --verbose lists '
                      'them)' % (len(doc['young']) - len(young)))
-    lines += ['  error: %s' % e for e in doc['errors']]
+    lines += ['  error: %s' % err for err in doc['errors']]
     if doc['stopped']:
         lines.append('  NOTHING DELETED: %s' % doc['stopped'])
     lines += _damage_lines(doc)

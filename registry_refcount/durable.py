@@ -45,6 +45,20 @@ def data(fd):
         background.off_hub(_fdatasync, fd)
 
 
+def fill(fd, content, owner=None, sync=True):
+    """Write ``content`` to the file just made at ``fd``, given ``owner``
+    first (:func:`.ownership.of`; None: nothing to give), then durable
+    when ``sync`` (:func:`data`); ``fd`` is closed."""
+    try:
+        if owner is not None:
+            owner.give_file(fd)
+        os.write(fd, content)
+        if sync:
+            data(fd)
+    finally:
+        os.close(fd)
+
+
 def made(folder):
     """Note that ``folder`` was made: its name is durable only once its
     parent is synced (:func:`names` does it)."""

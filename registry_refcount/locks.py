@@ -580,13 +580,7 @@ def _create_once(path, content):
     # (the folder may be wiped)
     durable.make_folders(os.path.dirname(path), owner)
     fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        if owner is not None:
-            owner.give_file(fd)
-        os.write(fd, content.encode('ascii'))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    durable.fill(fd, content.encode('ascii'), owner)
     try:
         os.link(draft, path)
     except OSError as e:
