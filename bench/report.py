@@ -134,9 +134,10 @@ class Report(object):
             self.body.append(
                 '### The same iteration, counted in process\n\nPer iteration '
                 'the extension adds %s.\n' % ' and '.join(
-                    '{:,.0f} {} on the registry\'s {:,.0f} ({:.3f}×)'.format(
-                        on['added'][k], k, off[k], on[k] / off[k])
-                    for k in sorted(off)))
+                    '{:,.0f} {} on the registry\'s {:,.0f} ({})'.format(
+                        on['added'][k], k, off[k],
+                        '%.3f×' % (on[k] / off[k]) if off[k] else '-')
+                    for k in sorted(on['added'])))
 
     def part3(self, data):
         self.body.append('## 3. gc sweep against the storage limit (%d jobs, '
