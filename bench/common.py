@@ -3,6 +3,7 @@ memory - so that each part's JSON says what it ran on and which code."""
 
 from __future__ import absolute_import, division, unicode_literals
 
+import errno
 import glob
 import hashlib
 import io
@@ -24,8 +25,11 @@ WORK = os.environ.get('BENCH_WORKDIR') or os.path.join(
 
 def workdir(name):
     """A fresh folder under WORK; the caller removes it (:func:`cleanup`)."""
-    if not os.path.isdir(WORK):
+    try:
         os.makedirs(WORK)
+    except OSError as e:    # (two counting threads make it at once)
+        if e.errno != errno.EEXIST:
+            raise
     return tempfile.mkdtemp(prefix=name + '-', dir=WORK)
 
 
