@@ -599,15 +599,27 @@ class S3(Driver):
         return False
 
     def now(self):
-        # the last-modified time of a small object written now (a command
-        # that writes nothing has this host's clock: it only reports)
+        # the last-modified time of a small object written now; a command
+        # that writes nothing takes the Date of S3's answer to a HEAD of
+        # the bucket (to the second), so that a dry run on a host whose
+        # clock is off reports what a real run deletes
         if self.read_only:
-            return time.time()
+            return self._answer_date() or time.time()
         self.direct.put_content(layout.CLOCK, b'now')  # each time
         key = self.bucket.get_key(self.key_name(layout.CLOCK))
         if key is None:
             return time.time()
         return _parse_time(key.last_modified)
+
+    def _answer_date(self):
+        try:
+            answer = self.bucket.connection.make_request('HEAD',
+                                                         self.bucket.name)
+            answer.read()
+            date = answer.getheader('date')
+            return _parse_time(date) if date else None
+        except Exception:   # (no answer, no Date: the host's clock)
+            return None
 
     def stamp(self, path):
         key = self.bucket.get_key(self.key_name(path))

@@ -197,14 +197,15 @@ def gc_under_skew(reg, flavor_env):
     pushed = time.time()
     runs = []
 
-    def gc(offset, grace=GRACE):
+    def gc(offset, grace=GRACE, dry=False):
         env = dict(flavor_env)
         if offset:
             env.update(skewed_env(offset))
         reg.settle()
         code, doc, err = run_cli(reg.config, reg.flavor, env, 'gc',
                                  *(['--grace', '%d' % grace]
-                                   if grace != GRACE else []))
+                                   if grace != GRACE else []) +
+                                 (['--dry-run'] if dry else []))
         assert code == 0, (offset, doc, err)
         assert doc['grace_period'] == grace
         deleted = set(d['image'] for d in doc['deleted'])
@@ -218,6 +219,10 @@ def gc_under_skew(reg, flavor_env):
     for offset in ('+1h', None, '+15m', '+1h', '-15m', None, '+1h',
                    '+15m'):
         assert gc(offset) == set()
+    # a dry run writes nothing, not even the clock object: it reads the
+    # storage's time all the same
+    for offset in ('+1h', '-15m'):
+        assert gc(offset, dry=True) == set()
     # the orphan, AGES_APART older than the unfinished push, goes under a
     # grace between their ages, also by the host whose clock is behind
     grace = int(time.time() - pushed + AGES_APART // 2)
@@ -236,7 +241,7 @@ def test_gc_under_skewed_clocks_s3(make_registry, tmpdir):
     reg = make_registry(refcount=refcount_settings(
         tmpdir, grace_period=GRACE, intent_timeout=60)).start()
     runs = gc_under_skew(reg, reg.env)
-    assert len(runs) == 10
+    assert len(runs) == 12
 
 
 def test_gc_under_skewed_clocks_local(tmpdir):
@@ -246,4 +251,4 @@ def test_gc_under_skewed_clocks_local(tmpdir):
         reg = make(refcount=refcount_settings(
             tmpdir, grace_period=GRACE, intent_timeout=60)).start()
         runs = gc_under_skew(reg, {'STORAGE_PATH': reg.storage})
-    assert len(runs) == 10
+    assert len(runs) == 12
