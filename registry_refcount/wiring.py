@@ -364,6 +364,19 @@ def on_before_put_image_json(sender, image_json=None, **kwargs):
     """Register the new image as a child of its parent.  Returns an error
     string (the registry answers 400 and stores nothing) if the parent is
     gone or being deleted, or if this very image is being deleted."""
+    refusal = _register_image(image_json)
+    if refusal is None and isinstance(image_json, dict):
+        # The registry's cache skips a write of the bytes it holds: after
+        # a json write that reached Redis and not storage, every retry
+        # would answer 200 and write nothing, and the layer and checksum
+        # PUTs find no json, for ever.  Dropped first, storage is written.
+        records.before_registry_write(layout.image_file(layout.text(
+            image_json['id']), 'json'))
+    return refusal
+
+
+def _register_image(image_json):
+    """(See :func:`on_before_put_image_json`.)  None, or the refusal."""
     ctx = _state['ctx']
     if not isinstance(image_json, dict):
         return None

@@ -240,6 +240,9 @@ def test_an_unreachable_redis_is_called_that(registry, tmpdir):
 
 def test_the_audit_says_what_happened_in_words(registry, client):
     old = client.push('lib/b', 'latest', ['why-1'])
+    # (the first write's work over: else its pending marker may be the
+    # last to leave why-1, and the reason is that write's end)
+    registry.settle()
     client.push('lib/b', 'latest', ['why-2'])            # a retag
     client.push('lib/c', 'v', ['why-3'])
     registry.settle()               # (the tag write's work is over)

@@ -198,3 +198,28 @@ def test_a_tag_write_retried_after_a_failed_put_reaches_s3(
         assert_invariants(reg, client)
     finally:
         proxy.close()
+
+
+def test_an_image_json_write_retried_after_a_failed_put_reaches_s3(
+        make_registry, tmpdir, moto, bucket, redis_server):
+    """The registry's json write fails on S3 after its cache took the
+    bytes; the client's retry of the same json was answered 200 without
+    writing S3 (the cache held the same bytes), and the checksum PUT then
+    found no json in S3 - on every retry, for ever.  The entry is dropped
+    before the registry writes the json."""
+    reg, proxy = cached_registry(make_registry, tmpdir, moto, bucket,
+                                 redis_server)
+    try:
+        client = Client(reg.url)
+        image = image_id('lru-json')
+        proxy.fail(r'/images/%s/json$' % image)
+        first = answer(client.push_image, image)
+        assert first is None or first.status_code != 200
+        assert proxy.failed
+        r = client.push_image(image)
+        assert r.status_code == 200, (r.status_code, r.text)
+        assert client.put_tag('ns/app', 'v', image).status_code == 200
+        assert client.pullable('ns/app', 'v') is None
+        assert_invariants(reg, client)
+    finally:
+        proxy.close()
