@@ -106,13 +106,16 @@ def _sweep(ctx, grace_period, dry_run, now, progress, report, pool,
     written = dict(zip(unreachable, truth.pool_map(
         lambda i: _written(store, i), unreachable,
         tick=progress('ages', len(unreachable)), pool=pool)))
-    ripe = [i for i in unreachable if now - written[i] >= grace_period]
-    report['young'] = sorted(
-        ({'image': i, 'age': round(now - written[i], 1),
-          'eligible_in': round(grace_period - (now - written[i]), 1)}
-         for i in unreachable if now - written[i] < grace_period),
-        key=lambda y: y['eligible_in'])
-    report['kept_young'] = len(report['young'])
+    ripe, young = [], []
+    for image in unreachable:
+        age = now - written[image]
+        if age >= grace_period:
+            ripe.append(image)
+        else:
+            young.append({'image': image, 'age': round(age, 1),
+                          'eligible_in': round(grace_period - age, 1)})
+    report['young'] = sorted(young, key=lambda y: y['eligible_in'])
+    report['kept_young'] = len(young)
     infos = dict(zip(ripe, truth.pool_map(
         lambda i: _candidate(store, i, ends), ripe,
         tick=progress('candidates', len(ripe)), pool=pool)))

@@ -367,11 +367,14 @@ def on_before_put_image_json(sender, image_json=None, **kwargs):
     refusal = _register_image(image_json)
     if refusal is None and isinstance(image_json, dict):
         # The registry's cache skips a write of the bytes it holds: after
-        # a json write that reached Redis and not storage, every retry
-        # would answer 200 and write nothing, and the layer and checksum
-        # PUTs find no json, for ever.  Dropped first, storage is written.
-        records.before_registry_write(layout.image_file(layout.text(
-            image_json['id']), 'json'))
+        # a write of this request's that reached Redis and not storage,
+        # every retry would answer 200 and write nothing - no json (the
+        # layer and checksum PUTs answer 404 for ever), no ancestry (the
+        # extension's truth).  Their entries dropped first, storage is
+        # written: the request's files, _inprogress, json and ancestry.
+        image = layout.text(image_json['id'])
+        for name in (layout.IN_PROGRESS, 'json', 'ancestry'):
+            records.before_registry_write(layout.image_file(image, name))
     return refusal
 
 

@@ -12,6 +12,8 @@ import random
 import threading
 import time
 
+import pytest
+
 from ..registry.conftest import assert_invariants, refcount_settings
 from ..registry.harness import Client, image_id
 from ..services import FailingPuts, bucket_keys
@@ -200,24 +202,30 @@ def test_a_tag_write_retried_after_a_failed_put_reaches_s3(
         proxy.close()
 
 
+@pytest.mark.parametrize('failing', ['json', 'ancestry'])
 def test_an_image_json_write_retried_after_a_failed_put_reaches_s3(
-        make_registry, tmpdir, moto, bucket, redis_server):
-    """The registry's json write fails on S3 after its cache took the
-    bytes; the client's retry of the same json was answered 200 without
-    writing S3 (the cache held the same bytes), and the checksum PUT then
-    found no json in S3 - on every retry, for ever.  The entry is dropped
-    before the registry writes the json."""
+        make_registry, tmpdir, moto, bucket, redis_server, failing):
+    """A file of the json PUT (the json, or the ancestry written after it)
+    fails on S3 after the registry's cache took its bytes; the client's
+    retry of the same json was answered 200 without writing S3 (the cache
+    held the same bytes): no json in S3, and the checksum PUT answered
+    404 on every retry, for ever; no ancestry in S3, the extension's
+    truth.  The entries are dropped before the registry writes them."""
     reg, proxy = cached_registry(make_registry, tmpdir, moto, bucket,
                                  redis_server)
     try:
         client = Client(reg.url)
         image = image_id('lru-json')
-        proxy.fail(r'/images/%s/json$' % image)
+        proxy.fail(r'/images/%s/%s$' % (image, failing))
         first = answer(client.push_image, image)
         assert first is None or first.status_code != 200
         assert proxy.failed
         r = client.push_image(image)
         assert r.status_code == 200, (r.status_code, r.text)
+        keys = bucket_keys(moto.env(bucket))
+        for name in ('json', 'ancestry'):
+            assert [k for k in keys if k.endswith(
+                'images/%s/%s' % (image, name))], (name, sorted(keys))
         assert client.put_tag('ns/app', 'v', image).status_code == 200
         assert client.pullable('ns/app', 'v') is None
         assert_invariants(reg, client)
