@@ -103,10 +103,6 @@ class Backend(object):
         ``sync``: the bytes are durable before the name is made."""
         raise NotImplementedError
 
-    def write_file(self, path, data):
-        """Rewrite one of the registry's files."""
-        self.put(path, data)
-
     def remove(self, path):
         """Remove a record (a file)."""
         raise NotImplementedError

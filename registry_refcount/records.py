@@ -279,14 +279,6 @@ def removed(store, paths):
         forget(path)
 
 
-def write_file(store, path, data):
-    """Rewrite one of the registry's files (a repository's
-    ``_index_images``): to storage, then its cache entry dropped, so the
-    registry reads the new bytes."""
-    _writing(store, path).write_file(path, data)
-    forget(path)
-
-
 def listing(store, path):
     """Names directly under ``path`` (a generator; empty when absent; a
     folder that cannot be read raises)."""
