@@ -34,6 +34,7 @@ import time
 from docker_registry.core import exceptions
 from docker_registry.core import lru
 
+from . import background
 from . import durable
 from . import layout
 from . import ownership
@@ -193,6 +194,16 @@ class Backend(object):
         None), ``path_max``, and ``prefix`` (what the root adds)."""
         raise NotImplementedError
 
+    def scan(self, fn, *args):
+        """Call ``fn(*args)``, many storage calls in a row (a stat of every
+        image), where it stops none of the worker's other requests.  A
+        driver's own calls wait cooperatively under gevent already, and
+        must stay on the worker's hub: its one connection pool is guarded
+        by a lock gevent made a greenlet lock, so a call from a native
+        thread fails (``LoopExit``), and so may the request that takes
+        the connection it made (tests/s3/gevent_probe.py)."""
+        return fn(*args)
+
 
 # -- local files -------------------------------------------------------------
 
@@ -213,6 +224,10 @@ class Local(Backend):
 
     def where(self):
         return os.path.abspath(self.root)
+
+    def scan(self, fn, *args):
+        # a stat waits in the kernel, where the hub cannot switch
+        return background.off_hub(fn, *args)
 
     def exists(self, path):
         return os.path.exists(self._at(path))

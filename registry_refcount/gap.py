@@ -44,7 +44,6 @@ import json
 import logging
 import time
 
-from . import background
 from . import layout
 from . import locks
 from . import protocols
@@ -131,8 +130,9 @@ def unchecked(store, since):
     """The writes stamped after ``since`` less :data:`SLACK` (all when
     None): ``(images, tags, newest)`` - the ids whose json, the keys whose
     tag file, is unchecked, and the newest of their stamps (None: there
-    is none).  Off the gevent hub: it stats every image's json."""
-    return background.off_hub(_unchecked, store, since)
+    is none).  It stats every image's json: out of the way of the
+    worker's requests (:func:`.records.scan`)."""
+    return records.scan(store, _unchecked, store, since)
 
 
 def _unchecked(store, since):

@@ -347,6 +347,12 @@ def stamps(store, folder, name, keep=None):
     return backends.backend(store).stamps(folder, name, keep)
 
 
+def scan(store, fn, *args):
+    """``fn(*args)``, a long run of calls on ``store``, where it does not
+    stop the worker's other requests (:meth:`.backends.Backend.scan`)."""
+    return backends.backend(store).scan(fn, *args)
+
+
 def newest_stamp(store, folder, keep=None):
     """The newest :func:`stamp` of the files directly in ``folder`` whose
     name ``keep`` accepts (all when None), None if it holds none."""

@@ -32,3 +32,24 @@ def test_records_are_plain_objects(store, ctx):
     assert records.local_root(store) is None
     assert not any(n.startswith('.tmp') for n in names)
     assert records.read(store, layout.STATE)['initialised'] is True
+
+
+def test_storage_calls_under_gevent_stay_on_the_hub(moto, bucket):
+    """The registry's workers run under gevent, with one boto connection
+    pool per worker.  The extension's storage calls from many greenlets
+    at once, gap's scan of every image among them, all succeed (the
+    scan ran in the hub's thread pool: ``LoopExit`` in it, and the next
+    request on the connection it made closed without an answer - a CI
+    failure of test_api_recovery_with_no_timeout_from_another_host)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))
+    probe = subprocess.Popen(
+        [sys.executable, '-m', 'tests.s3.gevent_probe',
+         json.dumps(moto.env(bucket))], cwd=root,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out = probe.communicate()[0].decode('utf-8', 'replace')
+    assert probe.returncode == 0, out[-3000:]
