@@ -53,17 +53,31 @@ def deleted(image_id, reason, size, dry_run=False, by='online'):
     # routine work: INFO (the audit file keeps every one whatever the
     # log level; an operator lists them with ``--verbose``)
     logger.info('refcount: %s image %s (%s bytes in layer) by %s: %s',
-                   mode, image_id, size if size is not None else '?', by,
+                mode, image_id, size if size is not None else '?', by,
                 reason)
-    if _file:
-        line = json.dumps({'time': time.time(), 'image': image_id,
-                           'reason': reason, 'bytes': size,
-                           'dry_run': bool(dry_run), 'by': by}) + '\n'
-        try:
-            _append(line.encode('utf-8'))
-        except (IOError, OSError) as e:
-            logger.error('refcount: could not write the audit log %s: %s',
-                         _file['path'], e)
+    _write({'image': image_id, 'reason': reason, 'bytes': size,
+            'dry_run': bool(dry_run), 'by': by})
+
+
+def event(kind, image_id, reason, by='online'):
+    """Record a step of the undo window other than the purge (which is a
+    deletion): ``trashed`` (an image lost its last referrer and waits),
+    ``rescued`` (a reference came back before the purge), ``restored``
+    (a tag put back on it)."""
+    logger.info('refcount: %s image %s by %s: %s', kind, image_id, by,
+                reason)
+    _write({'event': kind, 'image': image_id, 'reason': reason, 'by': by})
+
+
+def _write(fields):
+    if not _file:
+        return
+    line = json.dumps(dict(fields, time=time.time())) + '\n'
+    try:
+        _append(line.encode('utf-8'))
+    except (IOError, OSError) as e:
+        logger.error('refcount: could not write the audit log %s: %s',
+                     _file['path'], e)
 
 
 def _append(data):

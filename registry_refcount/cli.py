@@ -28,8 +28,10 @@ from . import invariants
 from . import layout
 from . import locks
 from . import protocols
+from . import purge as purge_mod
 from . import records
 from . import recovery
+from . import restore as restore_mod
 from . import settings as settings_mod
 from . import sweep
 from . import truth
@@ -75,14 +77,17 @@ def make_context(settings, store, by, read_only=False):
     (making the lock folder would be a write)."""
     provider = locks.NoLocks() if read_only else settings_mod.make_locks(
         settings, records.local_root(store))
-    return protocols.context(store, provider, settings.dry_run, by)
+    # what loses its last referrer in a recovery or a restore's retag goes
+    # to the trash, as online; gc's and the purge's deletions are final
+    window = settings.undo_window if by in ('recover', 'restore') else 0
+    return protocols.context(store, provider, settings.dry_run, by, window)
 
 
 def read_only(args):
     """Does the command promise to write nothing?"""
-    return (args.command == 'status' or
+    return (args.command in ('status', 'trash') or
             (args.command == 'verify' and not args.repair) or
-            (args.command == 'gc' and args.dry_run))
+            (args.command in ('gc', 'purge', 'restore') and args.dry_run))
 
 
 def check_target(store, args):
@@ -160,6 +165,10 @@ def cmd_status(ctx, settings, args, progress):
         'quarantined': rep.unreadable,
         'consistent': rep.consistent,
     }
+    trashed, _ = purge_mod.listing(store)
+    doc.update(trash_images=sum(e['images'] for e in trashed),
+               trash_bytes=sum(e['bytes'] for e in trashed),
+               undo_window=settings.undo_window)
     code, verdict = _verdict(rep, doc['initialised'])
     lines = ['registry-refcount status: %s' % verdict,
              '  storage:              %s' % doc['storage'],
@@ -174,6 +183,9 @@ def cmd_status(ctx, settings, args, progress):
              '  bytes in layers:      %s (%s reclaimable)' % (
                  _bytes(doc['layer_bytes']),
                  _bytes(doc['reclaimable_bytes'])),
+             '  in the trash:         %d image(s), %s (undo window %s)' % (
+                 doc['trash_images'], _bytes(doc['trash_bytes']),
+                 sweep.duration(settings.undo_window)),
              '  pending intents:      %d' % doc['pending_intents'],
              '  unfinished deletions: %d' % doc['unfinished_deletions'],
              '  quarantined records:  %d' % len(doc['quarantined'])]
@@ -313,11 +325,16 @@ def cmd_gc(ctx, settings, args, progress):
     if len(doc['young']) > len(young):
         lines.append('  (and %d more, eligible later: --verbose lists '
                      'them)' % (len(doc['young']) - len(young)))
-    lines += ['  error: %s' % err for err in doc['errors']]
+    if doc['kept_trash'] or doc['purged']:
+        lines.append('  trash: %d image(s) purged (undo window passed), %d '
+                     'kept (restorable)' % (doc['purged'], doc['kept_trash']))
+    lines += ['  error: %s' % err for err in doc['errors'] +
+              doc['trash_errors']]
     if doc['stopped']:
         lines.append('  NOTHING DELETED: %s' % doc['stopped'])
     lines += _damage_lines(doc)
-    return (FAILED if doc['errors'] or doc['damaged'] else OK), doc, lines
+    return (FAILED if doc['errors'] or doc['damaged'] or doc['trash_errors']
+            else OK), doc, lines
 
 
 def _damage_lines(doc):
@@ -333,8 +350,113 @@ def _damage_lines(doc):
     return lines
 
 
+def cmd_purge(ctx, settings, args, progress):
+    dry = args.dry_run or settings.dry_run
+    try:
+        with ctx.locks.named('recovery'):
+            doc = purge_mod.purge(ctx._replace(
+                undo_window=settings.undo_window), everything=args.all,
+                dry_run=dry)
+    except locks.LockTimeout as e:
+        return FAILED, {'error': str(e)}, [
+            'registry-refcount purge: recovery or another purge is running '
+            '(%s); nothing purged' % e]
+    verb = 'would purge' if dry else 'purged'
+    lines = ['registry-refcount purge%s%s:' % (
+        ' --all' if args.all else '', ' --dry-run' if dry else ''),
+        '  %s %d image(s), %s; %d rescued (referenced again); %d still '
+        'in their undo window' % (verb, len(doc['purged']),
+                                  _bytes(doc['bytes_freed']),
+                                  len(doc['rescued']), len(doc['waiting']))]
+    if args.verbose:
+        lines += ['  %s %s' % (verb, i) for i in doc['purged']]
+    lines += ['  error: %s' % err for err in doc['errors']]
+    return (FAILED if doc['errors'] else OK), doc, lines
+
+
+def cmd_trash(ctx, settings, args, progress):
+    found, errors = purge_mod.listing(ctx.store)
+    lines = ['registry-refcount trash: %d image(s), %s, undo window %s' % (
+        len(found), _bytes(sum(e['bytes'] for e in found)),
+        sweep.duration(settings.undo_window))]
+    lines += ['  %s  %10s  %d image(s)  purged in %s: %s' % (
+        e['image'][:12], _bytes(e['bytes']), e['images'],
+        sweep.duration(e['in']), e['reason']) for e in found]
+    lines += ['  error: %s' % e for e in errors]
+    return (FAILED if errors else OK), {'trash': found, 'errors': errors}, \
+        lines
+
+
+def cmd_restore(ctx, settings, args, progress):
+    try:
+        namespace, repository, tag = _repository_name(args.name)
+        at = _parse_time(args.at) if args.at else None
+    except (layout.InvalidName, UsageError) as e:
+        return USAGE, {'error': str(e)}, [
+            'registry-refcount restore: %s' % e]
+    plan = restore_mod.plan(ctx.store, namespace, repository, tag, at)
+    if not plan:
+        return FAILED, {'error': 'no history'}, [
+            'registry-refcount restore: no change of %s is recorded within '
+            'the undo window (%s); nothing to put back' % (
+                args.name, sweep.duration(settings.undo_window))]
+    done, refused, lines = [], [], ['registry-refcount restore%s:' % (
+        ' --dry-run' if args.dry_run else '')]
+    for key, image, now in plan:
+        try:
+            ancestry = restore_mod.check(ctx.store, key, image, now,
+                                         args.force)
+            if ancestry is None:
+                lines.append('  %s names %s already' % (key.display, image))
+                continue
+            if not args.dry_run:
+                restore_mod.put_back(ctx, key, image, ancestry)
+        except restore_mod.Refused as e:
+            refused.append({'tag': key.display, 'why': str(e)})
+            lines.append('  refused: %s' % e)
+            continue
+        done.append({'tag': key.display, 'image': image,
+                     'images': len(ancestry)})
+        lines.append('  %s %s -> %s (%d image(s) in its chain)' % (
+            'would put back' if args.dry_run else 'put back', key.display,
+            image, len(ancestry)))
+    return (FAILED if refused else OK), {'restored': done,
+                                         'refused': refused}, lines
+
+
+def _repository_name(value):
+    """``NS/REPO[:TAG]`` as the registry names it (``library`` without a
+    namespace), quoted as storage names it: ``(ns, repo, tag or None)``."""
+    tag = None
+    if ':' in value:
+        value, tag = value.rsplit(':', 1)
+    namespace, _, repository = value.rpartition('/')
+    key = layout.TagKey.from_request(namespace or 'library', repository,
+                                     tag or 'x')
+    return key.namespace, key.repository, key.tag if tag else None
+
+
+def _parse_time(value):
+    """Unix seconds, or an ISO 8601 time in UTC (``2026-12-07T14:05:00``)."""
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    import calendar
+    import datetime
+    for form in ('%Y-%m-%dT%H:%M:%S', '%Y-%m-%d %H:%M:%S', '%Y-%m-%dT%H:%M'):
+        try:
+            return calendar.timegm(datetime.datetime.strptime(
+                value.rstrip('Z'), form).timetuple())
+        except ValueError:
+            continue
+    raise UsageError('--at %s: expected Unix seconds or YYYY-MM-DDTHH:MM:SS '
+                     '(UTC)' % value)
+
+
 COMMANDS = {'status': cmd_status, 'verify': cmd_verify,
-            'rebuild': cmd_rebuild, 'recover': cmd_recover, 'gc': cmd_gc}
+            'rebuild': cmd_rebuild, 'recover': cmd_recover, 'gc': cmd_gc,
+            'purge': cmd_purge, 'trash': cmd_trash, 'restore': cmd_restore}
 
 
 def _options(p, top):
@@ -399,6 +521,25 @@ def parser():
                    help='report what would be deleted now, write nothing')
     g.add_argument('--grace', type=float, default=None,
                    help='seconds (default: grace_period from the config)')
+    u = command('purge', 'tear down the trash\'s images whose undo window '
+                'has passed')
+    u.add_argument('--all', action='store_true',
+                   help='every image in the trash, due or not')
+    u.add_argument('--dry-run', action='store_true',
+                   help='report what would be purged, write nothing')
+    command('trash', 'list what waits in the trash, and when it goes '
+            '(writes nothing)')
+    s = command('restore', 'put a deleted or moved tag (or a repository\'s '
+                'tags) back as it was, while the undo window keeps its '
+                'images')
+    s.add_argument('name', metavar='NS/REPO[:TAG]')
+    s.add_argument('--at', default=None, metavar='TIME',
+                   help='as just before TIME (Unix seconds or ISO 8601 UTC;'
+                   ' default: before its last deletion or retag)')
+    s.add_argument('--force', action='store_true',
+                   help='also over a tag written again since')
+    s.add_argument('--dry-run', action='store_true',
+                   help='say what would be put back, write nothing')
     return p
 
 

@@ -9,7 +9,9 @@ one place.
 
 from __future__ import absolute_import, unicode_literals
 
+import binascii
 import hashlib
+import os
 import re
 import uuid
 
@@ -27,6 +29,8 @@ ID_RE = re.compile(r'\A(?:[a-f0-9]{16}|[a-f0-9]{64})\Z')
 INTENT_RE = re.compile(r'\A[a-f0-9]{32}\Z')
 #: Deleters' and holders' tokens: the same form.
 TOKEN_RE = INTENT_RE
+#: A tag history entry's name: the time in milliseconds, a token.
+HISTORY_RE = re.compile(r'\A[0-9]{13}-[a-f0-9]{32}\Z')
 
 IMAGES = 'images'
 REPOSITORIES = 'repositories'
@@ -41,6 +45,10 @@ LOCKSPACE = PREFIX + '/lockspace'
 QUARANTINE = PREFIX + '/quarantine'
 AUDIT = PREFIX + '/audit'
 SPARES = PREFIX + '/spares'
+#: Images that lost their last referrer online, waiting out the undo
+#: window (one record per image), and the tag changes of that window.
+TRASH = PREFIX + '/trash'
+HISTORY = PREFIX + '/history'
 #: Where the per-tag-list extension (docker-registry PR #606) kept its
 #: version record - a *file* at ``PREFIX`` - is moved aside to.
 PREDECESSOR_INFO_ASIDE = PREFIX + '.pr606'
@@ -327,6 +335,22 @@ def ledger(key):
     return '%s/%s' % (ledger_dir(key[0], key[1]), key[2])
 
 
+def trash_entry(image_id):
+    return '%s/%s' % (TRASH, check_id(image_id))
+
+
+def history_dir(namespace, repository):
+    return '%s/%s/%s' % (HISTORY, namespace, repository)
+
+
+def history_entry(namespace, repository, name):
+    """One tag change: ``name`` is ``<milliseconds>-<token>`` (listing
+    order is time order)."""
+    if not HISTORY_RE.match(text(name)):
+        raise InvalidName('invalid history entry: %r' % (name,))
+    return '%s/%s' % (history_dir(namespace, repository), name)
+
+
 def intent(intent_id):
     if not INTENT_RE.match(text(intent_id)):
         raise InvalidName('invalid intent id: %r' % (intent_id,))
@@ -398,6 +422,13 @@ def is_temporary(name):
     """Is this listed name a temporary file, not a record?  The test for
     folders of tag names (the ledger), where a name may start with '.'."""
     return text(name).startswith(TEMP_PREFIX)
+
+
+def new_token():
+    """32 random hex digits (an intent id, a deleter's token), as
+    ``uuid4().hex`` but without building the UUID object (one per tag
+    request)."""
+    return text(binascii.hexlify(os.urandom(16)))
 
 
 def is_scratch(name):

@@ -26,30 +26,35 @@ continue the cascade there) and only then drop the tombstone and journal.
 
 from __future__ import absolute_import, unicode_literals
 
-import binascii
 import collections
 import json
 import logging
-import os
 import time
 
 from docker_registry.core import exceptions
 
 from . import audit
 from . import crash
+from . import history
 from . import layout
 from . import locks
 from . import owner
 from . import records
+from . import trash
 
 logger = logging.getLogger(__name__)
 
-#: What the protocols work with.  ``by`` names the caller in the audit log.
-Context = collections.namedtuple('Context', 'store locks dry_run by')
+#: What the protocols work with.  ``by`` names the caller in the audit
+#: log.  ``undo_window``: seconds an image that loses its last referrer
+#: waits in the trash (0: it is torn down at once; gc's own deletions and
+#: the purge's always are).  ``purging``: the purge's, which tears down
+#: what waits in the trash.
+Context = collections.namedtuple('Context',
+                                 'store locks dry_run by undo_window purging')
 
 
-def context(store, locks, dry_run=False, by='online'):
-    return Context(store, locks, dry_run, by)
+def context(store, locks, dry_run=False, by='online', undo_window=0):
+    return Context(store, locks, dry_run, by, undo_window, False)
 
 
 class BadInput(Exception):
@@ -371,6 +376,15 @@ def remove_reference(ctx, image_id, marker, reason):
     _cascade(ctx, None, image_id, marker, reason)
 
 
+def purge(ctx, image_id, reason):
+    """Tear down an image whose time in the trash has come (or that an
+    operator purges now), if nothing references it, and cascade - at once,
+    up the ancestry too: the window was the chain's.  Returns the images
+    torn down, as :func:`collect`."""
+    return _cascade(ctx._replace(undo_window=0, purging=True), None,
+                    image_id, None, reason)
+
+
 def collect(ctx, image_id, reason):
     """gc: delete an unreachable image if nothing references it (even one
     whose json was never stored), and cascade.  Returns the images this
@@ -440,6 +454,8 @@ def _maybe_tear_down(ctx, image_id, reason, partial=False):
         return KEPT
     if tombstones(store, image_id):
         return KEPT          # another deletion (or recovery) owns it
+    if not ctx.purging and trash.waiting(store, image_id):
+        return KEPT          # in the trash, its time not come: the purge's
     try:
         parent = stored_parent(store, image_id)
     except BadInput as e:
@@ -461,6 +477,9 @@ def _maybe_tear_down(ctx, image_id, reason, partial=False):
             '' if ctx.dry_run else ' (registry not initialised: run '
             '`registry-refcount rebuild`)'), layer_size(store, image_id),
             dry_run=True, by=ctx.by)
+        return KEPT
+    if ctx.undo_window:
+        trash.put(ctx, image_id, reason)
         return KEPT
     return _tear_down(ctx, image_id, parent, reason)
 
@@ -895,6 +914,10 @@ def _reconcile_round(ctx, key, notes, gone=None):
                   'tag %s moved to image %s' % (key.display, truth))
         if notes is not None:
             notes.note(stale)               # a hold goes on it
+        if ctx.undo_window and truth is not None and not ctx.dry_run:
+            # (a deletion is noted from the registry's signal, which
+            # names the image even when the ledger does not yet)
+            history.record(ctx, key, stale, truth, reason)
         drop_tag_marker(ctx, key, stale, reason)
     _step(ctx, 'before_ledger')
     if truth is None:
@@ -1081,10 +1104,7 @@ def reconcile_repository(ctx, namespace, repository):
 
 # -- tag writes in flight ----------------------------------------------------
 
-def new_intent_id():
-    """32 random hex digits, as ``uuid4().hex`` but without building the
-    UUID object (one per tag request)."""
-    return layout.text(binascii.hexlify(os.urandom(16)))
+new_intent_id = layout.new_token
 
 
 def write_intent(store, intent_id, **fields):

@@ -237,6 +237,16 @@ def put(store, path, data, sync=False):
     _writing(store, path).put(path, data, sync)
 
 
+def registry_put(store, path, data):
+    """Write one of the registry's own files (a tag ``restore`` puts
+    back) as the extension writes its records - atomically, durably, with
+    the storage root's owner - and drop the registry's cache entry of it,
+    before and after: the registry reads it through that cache."""
+    before_registry_write(path)
+    put(store, path, data, sync=True)
+    _forget_quietly(path)
+
+
 def sync_names(store, *paths):
     """Make the names of the records at ``paths`` - made or removed -
     durable: before a step that relies on them after a power loss."""

@@ -30,6 +30,7 @@ from . import layout
 from . import locks
 from . import owner
 from . import protocols
+from . import purge
 from . import records
 from . import settings
 
@@ -84,6 +85,8 @@ def recover(ctx, intent_timeout, now=None):
     report['rebuilt'] = _rebuild_quarantined(ctx, intent_timeout, now,
                                              report)
     catch_up(ctx, report)
+    report['purge'] = purge.purge(ctx, dry_run=ctx.dry_run, now=now)
+    report['errors'] += report['purge']['errors']
     records.remove_old_spares(store)
     if any(report[k] for k in ('intents_finished', 'deletions_finished',
                                'rebuilt', 'caught_up', 'errors',

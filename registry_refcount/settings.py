@@ -41,7 +41,8 @@ class ConfigError(Exception):
 Settings = collections.namedtuple('Settings', [
     'enabled', 'dry_run', 'lock_backend', 'lock_dir', 'redis',
     'grace_period', 'intent_timeout', 'lock_timeout', 'allow_mirroring',
-    'audit_log', 'recovery_interval', 'lock_lease', 'sync_writes'])
+    'audit_log', 'recovery_interval', 'lock_lease', 'sync_writes',
+    'undo_window'])
 
 DEFAULTS = {
     'enabled': False,
@@ -56,6 +57,7 @@ DEFAULTS = {
     'recovery_interval': 300,
     'sync_writes': True,
     'lock_lease': 30,
+    'undo_window': 3600,
 }
 REDIS_DEFAULTS = {'host': '127.0.0.1', 'port': 6379, 'db': 0,
                   'password': None}
@@ -185,6 +187,8 @@ def parse(block):
         sync_writes=_bool('sync_writes', _get(block, 'sync_writes'),
                           DEFAULTS['sync_writes']),
         lock_lease=lock_lease,
+        undo_window=_number('undo_window', _get(block, 'undo_window'),
+                            DEFAULTS['undo_window']),
     )
 
 

@@ -36,8 +36,10 @@ from . import damage as damage_mod
 from . import layout
 from . import locks
 from . import protocols
+from . import purge
 from . import records
 from . import recovery
+from . import trash
 from . import truth
 
 logger = logging.getLogger(__name__)
@@ -58,7 +60,8 @@ def sweep(ctx, grace_period, dry_run=False, jobs=8, now=None,
               'deleted': [], 'kept_young': 0, 'young': [],
               'kept_referenced': 0, 'gone_meanwhile': 0,
               'repaired': [], 'errors': [], 'bytes_freed': 0,
-              'damaged': [], 'kept_damaged': 0, 'stopped': None}
+              'damaged': [], 'kept_damaged': 0, 'stopped': None,
+              'kept_trash': 0, 'purged': 0, 'trash_errors': []}
 
     with truth.workers(jobs) as pool:
         return _sweep(ctx, grace_period, dry_run, now, progress, report,
@@ -80,6 +83,14 @@ def _sweep(ctx, grace_period, dry_run, now, progress, report, pool,
         # deletions below need not each look for them (gap.claims)
         recovery.catch_up(ctx, finished)
         report['caught_up'] = finished['caught_up']
+        # what waited out its undo window goes as it would online
+        purged = purge.purge(ctx, now=now)
+        report['purged'] = len(purged['purged'])
+        report['bytes_freed'] += purged['bytes_freed']
+        # (apart: a trash record that cannot be read keeps its image, and
+        # stops nothing else)
+        report['trash_errors'] = purged['errors']
+    trashed = set(trash.entries(store))
     # 1. mark (and 2. repair tag references), a batch of tags at a time
     ends = damage_mod.Ends(store)
     damages = {}
@@ -108,6 +119,9 @@ def _sweep(ctx, grace_period, dry_run, now, progress, report, pool,
         tick=progress('ages', len(unreachable)), pool=pool)))
     ripe, young = [], []
     for image in unreachable:
+        if image in trashed and trash.waiting(store, image, now):
+            report['kept_trash'] += 1    # restorable: the purge's
+            continue
         age = now - written[image]
         if age >= grace_period:
             ripe.append(image)

@@ -23,6 +23,7 @@ from . import audit
 from . import background
 from . import durable
 from . import gap
+from . import history
 from . import layout
 from . import locks
 from . import names as naming
@@ -76,7 +77,8 @@ def boot(registry_config=None, store=None):
         logger.warning('refcount: lock_backend is local but storage is not: '
                        'this is safe only if a single host serves this '
                        'storage; use lock_backend: redis for several hosts')
-    ctx = protocols.context(store, lock_provider, settings.dry_run)
+    ctx = protocols.context(store, lock_provider, settings.dry_run,
+                            undo_window=settings.undo_window)
     audit.open_file(settings_mod.audit_log(settings,
                                            records.local_root(store)))
     protocols.initialise(store)
@@ -328,8 +330,28 @@ def on_tag_created(sender, namespace=None, repository=None, tag=None,
 
 
 def on_tag_deleted(sender, namespace=None, repository=None, tag=None,
-                   **kwargs):
+                   image=None, **kwargs):
     _on_tag(namespace, repository, tag)
+    _note_deleted(namespace, repository, tag, image)
+
+
+def _note_deleted(namespace, repository, tag, image):
+    """Put a deleted tag into the tag history (``restore``), after the
+    response, from the signal, which says what it named: the reconcile may
+    not know it (a tag deleted before its write's work after the response
+    had run: its ledger never named the image)."""
+    ctx = _state['ctx']
+    if not ctx.undo_window or ctx.dry_run:
+        return
+    try:
+        key = layout.TagKey.from_request(namespace, repository, tag)
+        image = layout.check_id(layout.text(image))
+    except (layout.InvalidName, UnicodeError, TypeError, AttributeError):
+        return                  # nothing to put back: nothing to note
+    why = ('its repository was deleted' if _covered(repository='%s/%s' % (
+        key.namespace, key.repository)) else 'the tag was deleted')
+    background.run(_run, 'note the deletion of %s' % key.display,
+                   history.record, ctx, key, image, None, why)
 
 
 def _on_tag(namespace, repository, tag):

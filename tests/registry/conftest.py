@@ -16,6 +16,7 @@ def pytest_configure(config):
 
 
 ENABLED = {'enabled': True, 'lock_dir': None, 'intent_timeout': 60,
+           'undo_window': 0,
            'recovery_interval': 2, 'grace_period': 0, 'lock_timeout': 10}
 
 

@@ -129,6 +129,9 @@ def test_wheel_into_a_fresh_registry(tmpdir):
     # 5. the registry, from the fresh environment alone
     storage = str(tmpdir.join('storage'))
     env = {'DOCKER_REGISTRY_CONFIG': config, 'SETTINGS_FLAVOR': 'local',
+           # a tag delete frees its image at once (by default it waits an
+           # hour in the trash: tests/registry/test_undo.py)
+           'REFCOUNT_UNDO_WINDOW': '0',
            'PATH': bin_dir + os.pathsep + os.environ.get('PATH', ''),
            'PYTHONPATH': ''}
     workdir = tmpdir.mkdir('registry')

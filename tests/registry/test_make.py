@@ -28,7 +28,9 @@ def test_make_run_frees_space_and_make_refcount_sees_it(tmpdir):
     alone, setup's messages on stderr) reports the same storage as
     initialised and consistent."""
     storage = str(tmpdir.join('storage'))
-    env = {'REFCOUNT_LOCK_DIR': str(tmpdir.join('locks'))}
+    env = {'REFCOUNT_LOCK_DIR': str(tmpdir.join('locks')),
+           # freed at once (config_sample.yml's default keeps an hour)
+           'REFCOUNT_UNDO_WINDOW': '0'}
     reg = Registry(str(tmpdir), refcount={'enabled': True}, env=env,
                    storage=storage, command=['make', '-s', '-C', ROOT, 'run'])
     try:

@@ -20,6 +20,14 @@ from ..storage.test_protocols import (  # noqa: F401
     test_torn_marker_counts_as_reference,
     test_two_tags_share_base,
 )
+from ..storage.test_undo import (  # noqa: F401
+    test_a_reference_written_again_rescues_the_image,
+    test_a_tag_delete_trashes_the_top_and_the_purge_takes_the_chain,
+    test_a_tag_write_in_flight_keeps_its_image_from_the_purge,
+    test_an_unreadable_trash_record_keeps_its_image,
+    test_gc_keeps_the_trash_until_its_time_then_purges_it,
+    test_restore_puts_a_deleted_tag_back_and_refuses_once_purged,
+)
 from registry_refcount import records
 
 

@@ -16,6 +16,7 @@ import time
 
 from docker_registry.core import exceptions
 
+from registry_refcount import history
 from registry_refcount import layout
 from registry_refcount import locks
 from registry_refcount import owner
@@ -114,10 +115,13 @@ def delete_tag(ctx, key):
     doc = {'tag': str(key)}
     doc = protocols.write_intent(store, intent_id, **doc)
     try:
+        image = protocols.read_tag(store, key)
         store.remove(layout.tag_file(key))
     except exceptions.FileNotFoundError:
         after_response(ctx, intent_id, doc)
         raise Refused('Tag not found')
+    if ctx.undo_window and image:     # tag_deleted's receiver notes it
+        history.record(ctx, key, image, None, 'the tag was deleted')
     after_response(ctx, intent_id, doc)
 
 

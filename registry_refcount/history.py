@@ -1,0 +1,84 @@
+"""Tag history: every change of a tag that took its reference off an
+image, kept for the undo window, so that ``restore`` knows what a tag
+named before.
+
+One record per change, ``history/<ns>/<repo>/<ms>-<token>`` = ``{tag,
+at, previous, image, why}``: the time on the storage's clock, the image
+the tag named before, the one it names now (None: deleted), and what did
+it.  Written by the reconcile just before the tag's marker leaves the
+old image (a reconcile run twice writes it twice: harmless, the newest
+wins); pruned by the purge once older than the window.  It is advice for
+``restore`` only: nothing is deleted on its word, and a restore checks
+everything again.
+"""
+
+from __future__ import absolute_import, unicode_literals
+
+import logging
+
+from . import layout
+from . import records
+
+logger = logging.getLogger(__name__)
+
+
+def record(ctx, key, previous, image, why):
+    """Note that tag ``key`` moved from ``previous`` to ``image`` (None:
+    deleted), because of ``why``."""
+    now = records.now(ctx.store)
+    name = '%013d-%s' % (int(now * 1000), layout.new_token())
+    records.write(ctx.store, layout.history_entry(key.namespace,
+                                                  key.repository, name), {
+        'tag': str(key), 'at': now, 'previous': previous, 'image': image,
+        'why': why, 'by': ctx.by})
+
+
+def changes(store, namespace, repository):
+    """The repository's recorded changes, oldest first: ``(name, doc)``
+    (an entry that cannot be read is logged and left out)."""
+    found = []
+    for name in sorted(records.listing(
+            store, layout.history_dir(namespace, repository))):
+        if not layout.HISTORY_RE.match(layout.text(name)):
+            continue
+        try:
+            doc = records.read(store, layout.history_entry(
+                namespace, repository, name))
+        except records.Unreadable as e:
+            logger.error('refcount: tag history entry %s unreadable: %s',
+                         name, e)
+            continue
+        if doc is not None and isinstance(doc.get('at'), (int, float)):
+            found.append((name, doc))
+    return found
+
+
+def repositories(store):
+    """``(namespace, repository)`` of every repository with a history."""
+    for namespace in records.listing(store, layout.HISTORY):
+        if layout.is_scratch(namespace):
+            continue
+        for repository in records.listing(
+                store, '%s/%s' % (layout.HISTORY, namespace)):
+            if not layout.is_scratch(repository):
+                yield layout.text(namespace), layout.text(repository)
+
+
+def prune(store, before):
+    """Remove the changes older than ``before`` (storage clock); how many
+    went."""
+    gone = 0
+    for namespace, repository in list(repositories(store)):
+        try:
+            folder = layout.history_dir(namespace, repository)
+        except layout.InvalidName:
+            continue
+        for name in list(records.listing(store, folder)):
+            name = layout.text(name)
+            if layout.HISTORY_RE.match(name) and \
+                    int(name[:13]) < before * 1000:
+                records.remove(store, layout.history_entry(
+                    namespace, repository, name))
+                gone += 1
+        records.prune(store, folder)
+    return gone
