@@ -454,7 +454,8 @@ def _maybe_tear_down(ctx, image_id, reason, partial=False):
         return KEPT
     if tombstones(store, image_id):
         return KEPT          # another deletion (or recovery) owns it
-    if not ctx.purging and trash.waiting(store, image_id):
+    if not (ctx.undo_window or ctx.purging) and trash.waiting(store,
+                                                              image_id):
         return KEPT          # in the trash, its time not come: the purge's
     try:
         parent = stored_parent(store, image_id)
@@ -479,6 +480,8 @@ def _maybe_tear_down(ctx, image_id, reason, partial=False):
             dry_run=True, by=ctx.by)
         return KEPT
     if ctx.undo_window:
+        # (again if it has a record: a marker just came off, so it was
+        # referenced again since - rescued - and its window starts anew)
         trash.put(ctx, image_id, reason)
         return KEPT
     return _tear_down(ctx, image_id, parent, reason)
@@ -561,6 +564,9 @@ def _remove_files(store, image_id):
              if name != 'json' and layout.tombstone_token(name) is None]
     for path in paths:
         _remove(store, path)
+    # its trash record, if any, goes with it: never one on the same id
+    # pushed again
+    trash.forget(store, image_id)
     records.remove_scratch(store, layout.references_dir(image_id))
     records.removed(store, [json_path] + paths)
     records.sync_names(store, json_path)

@@ -51,6 +51,9 @@ def sweep(ctx, grace_period, dry_run=False, jobs=8, now=None,
     measured on the storage's clock (``now``: :func:`.records.now`), the
     one every host agrees on."""
     now = records.now(ctx.store) if now is None else now
+    # gc's deletions are final: what is unreachable past the grace period
+    # never was in the undo window, or waited it out (the purge's)
+    ctx = ctx._replace(undo_window=0)
     # a child push whose json has not come yet is in flight this long at
     # least, whatever the grace period (a parent gone under it breaks the
     # chain the push then tags)

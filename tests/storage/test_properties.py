@@ -72,10 +72,13 @@ from registry_refcount import layout
 from registry_refcount import locks
 from registry_refcount import owner
 from registry_refcount import protocols
+from registry_refcount import purge
 from registry_refcount import records
 from registry_refcount import recovery
+from registry_refcount import restore
 from registry_refcount import settings as config
 from registry_refcount import sweep
+from registry_refcount import trash
 from registry_refcount import truth
 
 from . import world
@@ -228,6 +231,9 @@ class Model(object):
         self.tag_writes = collections.OrderedDict()  # in flight: id -> (k, i)
         self.dirty = False      # a crash not yet followed by a recovery
         self.counter = 0
+        self.window = False     # an undo window: what loses its last
+        self.trash = set()      # referrer waits here (it has a record)
+        self.history = {}       # TagKey -> (image before, image after)
 
     def new_id(self, parent):
         self.counter += 1
@@ -263,25 +269,44 @@ class Model(object):
         need.update(self.pinned())
         return need
 
-    def settle(self):
+    def settle(self, window=None):
         """Online deletions: every image that had a referrer and has none
-        left goes, and its parent loses a child.  Returns what went."""
+        left goes, and its parent loses a child.  Returns what went.  With
+        an undo window it goes to the trash instead (and stays, its parent
+        needed); one with a trash record stays as it is."""
+        window = self.window if window is None else window
         gone = set()
         while True:
             need = self.needed()
             doomed = [i for i in self.images
-                      if i in self.referenced and i not in need]
+                      if i in self.referenced and i not in need and
+                      i not in self.trash]
             if not doomed:
                 return gone
             for image in doomed:
+                gone.add(image)
+                if window:
+                    self.trash.add(image)
+                    continue
                 del self.images[image]
                 self.referenced.discard(image)
-                gone.add(image)
+
+    def purged(self):
+        """``purge --all``: what the trash holds goes, unless needed
+        (rescued), and the cascade goes on at once."""
+        need = self.needed()
+        for image in self.trash:
+            if image not in need:
+                del self.images[image]
+                self.referenced.discard(image)
+        self.trash = set()
+        self.settle(window=False)
 
     def swept(self):
         """A gc sweep with no grace: only what a tag or a tag write in
         flight reaches stays."""
-        keep = self.closure(set(self.tags.values()) | self.pinned())
+        keep = self.closure(set(self.tags.values()) | self.pinned() |
+                            self.trash)
         self.images = dict((i, p) for i, p in self.images.items()
                            if i in keep)
         self.ghosts = dict((c, p) for c, p in self.ghosts.items()
@@ -294,14 +319,17 @@ class Model(object):
 class Run(object):
     """One sequence of operations on a fresh registry storage."""
 
-    def __init__(self, root):
+    def __init__(self, root, window=0):
         self.root = os.path.join(root, 'storage')
         self.store = file_driver.Storage(path=self.root)
         protocols.initialise(self.store)
         self.locks = FlakyLocks(locks.LocalLocks(
             os.path.join(root, 'locks'), timeout=5))
-        self.ctx = protocols.context(self.store, self.locks)
+        self.ctx = protocols.context(self.store, self.locks,
+                                     undo_window=window)
         self.m = Model()
+        self.m.window = bool(window)
+        self.restored = set()    # tags a restore wrote
         self.touched = set()     # images a crash of this op leaves referenced
         self.pushing = None      # (child, parent) of a push in this op
 
@@ -415,22 +443,69 @@ class Run(object):
         ok, _ = self.outcome(self.usable(image), world.put_tag, self.ctx,
                              key, image)
         if ok:
+            self.retagged(key, image)
             self.m.tags[key] = image
             self.m.referenced.add(image)
         STATS['tag %s' % ('accepted' if ok else 'refused')] += 1
+
+    def retagged(self, key, image):
+        """The tag history's entry of a retag (the reconcile notes it)."""
+        old = self.m.tags.get(key)
+        if old is not None and old != image:
+            self.m.history[key] = (old, image)
 
     def do_untag(self, k):
         key = KEYS[k % len(KEYS)]
         ok, _ = self.outcome(key in self.m.tags, world.delete_tag, self.ctx,
                              key)
         if ok:
-            del self.m.tags[key]
+            self.m.history[key] = (self.m.tags.pop(key), None)
+
+    def do_purge(self):
+        rep = purge.purge(self.ctx, everything=True)
+        if self.locks.refused:
+            return
+        assert rep['errors'] == [], rep
+        if not self.m.dirty:
+            self.m.purged()
+
+    def do_restore(self, k):
+        """``restore`` of a deleted tag: put back while its image is whole,
+        refused once purged, or when the tag was written again."""
+        key = KEYS[k % len(KEYS)]
+        before, after = self.m.history.get(key, (None, None))
+        plan = [p for p in restore.plan(self.store, key.namespace,
+                                        key.repository) if p[0] == key]
+        if not plan or self.m.dirty:
+            return
+        [(_, image, now)] = plan
+        if self.m.tags.get(key) == image:
+            return
+        expected = (image == before and self.m.tags.get(key) == after and
+                    self.usable(image))
+        try:
+            ancestry = restore.check(self.store, key, image, now)
+            self.touched.add(image)
+            restore.put_back(self.ctx, key, image, ancestry)
+        except restore.Refused:
+            assert not expected, 'restore refused, the model expected it'
+            STATS['restore refused'] += 1
+            return
+        assert expected, 'restored, but the model expected a refusal'
+        STATS['restore done'] += 1
+        self.restored.add(key)
+        if after is not None:
+            self.m.history[key] = (after, image)
+        self.m.tags[key] = image
+        self.m.referenced.add(image)
+        self.m.trash -= set(self.m.chain(image))    # its records go
 
     def do_delrepo(self, r):
         ns, repo = REPOS[r % len(REPOS)]
         self.outcome(True, world.delete_repository, self.ctx, ns, repo)
-        self.m.tags = dict((k, v) for k, v in self.m.tags.items()
-                           if (k.namespace, k.repository) != (ns, repo))
+        for key in [k for k in self.m.tags
+                    if (k.namespace, k.repository) == (ns, repo)]:
+            self.m.history[key] = (self.m.tags.pop(key), None)
 
     def do_begin_tag(self, k, ref):
         key, image = KEYS[k % len(KEYS)], self.pick(ref)
@@ -451,6 +526,7 @@ class Run(object):
         self.touched.add(image)
         # the pending marker kept the image: the write must go through
         self.outcome(True, end_tag, self.ctx, key, image, intent_id, doc)
+        self.retagged(key, image)
         self.m.tags[key] = image
 
     def do_begin_push(self, ref):
@@ -504,7 +580,8 @@ class Run(object):
         # after a crash: what else may stay is what a tombstone (recovery
         # finishes it), a pending marker of a live intent or a push in
         # flight holds, and their ancestors
-        held = set(self.m.pinned()) | set(self.m.pushes.values())
+        held = (set(self.m.pinned()) | set(self.m.pushes.values()) |
+                self.m.trash)
         for image in world.folders(self.store):
             if self.tombstoned(image):
                 held.add(image)
@@ -572,6 +649,7 @@ class Run(object):
         assert present <= set(m.known), 'unknown images appeared'
         m.images = dict((i, m.known[i]) for i in present)
         m.referenced &= present
+        m.trash = set(i for i in trash.entries(self.store) if i in present)
         m.ghosts = dict((c, p) for c, p in m.ghosts.items()
                         if c not in present and p in present)
 
@@ -615,9 +693,16 @@ class Run(object):
         tags, bad = truth.read_tags(store, jobs=1)
         assert bad == {}
         assert tags == m.tags, 'tag files differ from the model'
-        # S2: outside images/ and extensions/refcount/: the tag files only
-        assert set(invariants.outside_listing(self.root)) == set(
-            layout.tag_file(k) for k in m.tags)
+        # S2: outside images/ and extensions/refcount/: the tag files
+        # only, and the registry's other files of a restored tag (which a
+        # restore writes as the registry's tag PUT does)
+        outside = set(invariants.outside_listing(self.root))
+        tag_files = set(layout.tag_file(k) for k in m.tags)
+        assert tag_files <= outside
+        assert outside - tag_files <= set(flatten(
+            [[layout.tag_json_file(k), layout.index_images_file(*k[:2]),
+              layout.repository_dir(*k[:2]) + '/json']
+             for k in self.restored]))
         # S1: every image a tag reaches is present and whole
         for key, top in sorted(m.tags.items()):
             chain = m.chain(top)
@@ -648,6 +733,9 @@ class Run(object):
         want = dict(m.ghosts)
         want.update(m.pushes)
         assert ghosts == want
+        # the trash: a record on every image the model says waits there
+        assert set(i for i in trash.entries(store)
+                   if i in m.images) == m.trash, 'trash differs'
 
     def finish(self):
         """Requests end, recovery runs, then a gc: nothing unreachable is
@@ -660,6 +748,8 @@ class Run(object):
             self.apply(('end_tag', 0))
         self.apply(('recover',))
         assert not self.m.dirty
+        if self.m.window:
+            self.apply(('purge',))
         self.apply(('gc',))
         rep = invariants.check(self.store, jobs=1)
         assert rep.unreachable == [] and rep.s1 == []
@@ -679,16 +769,16 @@ def flatten(items):
     return ops
 
 
-def run(ops, root=None):
-    """Run a sequence of operations (or lists of them) on a fresh storage;
-    checks as it goes."""
+def run(ops, root=None, window=0):
+    """Run a sequence of operations (or lists of them) on a fresh storage
+    (``window``: with an undo window); checks as it goes."""
     ops = flatten(ops)
     own = root is None
     root = root or tempfile.mkdtemp(prefix='refcount-prop-')
     owner._working.clear()          # a fresh process: no work in flight
     try:
         with quiet(), intent_ids():
-            r = Run(root)
+            r = Run(root, window)
             for op in ops:
                 r.apply(op)
             r.finish()
@@ -802,6 +892,32 @@ def report_stats(request):
         for line in lines:
             sys.stdout.write(line + '\n')
         sys.stdout.flush()
+
+
+UNDO = [op('purge'), op('restore', KEY), op('restore', KEY)]
+#: The crashes an undo window adds: in the purge's tear-downs.
+UNDO_CRASH = op('crash', st.sampled_from(
+    ['before_tombstone', 'after_tombstone', 'after_json_removed',
+     'between_cascade_steps', 'before_finalize']), st.just(('purge',)))
+
+
+@BUDGET
+@given(st.lists(st.one_of(BUILD, PLAIN, *UNDO), min_size=MIN_OPS,
+                max_size=MAX_OPS))
+def test_undo_window_stress(ops):
+    """With an undo window: what loses its last referrer waits in the
+    trash (a new reference rescues it), a restore puts a deleted tag back
+    while its image is whole, the purge frees the rest; at the end,
+    exactly what the tags reach is left."""
+    run(ops, window=3600)
+
+
+@BUDGET
+@given(st.lists(st.one_of(BUILD, PLAIN, UNDO_CRASH, NOLOCKS, *UNDO),
+                min_size=max(8, MIN_OPS), max_size=MAX_OPS))
+def test_undo_window_crashes_stress(ops):
+    """The same, with crashes in the purge and locks that fail."""
+    run(ops, window=3600)
 
 
 @BUDGET

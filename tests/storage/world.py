@@ -135,7 +135,11 @@ def delete_repository(ctx, namespace, repository):
     doc = protocols.write_intent(store, intent_id, **doc)
     keys = list(protocols.repository_tags(store, namespace, repository))
     for key in keys:
+        image = protocols.read_tag(store, key)
         store.remove(layout.tag_file(key))
+        if ctx.undo_window and image:     # tag_deleted's receiver
+            history.record(ctx, key, image, None,
+                           'its repository was deleted')
         try:        # the signal's receiver logs, as wiring._run does
             protocols.reconcile_tag(ctx, key)
         except locks.LockTimeout:
