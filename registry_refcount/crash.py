@@ -37,6 +37,10 @@ POINTS = (
     'after_json_removed',     # json removed, other files still there
     'between_cascade_steps',  # an image torn down, its parent not visited
     'before_finalize',        # parent visited, tombstone/journal remain
+    'before_trash_record',    # an image lost its last marker, its trash
+                              # record not yet written (undo window)
+    'restore_after_pending',  # restore: pending marker on, no tag file
+    'restore_before_finish',  # restore: tag files written, intent left
 )
 
 #: Points where only a pause makes sense (the process is between reading

@@ -482,6 +482,7 @@ def _maybe_tear_down(ctx, image_id, reason, partial=False):
     if ctx.undo_window:
         # (again if it has a record: a marker just came off, so it was
         # referenced again since - rescued - and its window starts anew)
+        crash.point('before_trash_record')
         trash.put(ctx, image_id, reason)
         return KEPT
     return _tear_down(ctx, image_id, parent, reason)

@@ -17,6 +17,7 @@ import json
 import time
 
 from . import audit
+from . import crash
 from . import history
 from . import layout
 from . import protocols
@@ -96,6 +97,7 @@ def put_back(ctx, key, image, ancestry):
         records.remove(store, layout.intent(intent_id))
         raise Refused('%s: image %s was purged meanwhile'
                       % (key.display, image))
+    crash.point('restore_after_pending')
     previous = protocols.read_tag(store, key)
     stamp = json.dumps({'last_update': int(time.time())}).encode('utf-8')
     records.registry_put(store, layout.tag_file(key), image.encode('utf-8'))
@@ -106,6 +108,7 @@ def put_back(ctx, key, image, ancestry):
     _list_images(store, key, ancestry)
     if ctx.undo_window:
         history.record(ctx, key, previous, image, 'restore')
+    crash.point('restore_before_finish')
     protocols.finish_intent(ctx, intent_id, stored)
     for each in ancestry:
         try:

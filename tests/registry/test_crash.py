@@ -35,7 +35,9 @@ SCENARIOS = [
 
 
 def test_every_crash_point_is_covered():
-    assert set(p for p, _ in SCENARIOS) == set(crash.POINTS)
+    from .test_undo import UNDO_SCENARIOS
+    assert set(p for p, _ in SCENARIOS + UNDO_SCENARIOS) == set(
+        crash.POINTS)
 
 
 def setup_state(client):

@@ -7,11 +7,16 @@ from __future__ import absolute_import
 
 import json
 import os
+import subprocess
 import time
 
-from .conftest import refcount_settings
+import pytest
+
+from registry_refcount import crash
+
+from .conftest import assert_invariants, refcount_settings
 from .harness import Client
-from .test_cli import images_on_disk, run
+from .test_cli import CLI, images_on_disk, run
 
 WINDOW = 4
 
@@ -147,3 +152,80 @@ def test_a_child_pushed_onto_a_trashed_base_rescues_it(make_registry,
     assert images_on_disk(reg) == set(base + child)
     assert client.pullable('team/app', 'v1') is None
     assert 'rescued' in [e.get('event') for e in audit_events(reg)]
+
+
+# -- kill -9 at the points the undo window adds -------------------------------
+
+#: Each point the window adds, and what reaches it.
+UNDO_SCENARIOS = [
+    ('before_trash_record', 'delete'),
+    ('restore_after_pending', 'restore'),
+    ('restore_before_finish', 'restore'),
+]
+
+
+def test_a_worker_killed_before_the_trash_record_keeps_the_image_whole(
+        make_registry, tmpdir):
+    """The tag's marker is off, the record not written: the image stays
+    whole.  Recovery finishes the tag delete's intent, and the hold the
+    crash left is retired through the cascade, which puts the image into
+    the trash now (a marker removed without a hold - a pending one - would
+    leave it to gc as an orphan); purge and gc then free it."""
+    reg = undo_registry(make_registry, tmpdir)
+    client = Client(reg.url)
+    base = client.push('team/keep', 'v1', ['k-base'])
+    ids = client.push('team/app', 'v1', ['k-app'], base[-1])
+    reg.restart(env={crash.ENV: 'before_trash_record'})
+    assert client.delete_tag('team/app', 'v1').status_code == 200
+    deadline = time.time() + 10
+    while 'crash point before_trash_record' not in reg.log():
+        assert time.time() < deadline, reg.log()[-2000:]
+        time.sleep(0.05)
+    reg.restart()
+    reg.wait_recovered()
+    assert images_on_disk(reg) == set(base + ids)
+    assert_invariants(reg, client)
+    assert trash_tops(reg) == set(ids)
+    for command in (['purge', '--all'], ['gc', '--grace', '0']):
+        code, doc, out, err = run(reg, '--json', *command)
+        assert code == 0, (out, err)
+    assert images_on_disk(reg) == set(base)
+    assert client.pullable('team/keep', 'v1') is None
+
+
+@pytest.mark.parametrize('point', ['restore_after_pending',
+                                   'restore_before_finish'])
+def test_a_restore_killed_midway_is_finished_by_recovery(make_registry,
+                                                         tmpdir, point):
+    """The command dies (``os._exit``, as kill -9) with its intent and
+    pending marker written: recovery finishes its intent at once (its
+    process is gone).  Before the tag file, the image goes back to the
+    trash and a second restore works; after it, the tag pulls."""
+    reg = undo_registry(make_registry, tmpdir)
+    client = Client(reg.url)
+    ids = client.push('team/app', 'v1', ['k-r1', 'k-r2'])
+    assert client.delete_tag('team/app', 'v1').status_code == 200
+    assert trash_tops(reg) == {ids[-1]}
+    env = dict(os.environ, STORAGE_PATH=reg.storage, **{crash.ENV: point,
+               'DOCKER_REGISTRY_CONFIG': reg.config,
+               'SETTINGS_FLAVOR': 'local'})
+    p = subprocess.Popen([CLI, 'restore', 'team/app:v1'], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    err = p.communicate()[1].decode('utf-8')
+    assert p.returncode == 137 and 'crash point %s' % point in err, err
+    # (the workers' recovery may finish it first: its owner is gone)
+    code, doc, out, err = run(reg, '--json', 'recover')
+    assert code == 0 and doc['intents_waiting'] == 0, out
+    assert not os.listdir(reg.path('extensions', 'refcount', 'intents'))
+    assert images_on_disk(reg) == set(ids)
+    if point == 'restore_after_pending':
+        assert client.tags('team/app') == {}
+        assert trash_tops(reg) == {ids[-1]}
+        code, doc, out, err = run(reg, '--json', 'restore', 'team/app:v1')
+        assert code == 0, (out, err)
+    assert client.tags('team/app') == {'v1': ids[-1]}
+    assert client.pullable('team/app', 'v1') is None
+    code, doc, out, err = run(reg, '--json', 'purge', '--all')
+    assert code == 0 and doc['purged'] == [], (out, err)
+    assert images_on_disk(reg) == set(ids)
+    assert_invariants(reg, client)

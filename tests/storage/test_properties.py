@@ -486,6 +486,7 @@ class Run(object):
         try:
             ancestry = restore.check(self.store, key, image, now)
             self.touched.add(image)
+            self.restored.add(key)      # (its files, even if it crashes)
             restore.put_back(self.ctx, key, image, ancestry)
         except restore.Refused:
             assert not expected, 'restore refused, the model expected it'
@@ -493,7 +494,6 @@ class Run(object):
             return
         assert expected, 'restored, but the model expected a refusal'
         STATS['restore done'] += 1
-        self.restored.add(key)
         if after is not None:
             self.m.history[key] = (after, image)
         self.m.tags[key] = image
@@ -623,9 +623,13 @@ class Run(object):
                     self.store.exists(layout.marker_path(
                         parent, layout.child_marker(image)))):
                 m.ghosts[image] = parent
-        # the tag files are the truth
+        # the tag files are the truth (and the tag history its own)
         m.tags, bad = truth.read_tags(self.store, jobs=1)
         assert bad == {}
+        if m.window:
+            m.history = dict((key, (before, now)) for ns, repo in REPOS
+                             for key, before, now in restore.plan(
+                                 self.store, ns, repo))
         self.refresh()
         # a gc stopped after dropping a ghost's registration from its
         # parent (a candidate: unreachable) and before deleting it leaves
@@ -896,9 +900,15 @@ def report_stats(request):
 
 UNDO = [op('purge'), op('restore', KEY), op('restore', KEY)]
 #: The crashes an undo window adds: in the purge's tear-downs.
-UNDO_CRASH = op('crash', st.sampled_from(
-    ['before_tombstone', 'after_tombstone', 'after_json_removed',
-     'between_cascade_steps', 'before_finalize']), st.just(('purge',)))
+UNDO_CRASH = st.one_of(
+    op('crash', st.sampled_from(
+        ['before_tombstone', 'after_tombstone', 'after_json_removed',
+         'between_cascade_steps', 'before_finalize']), st.just(('purge',))),
+    op('crash', st.just('before_trash_record'), st.one_of(
+        op('untag', KEY), op('delrepo', REPO), _TAG)),
+    op('crash', st.sampled_from(['restore_after_pending',
+                                 'restore_before_finish']),
+       op('restore', KEY)))
 
 
 @BUDGET
