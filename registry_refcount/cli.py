@@ -279,6 +279,10 @@ def cmd_recover(ctx, settings, args, progress):
                  doc['deletions_finished'], doc['deletions_waiting'])]
     lines += ['  left %s %s: %s' % (d['kind'], d['id'], d['why'])
               for d in doc['left']]
+    if doc['purge']['purged']:
+        lines.append('  purged from the trash: %d image(s), %s' % (
+            len(doc['purge']['purged']),
+            _bytes(doc['purge']['bytes_freed'])))
     lines += ['  unreadable: %s' % p for p in doc['unreadable']]
     lines += ['  error: %s' % e for e in doc['errors']]
     return (FAILED if doc['errors'] else OK), doc, lines

@@ -69,11 +69,13 @@ def purge(ctx, everything=False, dry_run=False, now=None):
     if ctx.undo_window and not dry_run:     # (gc's context has none)
         history.prune(store, now - ctx.undo_window)
     if report['purged'] or report['errors']:
-        logger.warning('refcount: purge: %d image(s)%s, %d byte(s); %d '
-                       'rescued; errors: %s', len(report['purged']),
-                       ' would go' if dry_run else ' torn down',
-                       report['bytes_freed'], len(report['rescued']),
-                       report['errors'] or 'none')
+        # (each deletion is in the audit log; the command and recovery's
+        # summary say the totals)
+        logger.info('refcount: purge: %d image(s)%s, %d byte(s); %d '
+                    'rescued; errors: %s', len(report['purged']),
+                    ' would go' if dry_run else ' torn down',
+                    report['bytes_freed'], len(report['rescued']),
+                    report['errors'] or 'none')
     return report
 
 

@@ -88,9 +88,9 @@ def recover(ctx, intent_timeout, now=None):
     report['purge'] = purge.purge(ctx, dry_run=ctx.dry_run, now=now)
     report['errors'] += report['purge']['errors']
     records.remove_old_spares(store)
-    if any(report[k] for k in ('intents_finished', 'deletions_finished',
-                               'rebuilt', 'caught_up', 'errors',
-                               'unreadable')):
+    if report['purge']['purged'] or any(report[k] for k in (
+            'intents_finished', 'deletions_finished', 'rebuilt',
+            'caught_up', 'errors', 'unreadable')):
         logger.warning('refcount: recovery: %s', summary(report))
     return report
 
@@ -103,6 +103,10 @@ def summary(report):
                       ('caught_up', 'unseen write(s) registered')):
         if report.get(key):
             parts.append('%d %s' % (report[key], what))
+    purged = report.get('purge') or {}
+    if purged.get('purged'):
+        parts.append('%d image(s) purged from the trash (%d bytes)' % (
+            len(purged['purged']), purged['bytes_freed']))
     for d in report.get('left', []):
         parts.append('left %s %s: %s' % (d['kind'], d['id'], d['why']))
     if report['unreadable']:
