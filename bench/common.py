@@ -141,3 +141,15 @@ def load(name):
 def log(*parts):
     sys.stderr.write(' '.join('%s' % p for p in parts) + '\n')
     sys.stderr.flush()
+
+
+def enabled_block(code=None):
+    """The refcount block the benchmarks run: enabled, and deleting at
+    once (``undo_window: 0``, the heavier path the figures were first
+    published for) where the code at ``code`` (a checkout; default this
+    one) knows the key: an older checkout of an A/B refuses a key it does
+    not know."""
+    with open(os.path.join(code or ROOT, 'registry_refcount',
+                           'settings.py')) as f:
+        knows = "'undo_window'" in f.read()
+    return dict({'enabled': True}, **({'undo_window': 0} if knows else {}))

@@ -44,7 +44,8 @@ def child(mode, iterations, workdir, code):
     os.environ.update(SETTINGS_FLAVOR='local', STORAGE_PATH=storage,
                       LOGLEVEL='error', DOCKER_REGISTRY_CONFIG=make_config(
                           os.path.join(workdir, 'config.yml'),
-                          {'enabled': True} if mode == 'on' else None))
+                          common.enabled_block(code) if mode == 'on'
+                          else None))
     from docker_registry import wsgi
     client = wsgi.application.test_client()
 

@@ -210,8 +210,9 @@ def main(argv=None):
         folder = os.path.join(workdir, name)
         os.makedirs(folder)
         other = name == 'absent' and args.code
-        regs[name] = Registry(folder, workers=args.workers, refcount={
-            'enabled': True} if name == 'enabled' or other else None,
+        regs[name] = Registry(folder, workers=args.workers, refcount=(
+            common.enabled_block(other or None) if name == 'enabled' or other
+            else None),
             env={'PYTHONPATH': os.path.abspath(other or common.ROOT)})
     out = {'workers': args.workers, 'runs': {}, 'other_code': args.code}
     try:

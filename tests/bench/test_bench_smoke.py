@@ -89,6 +89,16 @@ def test_storage_cost_script(tmpdir):
         assert json.load(f)['backends']['file']['sizes'] == [5, 20]
 
 
+def test_undo_cost_script(tmpdir):
+    """Part 5: with the undo window a tag DELETE does less storage work
+    online than one that deletes at once; the purge does the rest."""
+    from bench import undo_cost
+    out = undo_cost.main(['--size', '5', '--reps', '1'])
+    assert out['window']['delete']['ops'] < out['immediate']['delete'][
+        'ops'], out
+    assert out['window']['purge']['ops'] > out['immediate']['purge']['ops']
+
+
 def test_gc_script(tmpdir):
     from bench import gc_bench
     out = gc_bench.main(['--sizes', '120', '--rounds', '1', '--jobs', '2'])
