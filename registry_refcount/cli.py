@@ -381,11 +381,13 @@ def cmd_purge(ctx, settings, args, progress):
 def cmd_trash(ctx, settings, args, progress):
     found, errors = purge_mod.listing(ctx.store)
     lines = ['registry-refcount trash: %d image(s), %s, undo window %s' % (
-        len(found), _bytes(sum(e['bytes'] for e in found)),
+        sum(e['images'] for e in found),
+        _bytes(sum(e['bytes'] for e in found)),
         sweep.duration(settings.undo_window))]
-    lines += ['  %s  %10s  %d image(s)  purged in %s: %s' % (
+    lines += ['  %s  %10s  %d image(s)  purged in %s  %s: %s' % (
         e['image'][:12], _bytes(e['bytes']), e['images'],
-        sweep.duration(e['in']), e['reason']) for e in found]
+        sweep.duration(e['in']), ', '.join(e['tags']) or '(no tag)',
+        e['reason']) for e in found]
     lines += ['  error: %s' % e for e in errors]
     return (FAILED if errors else OK), {'trash': found, 'errors': errors}, \
         lines

@@ -130,6 +130,11 @@ def listing(store, now=None):
     now = records.now(store) if now is None else now
     report = {'errors': []}
     found = []
+    named = {}        # image -> the tags that named it, from the history
+    for namespace, repository in history.repositories(store):
+        for _, change in history.changes(store, namespace, repository):
+            named.setdefault(change.get('previous'), set()).add(
+                change.get('tag'))
     for image, doc in _entries(store, report):
         if protocols.needed(store, image):
             continue
@@ -137,6 +142,7 @@ def listing(store, now=None):
         if not chain:
             continue
         found.append({'image': image, 'reason': doc.get('reason'),
+                      'tags': sorted(named.get(image, ())),
                       'due': doc.get('due'), 'at': doc.get('at'),
                       'in': round(max(0, doc['due'] - now), 1),
                       'images': len(chain),
