@@ -229,3 +229,68 @@ def test_a_restore_killed_midway_is_finished_by_recovery(make_registry,
     assert code == 0 and doc['purged'] == [], (out, err)
     assert images_on_disk(reg) == set(ids)
     assert_invariants(reg, client)
+
+
+def test_concurrent_deletes_restores_and_purges(make_registry, tmpdir):
+    """Clients push, retag and delete tags and repositories while the
+    command restores and purges (everything, due or not) in a loop: every
+    tag the registry lists pulls, and at the end purge and gc leave only
+    what the tags reach (S1, R1, L1)."""
+    import random
+    import threading
+    reg = undo_registry(make_registry, tmpdir, recovery_interval=1)
+    repos = ['team/a', 'team/b']
+    stop, errors, runs = threading.Event(), [], []
+    Client(reg.url).push('team/base', 'keep', ['cc-base'])
+
+    def client_loop(n):
+        rnd, client = random.Random(n), Client(reg.url)
+        try:
+            for i in range(30):
+                repo = rnd.choice(repos)
+                op = rnd.choice(['push', 'push', 'retag', 'delete',
+                                 'delrepo'])
+                if op == 'push':
+                    client.push(repo, rnd.choice(['v1', 'latest']),
+                                ['cc-%d-%d' % (n, i)])
+                elif op == 'retag':
+                    tags = client.tags(repo)
+                    if tags:
+                        client.put_tag(repo, rnd.choice(['v1', 'latest']),
+                                       rnd.choice(sorted(tags.values())))
+                elif op == 'delete':
+                    client.delete_tag(repo, rnd.choice(['v1', 'latest']))
+                else:
+                    client.delete_repository(repo)
+        except Exception as e:
+            errors.append('client %d: %r' % (n, e))
+
+    def command_loop():
+        while not stop.is_set():
+            for args in (['restore', random.choice(repos)],
+                         ['purge', '--all']):
+                env = dict(os.environ, STORAGE_PATH=reg.storage,
+                           DOCKER_REGISTRY_CONFIG=reg.config,
+                           SETTINGS_FLAVOR='local')
+                runs.append(subprocess.call([CLI, '--quiet'] + args,
+                                            env=env, stdout=subprocess.PIPE,
+                                            stderr=subprocess.PIPE))
+    threads = [threading.Thread(target=client_loop, args=(n,))
+               for n in range(3)]
+    command = threading.Thread(target=command_loop)
+    command.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    stop.set()
+    command.join(120)
+    assert errors == []
+    assert len(runs) >= 4 and set(runs) <= {0, 1}, runs   # 1: refused
+    reg.wait_recovered()
+    rep = assert_invariants(reg, Client(reg.url))          # S1, R1
+    for command in (['recover'], ['purge', '--all'], ['gc', '--grace', '0']):
+        code, doc, out, err = run(reg, '--json', *command)
+        assert code == 0, (command, out, err)
+    assert images_on_disk(reg) == rep.reachable             # L1
+    assert_invariants(reg, Client(reg.url))
