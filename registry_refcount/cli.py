@@ -19,6 +19,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 import time
 
@@ -32,6 +33,7 @@ from . import purge as purge_mod
 from . import records
 from . import recovery
 from . import restore as restore_mod
+from . import retain as retain_mod
 from . import settings as settings_mod
 from . import sweep
 from . import truth
@@ -79,7 +81,8 @@ def make_context(settings, store, by, read_only=False):
         settings, records.local_root(store))
     # what loses its last referrer in a recovery or a restore's retag goes
     # to the trash, as online; gc's and the purge's deletions are final
-    window = settings.undo_window if by in ('recover', 'restore') else 0
+    window = (settings.undo_window if by in ('recover', 'restore', 'retain')
+              else 0)
     return protocols.context(store, provider, settings.dry_run, by, window)
 
 
@@ -87,7 +90,8 @@ def read_only(args):
     """Does the command promise to write nothing?"""
     return (args.command in ('status', 'trash') or
             (args.command == 'verify' and not args.repair) or
-            (args.command in ('gc', 'purge', 'restore') and args.dry_run))
+            (args.command in ('gc', 'purge', 'restore', 'retain') and
+             args.dry_run))
 
 
 def check_target(store, args):
@@ -430,6 +434,54 @@ def cmd_restore(ctx, settings, args, progress):
                                          'refused': refused}, lines
 
 
+def cmd_retain(ctx, settings, args, progress):
+    given = [args.keep_last, args.keep_younger, args.match, args.exclude,
+             args.repository]
+    try:
+        if any(v is not None for v in given):
+            rules = [retain_mod.rule(
+                args.keep_last, None if args.keep_younger is None else
+                retain_mod.duration(args.keep_younger), args.match,
+                args.exclude, args.repository, args.include_latest,
+                args.allow_empty)]
+        else:
+            rules = [retain_mod.rule(**r) for r in settings.retention]
+    except (ValueError, re.error) as e:
+        return USAGE, {'error': str(e)}, ['registry-refcount retain: %s' % e]
+    if not rules:
+        return USAGE, {'error': 'no rule'}, [
+            'registry-refcount retain: no rule: give --keep-last or '
+            '--keep-younger (and --match, --exclude, --repository), or set '
+            'a retention: policy in the config']
+    dry = args.dry_run or settings.dry_run
+    started = records.now(ctx.store)
+    verb = 'would delete' if dry else 'deleted'
+    lines = ['registry-refcount retain%s:' % (' --dry-run' if dry else '')]
+    doc = {'rules': [], 'dry_run': dry}
+    for r in rules:
+        p = retain_mod.plan(ctx.store, r, started, args.jobs)
+        spared = []
+        if not dry:
+            deleted, spared = retain_mod.apply(ctx, p['delete'], started)
+        else:
+            deleted = [key for key, _, _ in p['delete']]
+        doc['rules'].append({
+            'repository': r.repository, 'deleted': [k.display for k in
+                                                    deleted],
+            'kept': p['kept'] + len(spared), 'refused': p['refused'],
+            'spared': spared, 'bytes': p['bytes'], 'images': p['images']})
+        lines.append('  repositories %s: %s %d tag(s) (%d kept); %d image(s), '
+                     '%s %s' % (
+            r.repository, verb, len(deleted), p['kept'] + len(spared),
+            len(p['images']), _bytes(p['bytes']), 'only they hold' if dry
+            else 'freed%s' % (' once the undo window passes'
+                              if ctx.undo_window else '')))
+        if args.verbose or dry:
+            lines += ['    %s %s' % (verb, k.display) for k in deleted]
+        lines += ['    kept: %s' % why for why in p['refused'] + spared]
+    return OK, doc, lines
+
+
 def _repository_name(value):
     """``NS/REPO[:TAG]`` as the registry names it (``library`` without a
     namespace), quoted as storage names it: ``(ns, repo, tag or None)``."""
@@ -462,7 +514,8 @@ def _parse_time(value):
 
 COMMANDS = {'status': cmd_status, 'verify': cmd_verify,
             'rebuild': cmd_rebuild, 'recover': cmd_recover, 'gc': cmd_gc,
-            'purge': cmd_purge, 'trash': cmd_trash, 'restore': cmd_restore}
+            'purge': cmd_purge, 'trash': cmd_trash, 'restore': cmd_restore,
+            'retain': cmd_retain}
 
 
 def _options(p, top):
@@ -546,6 +599,27 @@ def parser():
                    help='also over a tag written again since')
     s.add_argument('--dry-run', action='store_true',
                    help='say what would be put back, write nothing')
+    t = command('retain', 'delete the tags no keep rule keeps (the rule '
+                'given here, else the config\'s retention: policy)')
+    t.add_argument('--keep-last', type=int, default=None, metavar='N',
+                   help='keep the N most recently written tags of each '
+                   'repository')
+    t.add_argument('--keep-younger', default=None, metavar='DURATION',
+                   help='keep tags written within DURATION (30d, 12h, 90m, '
+                   'or seconds)')
+    t.add_argument('--match', default=None, metavar='REGEX',
+                   help='only tags whose name matches (default: all)')
+    t.add_argument('--exclude', default=None, metavar='REGEX',
+                   help='never tags whose name matches')
+    t.add_argument('--repository', default=None, metavar='GLOB',
+                   help='only repositories ns/repo matching (default *)')
+    t.add_argument('--include-latest', action='store_true',
+                   help='latest may go too (it never does otherwise)')
+    t.add_argument('--allow-empty', action='store_true',
+                   help='a repository may lose every tag')
+    t.add_argument('--dry-run', action='store_true',
+                   help='list what would go and the bytes only those tags '
+                   'hold, write nothing')
     return p
 
 

@@ -1241,7 +1241,9 @@ def finish_intent(ctx, intent_id, doc, recovered=False):
             reconcile_repository(ctx, *intent['repository'])
         if intent['tag']:
             notes = Notes(ctx.store, intent_id, doc)
-            truth = reconcile_tag(ctx, intent['tag'], notes)
+            why = doc.get('why')      # a deletion the command made
+            truth = reconcile_tag(ctx, intent['tag'], notes, gone=(
+                why if isinstance(why, type(u'')) else None))
             # a live finish checks the images the marker went on in an
             # earlier round; recovery every image the dead owner noted
             _drop_strays(ctx, intent['tag'], truth, (

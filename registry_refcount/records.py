@@ -37,6 +37,7 @@ import json
 import logging
 import time
 
+from docker_registry.core import exceptions
 from docker_registry.core import lru
 
 from . import backends
@@ -244,6 +245,17 @@ def registry_put(store, path, data):
     before and after: the registry reads it through that cache."""
     before_registry_write(path)
     put(store, path, data, sync=True)
+    _forget_quietly(path)
+
+
+def remove_registry_file(store, path):
+    """Remove one of the registry's own files (a tag retention deletes)
+    as its view does: through its driver and cache.  Absent is fine."""
+    _writing(store, path)
+    try:
+        store.remove(path)
+    except exceptions.FileNotFoundError:
+        pass
     _forget_quietly(path)
 
 

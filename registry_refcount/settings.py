@@ -42,7 +42,7 @@ Settings = collections.namedtuple('Settings', [
     'enabled', 'dry_run', 'lock_backend', 'lock_dir', 'redis',
     'grace_period', 'intent_timeout', 'lock_timeout', 'allow_mirroring',
     'audit_log', 'recovery_interval', 'lock_lease', 'sync_writes',
-    'undo_window'])
+    'undo_window', 'retention'])
 
 DEFAULTS = {
     'enabled': False,
@@ -58,6 +58,7 @@ DEFAULTS = {
     'sync_writes': True,
     'lock_lease': 30,
     'undo_window': 3600,
+    'retention': None,
 }
 REDIS_DEFAULTS = {'host': '127.0.0.1', 'port': 6379, 'db': 0,
                   'password': None}
@@ -189,7 +190,44 @@ def parse(block):
         lock_lease=lock_lease,
         undo_window=_number('undo_window', _get(block, 'undo_window'),
                             DEFAULTS['undo_window']),
+        retention=_retention(_get(block, 'retention')),
     )
+
+
+#: The keys of a retention rule (``retain.rule``'s arguments).
+RULE_KEYS = ('keep_last', 'keep_younger', 'match', 'exclude', 'repository',
+             'include_latest', 'allow_empty')
+
+
+def _retention(value):
+    """The ``retention:`` policy: a list of rules, each checked now (a bad
+    one stops the registry at start-up, naming it), kept as plain dicts
+    for ``registry-refcount retain``."""
+    if value is None or value == '':
+        return []
+    if not isinstance(value, list):
+        raise ConfigError('%s.retention: expected a list of rules, got %s'
+                          % (BLOCK, _shown(value)))
+    from . import retain
+    rules = []
+    for n, item in enumerate(value):
+        name = '%s.retention[%d]' % (BLOCK, n)
+        if not isinstance(item, dict):
+            raise ConfigError('%s: expected a mapping, got %s'
+                              % (name, _shown(item)))
+        unknown = sorted(set(item) - set(RULE_KEYS))
+        if unknown:
+            raise ConfigError('%s: unknown key(s) %s (known: %s)' % (
+                name, ', '.join(unknown), ', '.join(RULE_KEYS)))
+        rule = dict(item)
+        try:
+            if rule.get('keep_younger') is not None:
+                rule['keep_younger'] = retain.duration(rule['keep_younger'])
+            retain.rule(**rule)
+        except Exception as e:   # ValueError, re.error
+            raise ConfigError('%s: %s' % (name, e))
+        rules.append(rule)
+    return rules
 
 
 def make_locks(settings, storage_root=None):
