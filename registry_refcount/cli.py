@@ -34,6 +34,7 @@ from . import records
 from . import recovery
 from . import restore as restore_mod
 from . import retain as retain_mod
+from . import runs
 from . import settings as settings_mod
 from . import sweep
 from . import truth
@@ -88,7 +89,7 @@ def make_context(settings, store, by, read_only=False):
 
 def read_only(args):
     """Does the command promise to write nothing?"""
-    return (args.command in ('status', 'trash') or
+    return (args.command in ('status', 'trash', 'history') or
             (args.command == 'verify' and not args.repair) or
             (args.command in ('gc', 'purge', 'restore', 'retain') and
              args.dry_run))
@@ -173,6 +174,11 @@ def cmd_status(ctx, settings, args, progress):
     doc.update(trash_images=sum(e['images'] for e in trashed),
                trash_bytes=sum(e['bytes'] for e in trashed),
                undo_window=settings.undo_window)
+    recent = runs.recent(store, 200)
+    doc.update(last_gc=runs.last(recent, 'gc'),
+               last_recovery=runs.last(recent, 'recover'),
+               last_error=runs.last(recent, failed=True),
+               mode=_mode(settings, doc['initialised']))
     code, verdict = _verdict(rep, doc['initialised'])
     lines = ['registry-refcount status: %s' % verdict,
              '  storage:              %s' % doc['storage'],
@@ -192,8 +198,48 @@ def cmd_status(ctx, settings, args, progress):
                  sweep.duration(settings.undo_window)),
              '  pending intents:      %d' % doc['pending_intents'],
              '  unfinished deletions: %d' % doc['unfinished_deletions'],
-             '  quarantined records:  %d' % len(doc['quarantined'])]
+             '  quarantined records:  %d' % len(doc['quarantined']),
+             '  the extension:        %s' % doc['mode']]
+    for what, run in (('last gc', doc['last_gc']),
+                      ('last recovery', doc['last_recovery']),
+                      ('last error', doc['last_error'])):
+        lines.append('  %-21s %s' % (what + ':', _run_line(run) if run
+                                      else 'none recorded'))
     return code, doc, lines
+
+
+def _mode(settings, initialised):
+    """Whether the extension deletes now, and if not, why."""
+    if not settings.enabled:
+        return 'disabled in the config: it tracks and deletes nothing'
+    if settings.dry_run:
+        return 'dry_run in the config: it logs what it would delete'
+    if not initialised:
+        return 'tracks only, deletes nothing until `rebuild`'
+    return 'deletes%s' % (' after an undo window of %s' % sweep.duration(
+        settings.undo_window) if settings.undo_window else ' at once')
+
+
+def _run_line(run):
+    """One run of the history, in one line."""
+    shown = ', '.join('%s %s' % (k.replace('_', ' '), _bytes(v) if
+                                 k == 'bytes_freed' else v)
+                      for k, v in sorted(run.get('counts', {}).items())
+                      if v)
+    return '%s UTC  %-8s %-11s %6s  %s(%s, %s pid %s)%s' % (
+        time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(run['started'])),
+        run['command'], run['outcome'],
+        sweep.duration(run['ended'] - run['started']),
+        shown + ' ' if shown else '', run.get('by'), run.get('host'),
+        run.get('pid'), '  error: %s' % run['error'] if run.get('error')
+        else '')
+
+
+def cmd_history(ctx, settings, args, progress):
+    found = runs.recent(ctx.store, args.limit)
+    lines = ['registry-refcount history: the last %d run(s), newest first'
+             % len(found)] + ['  ' + _run_line(run) for run in found]
+    return OK, {'runs': found}, lines
 
 
 def _verdict(rep, initialised):
@@ -300,6 +346,8 @@ def cmd_gc(ctx, settings, args, progress):
             '`registry-refcount rebuild` first (nothing deleted)']
     grace = settings.grace_period if args.grace is None else args.grace
     dry = args.dry_run or settings.dry_run
+    if args.scheduled:
+        return _scheduled_gc(ctx, settings, args, grace)
     try:
         with ctx.locks.named('gc'):
             doc = sweep.sweep(ctx, grace, dry_run=dry, jobs=args.jobs,
@@ -343,6 +391,40 @@ def cmd_gc(ctx, settings, args, progress):
     lines += _damage_lines(doc)
     return (FAILED if doc['errors'] or doc['damaged'] or doc['trash_errors']
             else OK), doc, lines
+
+
+def _scheduled_gc(ctx, settings, args, grace):
+    """``gc --scheduled``, which a worker's background loop runs every
+    ``gc_interval`` (in a process of its own: a sweep would stop the
+    worker's requests): skipped - and not recorded - when another host's
+    gc holds the lock or ran less than ``gc_interval`` ago; else the
+    config's retention policy, then the sweep, each recorded as a run."""
+    store = ctx.store
+    quick = settings_mod.make_locks(settings._replace(lock_timeout=1),
+                                    records.local_root(store))
+
+    def recently():
+        ran = runs.last(runs.recent(store, 50), 'gc')
+        return ran and records.now(store) - ran['ended'] < \
+            0.9 * settings.gc_interval
+    if recently():
+        return OK, {'skipped': 'a gc ran less than gc_interval ago'}, []
+    try:
+        with quick.named('gc'):
+            if recently():
+                return OK, {'skipped': 'another host ran it'}, []
+            if settings.retention:
+                began = records.now(store)
+                code, doc, _ = cmd_retain(ctx._replace(
+                    by='retain', undo_window=settings.undo_window), settings,
+                    args, None)
+                runs.record(store, 'retain', 'worker', began,
+                            records.now(store), runs.outcome(code, doc), doc)
+            doc = sweep.sweep(ctx, grace, jobs=args.jobs,
+                              in_flight_age=settings.intent_timeout)
+    except locks.LockTimeout:
+        return OK, {'skipped': 'another gc is running'}, []
+    return (FAILED if doc['errors'] or doc['trash_errors'] else OK), doc, []
 
 
 def _damage_lines(doc):
@@ -435,15 +517,16 @@ def cmd_restore(ctx, settings, args, progress):
 
 
 def cmd_retain(ctx, settings, args, progress):
-    given = [args.keep_last, args.keep_younger, args.match, args.exclude,
-             args.repository]
+    # (also called by a scheduled gc, whose options name no rule)
+    given = dict((k, getattr(args, k, None)) for k in settings_mod.RULE_KEYS)
     try:
-        if any(v is not None for v in given):
-            rules = [retain_mod.rule(
-                args.keep_last, None if args.keep_younger is None else
-                retain_mod.duration(args.keep_younger), args.match,
-                args.exclude, args.repository, args.include_latest,
-                args.allow_empty)]
+        if any(given[k] is not None for k in ('keep_last', 'keep_younger',
+                                               'match', 'exclude',
+                                               'repository')):
+            if given['keep_younger'] is not None:
+                given['keep_younger'] = retain_mod.duration(
+                    given['keep_younger'])
+            rules = [retain_mod.rule(**given)]
         else:
             rules = [retain_mod.rule(**r) for r in settings.retention]
     except (ValueError, re.error) as e:
@@ -512,10 +595,13 @@ def _parse_time(value):
                      '(UTC)' % value)
 
 
+#: The commands whose runs go into the run history (when they write).
+RECORDED = ('gc', 'recover', 'rebuild', 'purge', 'restore', 'retain')
+
 COMMANDS = {'status': cmd_status, 'verify': cmd_verify,
             'rebuild': cmd_rebuild, 'recover': cmd_recover, 'gc': cmd_gc,
             'purge': cmd_purge, 'trash': cmd_trash, 'restore': cmd_restore,
-            'retain': cmd_retain}
+            'retain': cmd_retain, 'history': cmd_history}
 
 
 def _options(p, top):
@@ -580,6 +666,8 @@ def parser():
                    help='report what would be deleted now, write nothing')
     g.add_argument('--grace', type=float, default=None,
                    help='seconds (default: grace_period from the config)')
+    g.add_argument('--scheduled', action='store_true',
+                   help=argparse.SUPPRESS)     # the workers' gc_interval
     u = command('purge', 'tear down the trash\'s images whose undo window '
                 'has passed')
     u.add_argument('--all', action='store_true',
@@ -599,6 +687,10 @@ def parser():
                    help='also over a tag written again since')
     s.add_argument('--dry-run', action='store_true',
                    help='say what would be put back, write nothing')
+    h = command('history', 'the runs of gc, recover, rebuild, purge, '
+                'restore and retain, newest first (writes nothing)')
+    h.add_argument('--limit', type=int, default=20, metavar='N',
+                   help='at most N runs (default 20)')
     t = command('retain', 'delete the tags no keep rule keeps (the rule '
                 'given here, else the config\'s retention: policy)')
     t.add_argument('--keep-last', type=int, default=None, metavar='N',
@@ -676,12 +768,27 @@ def main(argv=None):
     progress = progress_factory(not args.quiet and not args.json and
                                 sys.stderr.isatty())
     started = time.time()
+    recorded = args.command in RECORDED and not reading
+    began = records.now(store) if recorded else None
     deletions = audit.count()
     try:
         code, doc, lines = COMMANDS[args.command](ctx, settings, args,
                                                   progress)
     except KeyboardInterrupt:
+        if recorded:
+            runs.record(store, args.command, 'command', began,
+                        records.now(store), 'interrupted',
+                        {'deleted': audit.count() - deletions})
         return _interrupted(args, where, audit.count() - deletions)
+    except Exception as e:
+        if recorded:
+            runs.record(store, args.command, 'command', began,
+                        records.now(store), 'failed', {'error': repr(e)})
+        raise
+    if recorded and 'skipped' not in doc:
+        runs.record(store, args.command, 'worker' if getattr(
+            args, 'scheduled', False) else 'command', began,
+            records.now(store), runs.outcome(code, doc), doc)
     if args.json:
         doc = dict(doc, command=args.command, exit_code=code, storage=where,
                    seconds=round(time.time() - started, 3))

@@ -29,7 +29,8 @@ ID_RE = re.compile(r'\A(?:[a-f0-9]{16}|[a-f0-9]{64})\Z')
 INTENT_RE = re.compile(r'\A[a-f0-9]{32}\Z')
 #: Deleters' and holders' tokens: the same form.
 TOKEN_RE = INTENT_RE
-#: A tag history entry's name: the time in milliseconds, a token.
+#: A tag history entry's or a run record's name: the time in
+#: milliseconds, a token (listing order is time order).
 HISTORY_RE = re.compile(r'\A[0-9]{13}-[a-f0-9]{32}\Z')
 
 IMAGES = 'images'
@@ -49,6 +50,8 @@ SPARES = PREFIX + '/spares'
 #: window (one record per image), and the tag changes of that window.
 TRASH = PREFIX + '/trash'
 HISTORY = PREFIX + '/history'
+#: One record per run of gc, recover, purge... (the run history).
+RUNS = PREFIX + '/runs'
 #: Where the per-tag-list extension (docker-registry PR #606) kept its
 #: version record - a *file* at ``PREFIX`` - is moved aside to.
 PREDECESSOR_INFO_ASIDE = PREFIX + '.pr606'
@@ -346,9 +349,19 @@ def history_dir(namespace, repository):
 def history_entry(namespace, repository, name):
     """One tag change: ``name`` is ``<milliseconds>-<token>`` (listing
     order is time order)."""
+    return _stamped(history_dir(namespace, repository), name,
+                    'history entry')
+
+
+def run_entry(name):
+    """One run's record: ``name`` is ``<milliseconds>-<token>``."""
+    return _stamped(RUNS, name, 'run record')
+
+
+def _stamped(folder, name, what):
     if not HISTORY_RE.match(text(name)):
-        raise InvalidName('invalid history entry: %r' % (name,))
-    return '%s/%s' % (history_dir(namespace, repository), name)
+        raise InvalidName('invalid %s: %r' % (what, name))
+    return '%s/%s' % (folder, name)
 
 
 def intent(intent_id):

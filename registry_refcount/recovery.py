@@ -44,7 +44,7 @@ def recover(ctx, intent_timeout, now=None):
     now = records.now(store) if now is None else now
     report = {'intents_finished': 0, 'intents_waiting': 0,
               'deletions_finished': 0, 'deletions_waiting': 0,
-              'left': [], 'unreadable': [], 'errors': []}
+              'left': [], 'unreadable': [], 'errors': [], 'started': now}
     # deletions first: an intent's reconcile may need an image that an
     # abandoned deletion holds tombstoned
     finish_deletions(ctx, intent_timeout, now, report)
@@ -88,11 +88,16 @@ def recover(ctx, intent_timeout, now=None):
     report['purge'] = purge.purge(ctx, dry_run=ctx.dry_run, now=now)
     report['errors'] += report['purge']['errors']
     records.remove_old_spares(store)
-    if report['purge']['purged'] or any(report[k] for k in (
-            'intents_finished', 'deletions_finished', 'rebuilt',
-            'caught_up', 'errors', 'unreadable')):
+    if eventful(report):
         logger.warning('refcount: recovery: %s', summary(report))
     return report
+
+
+def eventful(report):
+    """Did a recovery round do (or meet) anything?"""
+    return bool(report['purge']['purged'] or any(report[k] for k in (
+        'intents_finished', 'deletions_finished', 'rebuilt', 'caught_up',
+        'errors', 'unreadable')))
 
 
 def summary(report):

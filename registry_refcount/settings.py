@@ -42,7 +42,7 @@ Settings = collections.namedtuple('Settings', [
     'enabled', 'dry_run', 'lock_backend', 'lock_dir', 'redis',
     'grace_period', 'intent_timeout', 'lock_timeout', 'allow_mirroring',
     'audit_log', 'recovery_interval', 'lock_lease', 'sync_writes',
-    'undo_window', 'retention'])
+    'undo_window', 'retention', 'gc_interval'])
 
 DEFAULTS = {
     'enabled': False,
@@ -59,6 +59,7 @@ DEFAULTS = {
     'lock_lease': 30,
     'undo_window': 3600,
     'retention': None,
+    'gc_interval': 0,
 }
 REDIS_DEFAULTS = {'host': '127.0.0.1', 'port': 6379, 'db': 0,
                   'password': None}
@@ -191,6 +192,8 @@ def parse(block):
         undo_window=_number('undo_window', _get(block, 'undo_window'),
                             DEFAULTS['undo_window']),
         retention=_retention(_get(block, 'retention')),
+        gc_interval=_number('gc_interval', _get(block, 'gc_interval'),
+                            DEFAULTS['gc_interval']),
     )
 
 

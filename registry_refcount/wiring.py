@@ -18,6 +18,7 @@ from __future__ import absolute_import, unicode_literals
 import json
 import logging
 import sys
+import time
 
 from . import audit
 from . import background
@@ -31,6 +32,7 @@ from . import owner
 from . import protocols
 from . import records
 from . import recovery
+from . import runs
 from . import settings as settings_mod
 
 logger = logging.getLogger(__name__)
@@ -177,16 +179,47 @@ def _start_recovery(settings):
                 # again each round: a Redis flushed or a lock folder wiped
                 # is a new lock space, which a CLI must find recorded
                 protocols.record_lockspace(ctx.store, ctx.locks)
-                recovery.recover_exclusively(
+                report = recovery.recover_exclusively(
                     ctx._replace(by='recovery'), ctx.locks,
                     settings.intent_timeout)
+                if report and recovery.eventful(report):
+                    runs.record(ctx.store, 'recover', 'worker',
+                                report['started'], records.now(ctx.store),
+                                runs.outcome(0, report), report)
             except Exception:
                 logger.exception('refcount: recovery failed; will retry')
+            if settings.gc_interval:
+                _scheduled_gc(settings)
             wake.clear()
             wake.wait(settings.recovery_interval)
             gevent.sleep(RETRY_AFTER)
 
     background.forever(loop)
+
+
+def _scheduled_gc(settings):
+    """Every ``gc_interval``: ``registry-refcount gc --scheduled`` in a
+    process of its own (a sweep in this worker would stop its requests),
+    the same command an operator runs, with this worker's configuration.
+    It skips itself when another worker or host ran it, or runs it (it
+    holds the gc lock); the wait for it is cooperative."""
+    last = _state.get('gc_tried', 0)
+    if time.time() - last < settings.gc_interval:
+        return
+    _state['gc_tried'] = time.time()
+    import subprocess
+    try:
+        child = subprocess.Popen(
+            [sys.executable, '-m', 'registry_refcount', '--quiet', 'gc',
+             '--scheduled'], stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT)
+        out = child.communicate()[0]
+    except Exception as e:
+        logger.error('refcount: scheduled gc could not start: %s', e)
+        return
+    if child.returncode:
+        logger.error('refcount: scheduled gc exited with %d: %s',
+                     child.returncode, out.decode('utf-8', 'replace')[-2000:])
 
 
 #: Seconds before work a request left (a storage error, a lock not had)

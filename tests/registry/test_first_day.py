@@ -159,6 +159,17 @@ def test_ctrl_c_in_gc_stops_cleanly_and_recover_finishes_at_once(
     code, out, err = cli(reg.storage, reg.config, 'gc', '--grace', '0')
     assert code == 0, (out, err)
     assert images_on_disk(reg) == kept
+    # the run history (issue 26) has each run, the interrupted one as such
+    code, out, err = cli(reg.storage, reg.config, '--json', 'history')
+    got = [(r['command'], r['outcome'], r['by'])
+           for r in json.loads(out)['runs']]
+    assert got == [('gc', 'done', 'command'), ('recover', 'done', 'command'),
+                   ('gc', 'interrupted', 'command'),
+                   ('rebuild', 'done', 'command')], got
+    code, out, err = cli(reg.storage, reg.config, 'status')
+    assert 'last gc:' in out and ' gc       done' in out, out
+    assert [l for l in out.splitlines() if 'last error:' in l][0].endswith(
+        'none recorded'), out
 
 
 def _state(pid):
