@@ -28,6 +28,7 @@ from . import durable
 from . import invariants
 from . import layout
 from . import locks
+from . import metrics
 from . import protocols
 from . import purge as purge_mod
 from . import records
@@ -89,7 +90,7 @@ def make_context(settings, store, by, read_only=False):
 
 def read_only(args):
     """Does the command promise to write nothing?"""
-    return (args.command in ('status', 'trash', 'history') or
+    return (args.command in ('status', 'trash', 'history', 'metrics') or
             (args.command == 'verify' and not args.repair) or
             (args.command in ('gc', 'purge', 'restore', 'retain') and
              args.dry_run))
@@ -147,38 +148,10 @@ def progress_factory(enabled):
 # -- commands --------------------------------------------------------------
 
 def cmd_status(ctx, settings, args, progress):
-    store = ctx.store
-    rep = invariants.check(store, args.jobs, progress)
-    referenced = sum(1 for i in rep.images
-                     if next(iter(records.markers(store, i)), None))
-    sizes = dict(zip(rep.images, truth.pool_map(
-        lambda i: protocols.layer_size(store, i), list(rep.images),
-        args.jobs)))
-    doc = {
-        'storage': _where(store),
-        'initialised': protocols.is_initialised(store),
-        'images': len(rep.images),
-        'tags': len(rep.tags),
-        'tagged_tops': len(set(rep.tags.values())),
-        'reachable': len(rep.reachable),
-        'referenced': referenced,
-        'orphan_candidates': len(rep.unreachable),
-        'layer_bytes': sum(sizes.values()),
-        'reclaimable_bytes': sum(sizes[i] for i in rep.unreachable),
-        'pending_intents': len(rep.intents),
-        'unfinished_deletions': len(rep.journal),
-        'quarantined': rep.unreadable,
-        'consistent': rep.consistent,
-    }
-    trashed, _ = purge_mod.listing(store)
-    doc.update(trash_images=sum(e['images'] for e in trashed),
-               trash_bytes=sum(e['bytes'] for e in trashed),
-               undo_window=settings.undo_window)
-    recent = runs.recent(store, 200)
-    doc.update(last_gc=runs.last(recent, 'gc'),
-               last_recovery=runs.last(recent, 'recover'),
-               last_error=runs.last(recent, failed=True),
+    rep, doc = metrics.facts(ctx.store, args.jobs, progress)
+    doc.update(undo_window=settings.undo_window,
                mode=_mode(settings, doc['initialised']))
+    del doc['runs']
     code, verdict = _verdict(rep, doc['initialised'])
     lines = ['registry-refcount status: %s' % verdict,
              '  storage:              %s' % doc['storage'],
@@ -233,6 +206,17 @@ def _run_line(run):
         shown + ' ' if shown else '', run.get('by'), run.get('host'),
         run.get('pid'), '  error: %s' % run['error'] if run.get('error')
         else '')
+
+
+def cmd_metrics(ctx, settings, args, progress):
+    rep, doc = metrics.facts(ctx.store, args.jobs)
+    text = metrics.render(doc)
+    if args.output:
+        metrics.write(args.output, text)
+        return OK, {'output': args.output}, [
+            'registry-refcount metrics: written to %s' % args.output]
+    sys.stdout.write(text)
+    return OK, None, None
 
 
 def cmd_history(ctx, settings, args, progress):
@@ -601,7 +585,8 @@ RECORDED = ('gc', 'recover', 'rebuild', 'purge', 'restore', 'retain')
 COMMANDS = {'status': cmd_status, 'verify': cmd_verify,
             'rebuild': cmd_rebuild, 'recover': cmd_recover, 'gc': cmd_gc,
             'purge': cmd_purge, 'trash': cmd_trash, 'restore': cmd_restore,
-            'retain': cmd_retain, 'history': cmd_history}
+            'retain': cmd_retain, 'history': cmd_history,
+            'metrics': cmd_metrics}
 
 
 def _options(p, top):
@@ -687,6 +672,11 @@ def parser():
                    help='also over a tag written again since')
     s.add_argument('--dry-run', action='store_true',
                    help='say what would be put back, write nothing')
+    m = command('metrics', 'the facts of status in Prometheus\'s text '
+                'format, for node_exporter\'s textfile collector (writes '
+                'nothing to the storage)')
+    m.add_argument('--output', default=None, metavar='FILE',
+                   help='replace FILE atomically instead of printing')
     h = command('history', 'the runs of gc, recover, rebuild, purge, '
                 'restore and retain, newest first (writes nothing)')
     h.add_argument('--limit', type=int, default=20, metavar='N',
@@ -789,6 +779,8 @@ def main(argv=None):
         runs.record(store, args.command, 'worker' if getattr(
             args, 'scheduled', False) else 'command', began,
             records.now(store), runs.outcome(code, doc), doc)
+    if doc is None:             # (metrics: its own format, printed)
+        return code
     if args.json:
         doc = dict(doc, command=args.command, exit_code=code, storage=where,
                    seconds=round(time.time() - started, 3))

@@ -42,7 +42,7 @@ Settings = collections.namedtuple('Settings', [
     'enabled', 'dry_run', 'lock_backend', 'lock_dir', 'redis',
     'grace_period', 'intent_timeout', 'lock_timeout', 'allow_mirroring',
     'audit_log', 'recovery_interval', 'lock_lease', 'sync_writes',
-    'undo_window', 'retention', 'gc_interval'])
+    'undo_window', 'retention', 'gc_interval', 'metrics_file'])
 
 DEFAULTS = {
     'enabled': False,
@@ -60,6 +60,7 @@ DEFAULTS = {
     'undo_window': 3600,
     'retention': None,
     'gc_interval': 0,
+    'metrics_file': None,
 }
 REDIS_DEFAULTS = {'host': '127.0.0.1', 'port': 6379, 'db': 0,
                   'password': None}
@@ -194,6 +195,8 @@ def parse(block):
         retention=_retention(_get(block, 'retention')),
         gc_interval=_number('gc_interval', _get(block, 'gc_interval'),
                             DEFAULTS['gc_interval']),
+        metrics_file=_string('metrics_file', _get(block, 'metrics_file'),
+                             DEFAULTS['metrics_file']),
     )
 
 

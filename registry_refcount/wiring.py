@@ -17,6 +17,7 @@ from __future__ import absolute_import, unicode_literals
 
 import json
 import logging
+import os
 import sys
 import time
 
@@ -190,6 +191,8 @@ def _start_recovery(settings):
                 logger.exception('refcount: recovery failed; will retry')
             if settings.gc_interval:
                 _scheduled_gc(settings)
+            if settings.metrics_file:
+                _write_metrics(settings)
             wake.clear()
             wake.wait(settings.recovery_interval)
             gevent.sleep(RETRY_AFTER)
@@ -198,27 +201,50 @@ def _start_recovery(settings):
 
 
 def _scheduled_gc(settings):
-    """Every ``gc_interval``: ``registry-refcount gc --scheduled`` in a
-    process of its own (a sweep in this worker would stop its requests),
-    the same command an operator runs, with this worker's configuration.
-    It skips itself when another worker or host ran it, or runs it (it
-    holds the gc lock); the wait for it is cooperative."""
-    last = _state.get('gc_tried', 0)
-    if time.time() - last < settings.gc_interval:
-        return
-    _state['gc_tried'] = time.time()
+    """Every ``gc_interval``: ``registry-refcount gc --scheduled``, the
+    same command an operator runs, with this worker's configuration.  It
+    skips itself when another worker or host ran it, or runs it (it holds
+    the gc lock)."""
+    if _due('gc', settings.gc_interval):
+        _command('scheduled gc', 'gc', '--scheduled')
+
+
+def _write_metrics(settings):
+    """Every recovery round, ``registry-refcount metrics --output`` keeps
+    ``metrics_file`` current - unless another worker of this host wrote
+    it within half a round (the file is this host's)."""
+    path, every = settings.metrics_file, settings.recovery_interval
+    try:
+        fresh = time.time() - os.path.getmtime(path) < every / 2.0
+    except OSError:
+        fresh = False
+    if not fresh and _due('metrics', every):
+        _command('metrics', 'metrics', '--output', path)
+
+
+def _due(what, every):
+    """Has ``every`` passed since this worker last started ``what``?"""
+    if time.time() - _state.get('tried:' + what, 0) < every:
+        return False
+    _state['tried:' + what] = time.time()
+    return True
+
+
+def _command(what, *args):
+    """``registry-refcount <args>`` in a process of its own (a walk of the
+    whole registry in this worker would stop its requests); the wait for
+    it is cooperative."""
     import subprocess
     try:
         child = subprocess.Popen(
-            [sys.executable, '-m', 'registry_refcount', '--quiet', 'gc',
-             '--scheduled'], stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT)
+            [sys.executable, '-m', 'registry_refcount', '--quiet'] +
+            list(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         out = child.communicate()[0]
     except Exception as e:
-        logger.error('refcount: scheduled gc could not start: %s', e)
+        logger.error('refcount: %s could not start: %s', what, e)
         return
     if child.returncode:
-        logger.error('refcount: scheduled gc exited with %d: %s',
+        logger.error('refcount: %s exited with %d: %s', what,
                      child.returncode, out.decode('utf-8', 'replace')[-2000:])
 
 

@@ -45,9 +45,10 @@ fi
 if [ ! -x .venv3/bin/python ]; then
     "$PY3" -m venv .venv3
 fi
-if ! .venv3/bin/python -c "import docker_registry.core, pytest, hypothesis, registry_refcount" 2>/dev/null \
+if ! .venv3/bin/python -c "import docker_registry.core, pytest, hypothesis, prometheus_client, registry_refcount" 2>/dev/null \
    || ! installed_here .venv3/bin/python || [ setup.py -nt .venv3/.stamp ]; then
-    .venv3/bin/pip install -q 'docker-registry-core==2.0.3' 'pytest<9' 'hypothesis<7'
+    .venv3/bin/pip install -q 'docker-registry-core==2.0.3' 'pytest<9' 'hypothesis<7' \
+        'prometheus_client<1'
     .venv3/bin/pip install -q --no-deps -e .
     touch .venv3/.stamp
 fi
