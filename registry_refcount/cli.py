@@ -203,8 +203,8 @@ def _run_line(run):
         time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(run['started'])),
         run['command'], run['outcome'],
         sweep.duration(run['ended'] - run['started']),
-        shown + ' ' if shown else '', run.get('by'), run.get('host'),
-        run.get('pid'), '  error: %s' % run['error'] if run.get('error')
+        shown + ' ' if shown else '', run.get('by'),
+        ('%s' % run.get('host')).split('/')[0], run.get('pid'), '  error: %s' % run['error'] if run.get('error')
         else '')
 
 
