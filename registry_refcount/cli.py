@@ -39,6 +39,7 @@ from . import runs
 from . import settings as settings_mod
 from . import sweep
 from . import truth
+from . import usage
 from . import __version__
 
 OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
@@ -90,7 +91,8 @@ def make_context(settings, store, by, read_only=False):
 
 def read_only(args):
     """Does the command promise to write nothing?"""
-    return (args.command in ('status', 'trash', 'history', 'metrics') or
+    return (args.command in ('status', 'trash', 'history', 'metrics',
+                             'du') or
             (args.command == 'verify' and not args.repair) or
             (args.command in ('gc', 'purge', 'restore', 'retain') and
              args.dry_run))
@@ -217,6 +219,33 @@ def cmd_metrics(ctx, settings, args, progress):
             'registry-refcount metrics: written to %s' % args.output]
     sys.stdout.write(text)
     return OK, None, None
+
+
+def cmd_du(ctx, settings, args, progress):
+    doc = usage.usage(ctx.store, args.jobs)
+    repos = doc['repositories']
+    if args.names:
+        wanted = set(n if '/' in n else 'library/' + n for n in args.names)
+        missing = sorted(wanted - set(repos))
+        repos = dict((n, r) for n, r in repos.items() if n in wanted)
+        doc = dict(doc, repositories=repos, missing=missing)
+    order = sorted(repos, key=(lambda n: (-repos[n]['exclusive_bytes'], n))
+                   if args.sort == 'bytes' else None)
+    lines = ['registry-refcount du: %d repositories; %d images, %s (%s no '
+             'tag reaches)' % (len(repos), doc['images'],
+                               _bytes(doc['bytes']),
+                               _bytes(doc['reclaimable_bytes'])),
+             '  %-32s %5s %7s %12s %12s %12s' % (
+                 'repository', 'tags', 'images', 'only it', 'shared',
+                 'total')]
+    lines += ['  %-32s %5d %7d %12s %12s %12s' % (
+        n, repos[n]['tags'], repos[n]['images'],
+        _bytes(repos[n]['exclusive_bytes']),
+        _bytes(repos[n]['shared_bytes']), _bytes(repos[n]['bytes']))
+        for n in order]
+    lines += ['  no such repository (no tag): %s' % n
+              for n in doc.get('missing', [])]
+    return (FAILED if doc.get('missing') else OK), doc, lines
 
 
 def cmd_history(ctx, settings, args, progress):
@@ -586,7 +615,7 @@ COMMANDS = {'status': cmd_status, 'verify': cmd_verify,
             'rebuild': cmd_rebuild, 'recover': cmd_recover, 'gc': cmd_gc,
             'purge': cmd_purge, 'trash': cmd_trash, 'restore': cmd_restore,
             'retain': cmd_retain, 'history': cmd_history,
-            'metrics': cmd_metrics}
+            'metrics': cmd_metrics, 'du': cmd_du}
 
 
 def _options(p, top):
@@ -672,6 +701,12 @@ def parser():
                    help='also over a tag written again since')
     s.add_argument('--dry-run', action='store_true',
                    help='say what would be put back, write nothing')
+    d = command('du', 'space per repository: the bytes only it holds (what '
+                'deleting it frees) and the bytes it shares (writes '
+                'nothing)')
+    d.add_argument('names', nargs='*', metavar='NS/REPO')
+    d.add_argument('--sort', choices=('bytes', 'name'), default='bytes',
+                   help='by the bytes only it holds (default), or by name')
     m = command('metrics', 'the facts of status in Prometheus\'s text '
                 'format, for node_exporter\'s textfile collector (writes '
                 'nothing to the storage)')
