@@ -150,10 +150,19 @@ def progress_factory(enabled):
 # -- commands --------------------------------------------------------------
 
 def cmd_status(ctx, settings, args, progress):
-    rep, doc = metrics.facts(ctx.store, args.jobs, progress)
+    store = ctx.store
+    rep, doc = metrics.facts(store, args.jobs, progress)
     doc.update(undo_window=settings.undo_window,
                mode=_mode(settings, doc['initialised']))
     del doc['runs']
+    # what comes next: gc's candidates by when they become eligible
+    now = records.now(store)
+    waits = sorted(max(0, settings.grace_period - (now - age)) for age in
+                   truth.pool_map(lambda i: sweep.last_written(store, i),
+                                  list(rep.unreachable), args.jobs))
+    doc.update(candidates_eligible_now=len([w for w in waits if w == 0]),
+               next_candidate_eligible_in=next(
+                   (round(w, 1) for w in waits if w > 0), None))
     code, verdict = _verdict(rep, doc['initialised'])
     lines = ['registry-refcount status: %s' % verdict,
              '  storage:              %s' % doc['storage'],
@@ -174,13 +183,29 @@ def cmd_status(ctx, settings, args, progress):
              '  pending intents:      %d' % doc['pending_intents'],
              '  unfinished deletions: %d' % doc['unfinished_deletions'],
              '  quarantined records:  %d' % len(doc['quarantined']),
-             '  the extension:        %s' % doc['mode']]
+             '  the extension:        %s' % doc['mode'],
+             '  next:                 %s' % _next(doc)]
     for what, run in (('last gc', doc['last_gc']),
                       ('last recovery', doc['last_recovery']),
                       ('last error', doc['last_error'])):
         lines.append('  %-21s %s' % (what + ':', _run_line(run) if run
                                       else 'none recorded'))
     return code, doc, lines
+
+
+def _next(doc):
+    """What the extension does next, by itself or at the next gc."""
+    parts = ['gc deletes %d candidate(s) now%s' % (
+        doc['candidates_eligible_now'], ', the next in %s' % sweep.duration(
+            doc['next_candidate_eligible_in'])
+        if doc['next_candidate_eligible_in'] is not None else '')]
+    if doc['next_purge_in'] is not None:
+        parts.append('the trash purges the next image in %s'
+                     % sweep.duration(doc['next_purge_in']))
+    if doc['pending_intents']:
+        parts.append('the oldest intent is %s old'
+                     % sweep.duration(doc['oldest_intent_seconds']))
+    return '; '.join(parts)
 
 
 def _mode(settings, initialised):

@@ -56,6 +56,7 @@ def facts(store, jobs=8, progress=truth.no_progress):
         'consistent': rep.consistent,
         'trash_images': sum(e['images'] for e in trashed),
         'trash_bytes': sum(e['bytes'] for e in trashed),
+        'next_purge_in': min([e['in'] for e in trashed] or [None]),
         'last_gc': runs.last(history, 'gc'),
         'last_recovery': runs.last(history, 'recover'),
         'last_error': runs.last(history, failed=True),

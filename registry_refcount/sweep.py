@@ -118,7 +118,7 @@ def _sweep(ctx, grace_period, dry_run, now, progress, report, pool,
                      report['stopped'], report['errors'])
         return report
     written = dict(zip(unreachable, truth.pool_map(
-        lambda i: _written(store, i), unreachable,
+        lambda i: last_written(store, i), unreachable,
         tick=progress('ages', len(unreachable)), pool=pool)))
     ripe, young = [], []
     for image in unreachable:
@@ -179,7 +179,7 @@ def _sweep(ctx, grace_period, dry_run, now, progress, report, pool,
     return report
 
 
-def _written(store, image):
+def last_written(store, image):
     """When the registry last wrote to ``image``'s folder, on the storage's
     clock: its newest own file, else (the folder holds the extension's
     records alone) their newest, else 0 (an empty folder: nothing in it
