@@ -22,6 +22,7 @@ def test_sample_s3_flavor_and_redis_keys(make_registry, moto, bucket,
                REFCOUNT_REDIS_HOST='127.0.0.1',
                REFCOUNT_REDIS_PORT=str(redis_server.port),
                REFCOUNT_REDIS_DB='3', REFCOUNT_LOCK_TIMEOUT='10',
+               REFCOUNT_UNDO_WINDOW='0',
                REFCOUNT_RECOVERY_INTERVAL='2')
     reg = make_registry(refcount=block, env=env).start()
     client = Client(reg.url)
