@@ -44,3 +44,32 @@ def test_scheduled_gc_on_two_hosts_never_runs_twice_at_once(
     assert sum(r['counts'].get('deleted', 0) for r in doc['runs']
                if r['command'] == 'gc') == len(orphans), doc
     assert client.pullable('team/app', 'v1') is None
+
+
+def test_a_scheduled_retention_policy_deletes_once_on_two_hosts(
+        make_registry, tmpdir, redis_server):
+    """The config's retention policy runs with the scheduled gc, under
+    its lock: two hosts, every tag it should delete deleted once."""
+    settings = refcount_settings(
+        tmpdir, lock_backend='redis', redis=redis_server.settings(),
+        gc_interval=2, recovery_interval=1, grace_period=3600,
+        intent_timeout=60,
+        retention=[{'repository': 'ci/*', 'match': '^build-',
+                    'keep_last': 1}])
+    hosts = [make_registry(refcount=settings, workers=2, command=host_command(
+        'refcount-host-%s' % n)).start() for n in 'ab']
+    client = Client(hosts[1].url)
+    for n in range(4):
+        client.push('ci/app', 'build-%d' % n, ['sr-%d' % n])
+    client.push('ci/app', 'keep', ['sr-keep'])
+    deadline = time.time() + 60
+    while len(client.tags('ci/app')) > 2 and time.time() < deadline:
+        time.sleep(0.5)
+    time.sleep(5)                   # more rounds, on both hosts
+    tags = client.tags('ci/app')
+    assert len(tags) == 2 and 'keep' in tags, tags
+    code, doc, err = run_cli(hosts[0].config, 's3', hosts[0].env,
+                             'history', '--limit', '200')
+    retained = [r for r in doc['runs'] if r['command'] == 'retain']
+    assert sum(r['counts'].get('deleted', 0) for r in retained) == 3, doc
+    assert all(r['outcome'] == 'done' for r in retained), retained
