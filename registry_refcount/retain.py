@@ -146,8 +146,10 @@ def apply(ctx, planned, started):
     store, deleted, kept = ctx.store, [], []
     for key, image, _ in planned:
         stamp = records.stamp(store, layout.tag_file(key))
+        # (>=: S3 stamps are whole seconds - a write in the run's first
+        # second may be after its start)
         if protocols.read_tag(store, key) != image or (
-                stamp is not None and stamp > started):
+                stamp is not None and stamp >= started):
             kept.append('%s: written again since the run started'
                         % key.display)
             continue
