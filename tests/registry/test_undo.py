@@ -246,7 +246,9 @@ def test_concurrent_deletes_restores_and_purges(make_registry, tmpdir):
     def client_loop(n):
         rnd, client = random.Random(n), Client(reg.url)
         try:
-            for i in range(30):
+            for i in range(300):       # until the command's rounds end
+                if stop.is_set():
+                    break
                 repo = rnd.choice(repos)
                 op = rnd.choice(['push', 'push', 'retag', 'delete',
                                  'delrepo'])
@@ -266,27 +268,25 @@ def test_concurrent_deletes_restores_and_purges(make_registry, tmpdir):
             errors.append('client %d: %r' % (n, e))
 
     def command_loop():
-        while not stop.is_set():
-            for args in (['restore', random.choice(repos)],
-                         ['purge', '--all']):
-                env = dict(os.environ, STORAGE_PATH=reg.storage,
-                           DOCKER_REGISTRY_CONFIG=reg.config,
-                           SETTINGS_FLAVOR='local')
+        env = dict(os.environ, STORAGE_PATH=reg.storage,
+                   DOCKER_REGISTRY_CONFIG=reg.config, SETTINGS_FLAVOR='local')
+        for repo in repos * 2:
+            for args in (['restore', repo], ['purge', '--all']):
                 runs.append(subprocess.call([CLI, '--quiet'] + args,
                                             env=env, stdout=subprocess.PIPE,
                                             stderr=subprocess.PIPE))
+        stop.set()
     threads = [threading.Thread(target=client_loop, args=(n,))
                for n in range(3)]
     command = threading.Thread(target=command_loop)
     command.start()
     for t in threads:
         t.start()
+    command.join(300)
     for t in threads:
         t.join(300)
-    stop.set()
-    command.join(120)
     assert errors == []
-    assert len(runs) >= 4 and set(runs) <= {0, 1}, runs   # 1: refused
+    assert len(runs) == 8 and set(runs) <= {0, 1}, runs   # 1: refused
     reg.wait_recovered()
     rep = assert_invariants(reg, Client(reg.url))          # S1, R1
     for command in (['recover'], ['purge', '--all'], ['gc', '--grace', '0']):
