@@ -15,6 +15,7 @@ everything again.
 from __future__ import absolute_import, unicode_literals
 
 import logging
+import time
 
 from . import layout
 from . import records
@@ -27,15 +28,18 @@ def record(ctx, key, previous, image, why):
     deleted), because of ``why``."""
     now = records.now(ctx.store)
     name = '%013d-%s' % (int(now * 1000), layout.new_token())
+    # ``seq``: this host's clock, which orders two changes within one tick
+    # of the storage's (S3 says whole seconds)
     records.write(ctx.store, layout.history_entry(key.namespace,
                                                   key.repository, name), {
-        'tag': str(key), 'at': now, 'previous': previous, 'image': image,
-        'why': why, 'by': ctx.by})
+        'tag': str(key), 'at': now, 'seq': time.time(), 'previous': previous,
+        'image': image, 'why': why, 'by': ctx.by})
 
 
 def changes(store, namespace, repository):
-    """The repository's recorded changes, oldest first: ``(name, doc)``
-    (an entry that cannot be read is logged and left out)."""
+    """The repository's recorded changes, oldest first - by the storage's
+    clock, then the writer's within one tick of it: ``(name, doc)`` (an
+    entry that cannot be read is logged and left out)."""
     found = []
     for name in sorted(records.listing(
             store, layout.history_dir(namespace, repository))):
@@ -50,7 +54,13 @@ def changes(store, namespace, repository):
             continue
         if doc is not None and isinstance(doc.get('at'), (int, float)):
             found.append((name, doc))
+    found.sort(key=lambda entry: (entry[1]['at'], _number(
+        entry[1].get('seq')), entry[0]))
     return found
+
+
+def _number(value):
+    return value if isinstance(value, (int, float)) else 0
 
 
 def repositories(store):

@@ -17,6 +17,7 @@ nothing (they write nothing at all).
 from __future__ import absolute_import, unicode_literals
 
 import logging
+import time
 
 from . import layout
 from . import owner
@@ -68,7 +69,8 @@ def record(store, command, by, started, ended, result, report):
     """Append one run's record; a failure to write it is logged, never
     raised (the run itself is over)."""
     doc = dict(owner.me(), command=command, by=by, started=started,
-               ended=ended, outcome=result, counts=counts(report))
+               ended=ended, outcome=result, counts=counts(report),
+               seq=time.time())  # (orders runs within one S3 second)
     errors = report.get('errors') or report.get('error')
     if errors:
         doc['error'] = ('%s' % (errors[0] if isinstance(errors, list)
@@ -105,6 +107,8 @@ def recent(store, limit=None):
             continue
         if doc:
             found.append(doc)
+    found.sort(key=lambda run: (run.get('started') or 0, run.get('seq') or 0),
+               reverse=True)
     return found
 
 
