@@ -17,6 +17,7 @@ import os
 import time
 
 from . import durable
+from . import tally
 from . import ownership
 
 logger = logging.getLogger('registry_refcount.audit')
@@ -50,6 +51,9 @@ def deleted(image_id, reason, size, dry_run=False, by='online'):
     mode = 'would delete' if dry_run else 'deleted'
     if not dry_run:
         _counted[0] += 1
+        if by == 'online':          # (the commands' are in the run history)
+            tally.add('deleted_online')
+            tally.add('freed_bytes_online', size or 0)
     # routine work: INFO (the audit file keeps every one whatever the
     # log level; an operator lists them with ``--verbose``)
     logger.info('refcount: %s image %s (%s bytes in layer) by %s: %s',

@@ -52,6 +52,8 @@ TRASH = PREFIX + '/trash'
 HISTORY = PREFIX + '/history'
 #: One record per run of gc, recover, purge... (the run history).
 RUNS = PREFIX + '/runs'
+#: The workers' counters (:mod:`.tally`).
+COUNTERS = PREFIX + '/counters'
 #: Where the per-tag-list extension (docker-registry PR #606) kept its
 #: version record - a *file* at ``PREFIX`` - is moved aside to.
 PREDECESSOR_INFO_ASIDE = PREFIX + '.pr606'
@@ -356,6 +358,14 @@ def history_entry(namespace, repository, name):
 def run_entry(name):
     """One run's record: ``name`` is ``<milliseconds>-<token>``."""
     return _stamped(RUNS, name, 'run record')
+
+
+def counter_entry(name):
+    """The workers' counters: ``total``, or one ``<milliseconds>-<token>``
+    record a worker added."""
+    if text(name) == 'total':
+        return '%s/total' % COUNTERS
+    return _stamped(COUNTERS, name, 'counters record')
 
 
 def _stamped(folder, name, what):

@@ -6,9 +6,9 @@ keeps a file current from the workers' background loop).
 The facts come from one walk of the truth (:func:`.invariants.check`),
 the trash, and the run history; counters are sums over the runs the
 history keeps (the newest :data:`.runs.LIMIT`): when old runs are
-dropped a counter goes down, which Prometheus reads as a reset.
-Deletions made online, by requests, are in the audit log only and not
-counted here.
+dropped a counter goes down, which Prometheus reads as a reset.  What
+the workers' requests do - deletions online, locks not had - comes from
+their counters (:mod:`.tally`).
 """
 
 from __future__ import absolute_import, unicode_literals
@@ -22,6 +22,7 @@ from . import protocols
 from . import purge
 from . import records
 from . import runs
+from . import tally
 from . import truth
 
 
@@ -61,6 +62,7 @@ def facts(store, jobs=8, progress=truth.no_progress):
         'last_recovery': runs.last(history, 'recover'),
         'last_error': runs.last(history, failed=True),
         'runs': _totals(history),
+        'counters': tally.totals(store),
     }
     return rep, doc
 
@@ -130,6 +132,11 @@ def render(doc):
     metric('initialised', 'gauge', '1 once rebuild initialised the records '
            '(it deletes only then)', [({}, int(bool(doc['initialised'])))])
     by = sorted(doc['runs'].items())
+    counted = doc['counters']
+    online = {'deleted': counted.get('deleted_online', 0),
+              'bytes_freed': counted.get('freed_bytes_online', 0),
+              'errors': 0}
+    by = sorted(by + [('online', online)])
     metric('deletions_total', 'counter', 'images deleted, by kind of run '
            '(over the run history kept)',
            [({'by': k}, v['deleted']) for k, v in by])
@@ -137,7 +144,10 @@ def render(doc):
            'run (over the run history kept)',
            [({'by': k}, v['bytes_freed']) for k, v in by])
     metric('run_errors_total', 'counter', 'errors the runs met',
-           [({'by': k}, v['errors']) for k, v in by])
+           [({'by': k}, v['errors']) for k, v in by if k != 'online'])
+    metric('lock_timeouts_total', 'counter', 'locks the workers could not '
+           'have in time (the work went to recovery, or a tag write was '
+           'refused with 503)', [({}, counted.get('lock_timeouts', 0))])
     for what, key in (('gc', 'last_gc'), ('recovery', 'last_recovery')):
         run = doc[key]
         metric('last_%s_timestamp_seconds' % what, 'gauge', 'when the last '

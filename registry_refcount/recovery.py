@@ -33,6 +33,7 @@ from . import protocols
 from . import purge
 from . import records
 from . import settings
+from . import tally
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +87,8 @@ def recover(ctx, intent_timeout, now=None):
                                              report)
     catch_up(ctx, report)
     report['purge'] = purge.purge(ctx, dry_run=ctx.dry_run, now=now)
+    if not ctx.dry_run:
+        tally.fold(store)
     report['errors'] += report['purge']['errors']
     records.remove_old_spares(store)
     if eventful(report):

@@ -35,6 +35,7 @@ from . import records
 from . import recovery
 from . import runs
 from . import settings as settings_mod
+from . import tally
 
 logger = logging.getLogger(__name__)
 
@@ -189,6 +190,7 @@ def _start_recovery(settings):
                                 runs.outcome(0, report), report)
             except Exception:
                 logger.exception('refcount: recovery failed; will retry')
+            tally.flush(ctx.store)
             if settings.gc_interval:
                 _scheduled_gc(settings)
             if settings.metrics_file:
@@ -318,6 +320,7 @@ def on_request_started(sender, **kwargs):
         ok = protocols.add_pending(ctx, intent_id, key, intent['image'])
     except locks.LockTimeout as e:
         logger.error('refcount: %s; refusing tag write %s', e, key.display)
+        tally.add('lock_timeouts')
         _abort('Registry busy, retry the tag write', 503)
     except Exception as e:
         if gap.no_space(e):
@@ -365,6 +368,7 @@ def _run(what, fn, *args):
         return True
     except locks.LockTimeout as e:
         logger.error('refcount: %s: %s; left to recovery', what, e)
+        tally.add('lock_timeouts')
         _recover_soon()
     except (protocols.BadInput, layout.InvalidName) as e:
         logger.error('refcount: %s: %s; nothing deleted', what, e)

@@ -81,3 +81,36 @@ def test_metrics_file_is_kept_current_by_the_workers(make_registry, tmpdir):
     assert got['registry_refcount_images{}'] == 1, reg.log()[-2000:]
     assert not [n for n in os.listdir(str(tmpdir)) if
                 n.startswith('.metrics-')]       # written atomically
+
+
+def test_online_deletions_are_counted_across_workers_and_restarts(
+        make_registry, tmpdir):
+    """The workers' own counters: what tag deletes freed online, summed
+    over workers and a restart (each round's counts on storage, folded by
+    recovery)."""
+    reg = make_registry(refcount=refcount_settings(
+        tmpdir, recovery_interval=1)).start()
+    client = Client(reg.url)
+    for n in range(3):
+        client.push('team/app', 'v%d' % n, ['oc-%d' % n])
+    for n in range(2):
+        assert client.delete_tag('team/app', 'v%d' % n).status_code == 200
+
+    def online():
+        code, _, text, err = run(reg, 'metrics')
+        got = parsed(text)
+        return (got['registry_refcount_deletions_total{"by": "online"}'],
+                got['registry_refcount_freed_bytes_total{"by": "online"}'],
+                got['registry_refcount_lock_timeouts_total{}'])
+    deadline = time.time() + 30
+    while online()[0] < 2 and time.time() < deadline:
+        time.sleep(0.5)
+    deleted, freed, timeouts = online()
+    assert deleted == 2 and freed > 0 and timeouts == 0
+    reg.restart()
+    assert client.delete_tag('team/app', 'v2').status_code == 200
+    deadline = time.time() + 30
+    while online()[0] < 3 and time.time() < deadline:
+        time.sleep(0.5)
+    assert online()[0] == 3
+    assert online()[1] == freed * 3 / 2

@@ -47,3 +47,20 @@ def test_facts_render_and_usage(ctx, store):
     assert du['team/a']['exclusive_images'] == 1
     assert du['team/a']['images'] == 2
     assert records.exists(store, layout.image_file(base[-1], 'json'))
+
+
+def test_the_workers_counters_fold_into_one_total(store):
+    from registry_refcount import tally
+    tally.add('deleted_online', 2)
+    tally.flush(store)
+    tally.add('deleted_online')
+    tally.add('lock_timeouts')
+    tally.flush(store)
+    tally.flush(store)                      # nothing new: no record
+    assert len(list(records.listing(store, layout.COUNTERS))) == 2
+    assert tally.totals(store) == {'deleted_online': 3, 'lock_timeouts': 1}
+    tally.fold(store)
+    assert list(records.listing(store, layout.COUNTERS)) == ['total']
+    tally.add('deleted_online')
+    tally.flush(store)
+    assert tally.totals(store) == {'deleted_online': 4, 'lock_timeouts': 1}
