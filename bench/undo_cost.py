@@ -14,7 +14,6 @@ from __future__ import absolute_import, division, unicode_literals
 
 import argparse
 import os
-import sys
 
 from docker_registry.drivers import file as file_driver
 
@@ -91,6 +90,3 @@ def main(argv=None):
 if __name__ == '__main__':
     common.quiet_logs()
     main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
