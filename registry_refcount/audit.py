@@ -17,8 +17,8 @@ import os
 import time
 
 from . import durable
-from . import tally
 from . import ownership
+from . import tally
 
 logger = logging.getLogger('registry_refcount.audit')
 _file = {}

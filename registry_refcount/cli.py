@@ -226,13 +226,14 @@ def _run_line(run):
                                  k == 'bytes_freed' else v)
                       for k, v in sorted(run.get('counts', {}).items())
                       if v)
+    error = run.get('error')
     return '%s UTC  %-8s %-11s %6s  %s(%s, %s pid %s)%s' % (
         time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(run['started'])),
         run['command'], run['outcome'],
         sweep.duration(run['ended'] - run['started']),
         shown + ' ' if shown else '', run.get('by'),
-        ('%s' % run.get('host')).split('/')[0], run.get('pid'), '  error: %s' % run['error'] if run.get('error')
-        else '')
+        ('%s' % run.get('host')).split('/')[0], run.get('pid'),
+        '  error: %s' % error if error else '')
 
 
 def cmd_metrics(ctx, settings, args, progress):

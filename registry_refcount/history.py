@@ -5,9 +5,11 @@ named before.
 One record per change, ``history/<ns>/<repo>/<ms>-<token>`` = ``{tag,
 at, previous, image, why}``: the time on the storage's clock, the image
 the tag named before, the one it names now (None: deleted), and what did
-it.  Written by the reconcile just before the tag's marker leaves the
-old image (a reconcile run twice writes it twice: harmless, the newest
-wins); pruned by the purge once older than the window.  It is advice for
+it.  A deletion is written from the registry's ``tag_deleted`` signal
+(which names the image even when the ledger does not yet); a retag by
+the reconcile, just before the tag's marker leaves the old image (a
+reconcile run twice writes it twice: harmless, the newest wins).
+Pruned by the purge once older than the window.  It is advice for
 ``restore`` only: nothing is deleted on its word, and a restore checks
 everything again.
 """
@@ -41,10 +43,8 @@ def changes(store, namespace, repository):
     clock, then the writer's within one tick of it: ``(name, doc)`` (an
     entry that cannot be read is logged and left out)."""
     found = []
-    for name in sorted(records.listing(
-            store, layout.history_dir(namespace, repository))):
-        if not layout.HISTORY_RE.match(layout.text(name)):
-            continue
+    for name in records.stamped(store, layout.history_dir(namespace,
+                                                           repository)):
         try:
             doc = records.read(store, layout.history_entry(
                 namespace, repository, name))
@@ -83,10 +83,8 @@ def prune(store, before):
             folder = layout.history_dir(namespace, repository)
         except layout.InvalidName:
             continue
-        for name in list(records.listing(store, folder)):
-            name = layout.text(name)
-            if layout.HISTORY_RE.match(name) and \
-                    int(name[:13]) < before * 1000:
+        for name in records.stamped(store, folder):
+            if int(name[:13]) < before * 1000:
                 records.remove(store, layout.history_entry(
                     namespace, repository, name))
                 gone += 1

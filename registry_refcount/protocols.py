@@ -276,6 +276,16 @@ def read_ancestry(store, image_id):
     return [layout.text(i) for i in data]
 
 
+def chain_of(store, image_id):
+    """The image's ancestry, ``[id, parent, ..., root]``, or just ``[id]``
+    when it cannot be read: for what only counts (sizes, who reaches
+    what), never for a deletion."""
+    try:
+        return read_ancestry(store, image_id)
+    except BadInput:
+        return [image_id]
+
+
 def tombstones(store, image_id):
     """The tokens of the deletions under way on an image ('' for the
     single tombstone of earlier versions): one listing."""

@@ -111,10 +111,7 @@ def _chain_sizes(store, image):
     if not records.exists(store, layout.image_file(image, 'json')):
         return []
     chain = [(image, protocols.layer_size(store, image))]
-    try:
-        ancestry = protocols.read_ancestry(store, image) or [image]
-    except protocols.BadInput:
-        return chain
+    ancestry = protocols.chain_of(store, image)
     for below, parent in zip(ancestry, ancestry[1:]):
         held = list(records.listing(store, layout.references_dir(parent)))
         if held != [layout.child_marker(below)]:

@@ -369,6 +369,15 @@ def stamps(store, folder, name, keep=None):
     return backends.backend(store).stamps(folder, name, keep)
 
 
+def stamped(store, folder):
+    """The names ``<milliseconds>-<token>`` directly in ``folder`` (the
+    tag history's, the run history's, the counters'), as text, oldest
+    first; anything else there is not theirs."""
+    return sorted(n for n in (layout.text(name) for name in
+                              listing(store, folder))
+                  if layout.HISTORY_RE.match(n))
+
+
 def scan(store, fn, *args):
     """``fn(*args)``, a long run of calls on ``store``, where it does not
     stop the worker's other requests (:meth:`.backends.Backend.scan`)."""

@@ -128,10 +128,7 @@ def _freed(store, tags, doomed):
 
     def chain(image):
         if image not in chains:
-            try:
-                chains[image] = protocols.read_ancestry(store, image)
-            except protocols.BadInput:
-                chains[image] = [image]
+            chains[image] = protocols.chain_of(store, image)
         return chains[image]
     gone, stays = set(), set()
     for key, image in tags.items():

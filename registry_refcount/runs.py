@@ -84,13 +84,8 @@ def record(store, command, by, started, ended, result, report):
                      e)
 
 
-def _names(store):
-    return sorted(layout.text(n) for n in records.listing(store, layout.RUNS)
-                  if layout.HISTORY_RE.match(layout.text(n)))
-
-
 def prune(store, limit=LIMIT):
-    for name in _names(store)[:-limit]:
+    for name in records.stamped(store, layout.RUNS)[:-limit]:
         records.remove(store, layout.run_entry(name))
 
 
@@ -98,7 +93,7 @@ def recent(store, limit=None):
     """The newest runs first (at most ``limit``), each a dict; unreadable
     records are left out (and quarantined)."""
     found = []
-    for name in reversed(_names(store)):
+    for name in reversed(records.stamped(store, layout.RUNS)):
         if limit is not None and len(found) >= limit:
             break
         try:

@@ -47,16 +47,9 @@ def flush(store):
         logger.warning('refcount: could not write counters: %s', e)
 
 
-def _deltas(store):
-    for name in records.listing(store, layout.COUNTERS):
-        name = layout.text(name)
-        if layout.HISTORY_RE.match(name):
-            yield name
-
-
 def fold(store):
     """Fold the workers' records into the total (recovery's)."""
-    names = list(_deltas(store))
+    names = records.stamped(store, layout.COUNTERS)
     if not names:
         return
     total = _read(store, TOTAL)
@@ -71,7 +64,7 @@ def fold(store):
 def totals(store):
     """The total, with the records not folded yet."""
     total = _read(store, TOTAL)
-    for name in _deltas(store):
+    for name in records.stamped(store, layout.COUNTERS):
         for key, value in _read(store, name).items():
             total[key] = total.get(key, 0) + value
     return total

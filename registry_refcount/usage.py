@@ -25,7 +25,7 @@ def usage(store, jobs=8):
     tags, _ = truth.read_tags(store, jobs)
     chains = {}
     for image in set(tags.values()):
-        chains[image] = _chain(store, image)
+        chains[image] = protocols.chain_of(store, image)
     present = [layout.text(n) for n in records.listing(store, layout.IMAGES)
                if layout.valid_id(n)]
     sizes = dict(zip(present, truth.pool_map(
@@ -42,7 +42,7 @@ def usage(store, jobs=8):
     for image in present:
         if image not in reached_by and records.exists(
                 store, layout.image_file(image, 'json')):
-            held.update(_chain(store, image)[1:])
+            held.update(protocols.chain_of(store, image)[1:])
     repos = dict((name, {'tags': n, 'images': 0, 'exclusive_images': 0,
                          'exclusive_bytes': 0, 'shared_bytes': 0,
                          'bytes': 0}) for name, n in repo_tags.items())
@@ -61,10 +61,3 @@ def usage(store, jobs=8):
             'bytes': sum(sizes.values()),
             'reclaimable_bytes': sum(s for i, s in sizes.items()
                                      if i not in reached_by)}
-
-
-def _chain(store, image):
-    try:
-        return protocols.read_ancestry(store, image)
-    except protocols.BadInput:
-        return [image]
