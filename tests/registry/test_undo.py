@@ -231,6 +231,17 @@ def test_a_restore_killed_midway_is_finished_by_recovery(make_registry,
     assert_invariants(reg, client)
 
 
+def _registry_side(error):
+    """A failure the registry alone has under this load, as in
+    test_concurrency's ``swallow``: a 500 of its own views (a push into a
+    repository its DELETE is removing), or a keep-alive connection a
+    worker closed when it ended after ``--max-requests 100``."""
+    import requests
+    return isinstance(error, requests.ConnectionError) or (
+        isinstance(error, AssertionError) and error.args and
+        isinstance(error.args[0], tuple) and 500 in error.args[0])
+
+
 def test_concurrent_deletes_restores_and_purges(make_registry, tmpdir):
     """Clients push, retag and delete tags and repositories while the
     command restores and purges (everything, due or not) in a loop: every
@@ -265,7 +276,8 @@ def test_concurrent_deletes_restores_and_purges(make_registry, tmpdir):
                 else:
                     client.delete_repository(repo)
         except Exception as e:
-            errors.append('client %d: %r' % (n, e))
+            if not _registry_side(e):
+                errors.append('client %d: %r' % (n, e))
 
     def command_loop():
         env = dict(os.environ, STORAGE_PATH=reg.storage,
@@ -285,7 +297,7 @@ def test_concurrent_deletes_restores_and_purges(make_registry, tmpdir):
     command.join(300)
     for t in threads:
         t.join(300)
-    assert errors == []
+    assert errors == [], (errors, reg.log()[-6000:])
     assert len(runs) == 8 and set(runs) <= {0, 1}, runs   # 1: refused
     reg.wait_recovered()
     rep = assert_invariants(reg, Client(reg.url))          # S1, R1
