@@ -61,4 +61,4 @@ dist: setup
 	@bash scripts/dist.sh
 
 clean:
-	rm -rf $(VENV27) $(VENV3) .venv-tools .venv-moto var dist .pytest_cache
+	rm -rf $(VENV27) $(VENV3) .venv-tools .venv-moto .venv-bench var dist .pytest_cache

@@ -1,7 +1,7 @@
 """The one driver of the benchmarks (``make bench``): each part in a fresh
 process, then the report.
 
-    python -m bench [--parts cost,online,counted,gc,undo] [--no-report]
+    python -m bench [--parts cost,online,counted,gc,undo,peers] [--no-report]
 
 QUICK=1 in the environment: fewer sizes, repetitions and rounds (each part
 reads it), and no counted part.  Every part's results are removed first,
@@ -21,18 +21,19 @@ from . import report
 
 PARTS = (('cost', 'storage_cost'), ('online', 'online'),
          ('counted', 'instructions'), ('gc', 'gc_bench'),
-         ('undo', 'undo_cost'))
+         ('undo', 'undo_cost'), ('peers', 'peers'))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--parts', default='cost,online,gc,undo' if
-                        common.quick() else 'cost,online,counted,gc,undo')
+    parser.add_argument('--parts', default='cost,online,gc,undo,peers' if
+                        common.quick() else 'cost,online,counted,gc,undo,'
+                        'peers')
     parser.add_argument('--no-report', action='store_true')
     args = parser.parse_args(argv)
     os.environ['BENCH_COMMIT'] = common.commit()
     for name in ('storage_cost', 'online', 'instructions', 'gc', 'undo_cost',
-                 'run'):
+                 'peers', 'run'):
         if os.path.exists(os.path.join(common.RESULTS, name + '.json')):
             os.remove(os.path.join(common.RESULTS, name + '.json'))
     started, status = time.time(), 0

@@ -658,7 +658,7 @@ def _options(p, top):
     p.add_argument('--json', action='store_true', default=default(False),
                    help='print one JSON document on stdout')
     p.add_argument('--jobs', type=int, default=default(8),
-                   help='parallel storage reads (default 8)')
+                   help='parallel storage reads and deletions (default 8)')
     p.add_argument('--quiet', '-q', action='store_true',
                    default=default(False), help='no progress bars')
     p.add_argument('--verbose', '-v', action='store_true',

@@ -142,41 +142,66 @@ def _sweep(ctx, grace_period, dry_run, now, progress, report, pool,
         logger.error('refcount: damaged record on %s: %s; kept: %s',
                      d['image'], d['problem'], ', '.join(d['protects']))
 
-    # 4. sweep, deepest first, so children go before their parents
+    # 4. sweep, deepest first, so children go before their parents: a
+    # level of one depth at a time, its images in parallel (none is
+    # another's ancestor; cascades that meet on a parent take turns at its
+    # lock, as concurrent online deletes do)
     doomed, torn = set(), set()
-    for image in sorted(ripe, key=lambda i: -infos[i]['depth']):
-        if image in protected:
-            report['kept_damaged'] += 1
-            continue
-        stale, live = _judge(store, infos[image], doomed, now,
-                             in_flight_age)
-        if live:
-            report['kept_referenced'] += 1
-            continue
-        doomed.add(image)
-        reason = ('no tag reaches it, and it was last written %s ago' %
-                  duration(now - written[image]))
-        if not (dry_run or image in torn):
-            try:
-                for marker, key in stale:
-                    protocols.drop_stale_marker(ctx, image, marker,
-                                                in_flight_age, key, now)
-                torn.update(protocols.collect(ctx, image, reason))
-            except (locks.LockTimeout, protocols.BadInput) as e:
-                report['errors'].append('%s: %s' % (image, e))
-        if dry_run or image in torn:     # (by its own collect or a child's)
-            report['deleted'].append({'image': image, 'bytes': infos[image][
-                'size'], 'reason': reason})
-            report['bytes_freed'] += infos[image]['size']
-            continue
-        doomed.discard(image)
-        # referenced again since the mark (a new tag, a new child), or
-        # deleted meanwhile by the online path: not this sweep's
-        if store.exists(layout.image_file(image, 'json')):
-            report['kept_referenced'] += 1
-        else:
-            report['gone_meanwhile'] += 1
+    tick = progress('deleting', len(ripe))
+    for depth in sorted(set(infos[i]['depth'] for i in ripe), reverse=True):
+        level = []
+        for image in sorted(i for i in ripe if infos[i]['depth'] == depth):
+            if image in protected:
+                report['kept_damaged'] += 1
+                tick()
+                continue
+            stale, live = _judge(store, infos[image], doomed, now,
+                                 in_flight_age)
+            if live:
+                report['kept_referenced'] += 1
+                tick()
+                continue
+            doomed.add(image)
+            level.append((image, stale, 'no tag reaches it, and it was last '
+                          'written %s ago' % duration(now - written[image])))
+        if not dry_run:
+            for torn_here, error in truth.pool_imap(
+                    lambda job: _collect(ctx, job, torn, in_flight_age, now),
+                    level, pool=pool):
+                torn.update(torn_here)
+                if error:
+                    report['errors'].append(error)
+        for image, _, reason in level:
+            tick()
+            if dry_run or image in torn:  # (by its own collect or a child's)
+                report['deleted'].append({'image': image, 'bytes': infos[
+                    image]['size'], 'reason': reason})
+                report['bytes_freed'] += infos[image]['size']
+                continue
+            doomed.discard(image)
+            # referenced again since the mark (a new tag, a new child), or
+            # deleted meanwhile by the online path: not this sweep's
+            if store.exists(layout.image_file(image, 'json')):
+                report['kept_referenced'] += 1
+            else:
+                report['gone_meanwhile'] += 1
     return report
+
+
+def _collect(ctx, job, torn, in_flight_age, now):
+    """One candidate of a level (on the sweep's pool): its stale markers
+    dropped, then the delete protocol.  ``(images torn down, error)``;
+    nothing if a child's cascade already took it."""
+    image, stale, reason = job
+    if image in torn:
+        return (), None
+    try:
+        for marker, key in stale:
+            protocols.drop_stale_marker(ctx, image, marker, in_flight_age,
+                                        key, now)
+        return protocols.collect(ctx, image, reason), None
+    except (locks.LockTimeout, protocols.BadInput) as e:
+        return (), '%s: %s' % (image, e)
 
 
 def last_written(store, image):

@@ -37,13 +37,31 @@ def pool_imap(fn, items, jobs=8, tick=None, pool=None):
         pool = _Serial()
     if pool is None:
         with workers(jobs) as own:
-            for result in own.imap(fn, items):
+            for result in _results(own.imap(fn, items)):
                 yield result
                 tick()
     else:
-        for result in pool.imap(fn, items):
+        for result in _results(pool.imap(fn, items)):
             yield result
             tick()
+
+
+def _results(iterator):
+    """A pool's results as they come, the wait interruptible: Python 2
+    delivers no Ctrl-C to a thread blocked on a lock without a timeout,
+    so the operator's interrupt would wait for the last task queued."""
+    threads = sys.modules.get('multiprocessing.pool')   # imported if used
+    if threads is None or not isinstance(iterator, threads.IMapIterator):
+        for result in iterator:
+            yield result
+        return
+    while True:
+        try:
+            yield iterator.next(1)
+        except threads.TimeoutError:
+            continue
+        except StopIteration:
+            return
 
 
 class _Serial(object):
@@ -77,7 +95,14 @@ def workers(jobs=8):
         pool = ThreadPool(jobs)
     try:
         yield pool
-    finally:
+    except BaseException:
+        if hasattr(pool, 'terminate'):
+            # (Ctrl-C, an error) the tasks queued go; those begun finish,
+            # so that none is cut short by the interpreter's exit
+            pool.terminate()
+            pool.join()
+        raise
+    else:
         if hasattr(pool, 'close'):
             pool.close()    # its threads exit on their own, soon after
 
