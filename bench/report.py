@@ -185,6 +185,10 @@ class Report(object):
     def part6(self, data):
         self.body.append('## 6. Beside the other v1 cleanup tools (copies of '
                          'one registry made by real pushes)\n')
+        if data['commit'] != self.commit:
+            self.body.append('Run on its own (`python -m bench.peers`) at '
+                             'commit %s, %s, after the parts above.\n' % (
+                                 data['commit'], data['date']))
         script = 'rm -rf script (Ruby)'
         for scale, r in sorted(data['results'].items(),
                                key=lambda x: int(x[0])):
@@ -230,6 +234,7 @@ def main(path=os.path.join(HERE, 'RESULTS.md')):
     digests = set(d[k] for d in parts if d for k in (
         'core_digest_start', 'core_digest_end'))
     rep = Report()
+    rep.commit = first['commit']
     if parts[0]:
         rep.part1(parts[0])
     if parts[1]:
