@@ -22,7 +22,10 @@ class CountingStore(object):
 
     def __init__(self, store):
         self._store, self._lock = store, threading.Lock()
-        self._local = threading.local()
+        # one section at a time for the whole object, not per thread: the
+        # calls :meth:`.backends.Backend.together` makes at once run in
+        # threads of their own, and count in their caller's section
+        self._name = 'registry'
         self.reset()
 
     def reset(self):
@@ -30,16 +33,15 @@ class CountingStore(object):
 
     @contextlib.contextmanager
     def section(self, name):
-        outer = getattr(self._local, 'name', 'registry')
-        self._local.name = name
+        outer, self._name = self._name, name
         try:
             yield
         finally:
-            self._local.name = outer
+            self._name = outer
 
     def count(self, op, moved=0, calls=1):
         with self._lock:
-            c = self.counts[getattr(self._local, 'name', 'registry')]
+            c = self.counts[self._name]
             c[op] += calls
             c['bytes'] += moved
 

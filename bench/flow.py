@@ -23,7 +23,6 @@ from docker_registry.core import exceptions
 from registry_refcount import gap
 from registry_refcount import layout
 from registry_refcount import protocols
-from registry_refcount import records
 
 
 
@@ -79,11 +78,9 @@ class Flow(object):
         if self.design == 'refcount':
             with s.section('ext'):
                 intent_id = protocols.new_intent_id()
-                doc = protocols.write_intent(s, intent_id, tag=str(key),
-                                             image=image)
-                if not protocols.add_pending(self.ctx, intent_id, key,
-                                             image):
-                    records.remove(s, layout.intent(intent_id))
+                doc = protocols.begin_tag_write(self.ctx, intent_id, key, {
+                    'tag': str(key), 'image': image})
+                if doc is None:
                     raise Refused('Image not found')
         s.exists(layout.image_file(image, 'json'))
         s.put_content(layout.tag_file(key), image.encode('utf-8'))

@@ -129,6 +129,23 @@ class Backend(object):
         markers)."""
         raise NotImplementedError
 
+    def names_then(self, folder, prefix, name):
+        """``(names under folder starting with prefix, is name there)``,
+        the first read no later than the second: a name that sorts first
+        is not seen at a later moment than one that sorts after it (the
+        order of the image check: see :func:`.protocols.image_state`).
+        Here two reads, in that order."""
+        first = self.names_starting(folder, prefix)
+        return first, self.exists(folder + '/' + name)
+
+    def together(self, *calls):
+        """Call each of ``calls`` (functions of no argument) and return
+        their outcomes in order: a value, or :class:`Failed` with what it
+        raised.  The calls must not depend on one another; where requests
+        are far away (a :class:`Driver`) they go at once, so that the
+        caller waits for one round trip, not one each.  Here in order."""
+        return [_outcome(call) for call in calls]
+
     def link(self, source, path):
         """Make ``path`` another name of the record ``source``: True, or
         False where that cannot be done (the caller writes it)."""
@@ -504,6 +521,26 @@ class Driver(Backend):
         self.store = store
         self.direct = direct(store)
 
+    def together(self, *calls):
+        # a request far away takes a round trip: these go at once (in
+        # threads, which a gevent worker has patched into greenlets);
+        # bench part 7 counts the round trips a tag write waits for
+        if len(calls) < 2:
+            return Backend.together(self, *calls)
+        import threading
+        outcomes = [None] * len(calls)
+
+        def run(i):
+            outcomes[i] = _outcome(calls[i])
+        threads = [threading.Thread(target=run, args=(i,))
+                   for i in range(1, len(calls))]
+        for t in threads:
+            t.start()
+        run(0)
+        for t in threads:
+            t.join()
+        return outcomes
+
     def where(self):
         return '%s %s' % (type(self.store).__module__,
                           getattr(self.store, '_root_path', '') or '')
@@ -600,6 +637,18 @@ class S3(Driver):
             prefix=start + prefix, delimiter='/')
             if hasattr(k, 'last_modified')]
 
+    def names_then(self, folder, prefix, name):
+        # one request, not two (a round trip less before a tag write's
+        # response): S3 lists keys in name order, so a key that sorts
+        # first is not seen later than one after it
+        start = self.key_name(folder) + '/'
+        keys = self.bucket.get_all_keys(prefix=start, delimiter='/')
+        if keys.is_truncated or not prefix < name:
+            return Driver.names_then(self, folder, prefix, name)
+        names = [k.name[len(start):] for k in keys
+                 if hasattr(k, 'last_modified')]
+        return [n for n in names if n.startswith(prefix)], name in names
+
     def occupied(self, folder, aside):
         # a listing of at most two keys (nothing is moved aside here)
         prefix = self.key_name(folder)
@@ -642,6 +691,20 @@ class S3(Driver):
             prefix=prefix, delimiter='/') if hasattr(k, 'last_modified')
             and (keep is None or keep(layout.text(k.name[len(prefix):])))]
         return max(times) if times else None
+
+
+class Failed(object):
+    """The outcome of a call of :meth:`Backend.together` that raised."""
+
+    def __init__(self, error):
+        self.error = error
+
+
+def _outcome(call):
+    try:
+        return call()
+    except Exception as e:
+        return Failed(e)
 
 
 def _parse_time(value):

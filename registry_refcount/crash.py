@@ -28,7 +28,8 @@ ENV = CRASH_ENV
 #: Every crash point the protocols name, in the order a tag write meets
 #: them.
 POINTS = (
-    'after_intent',           # intent written, pending marker not yet
+    'after_intent',           # intent written; the pending marker not yet
+                              # (on object storage it may be: both go at once)
     'after_pending',          # pending marker written
     'after_child_marker',     # child registered, image json not yet stored
     'after_tag_reference',    # new tag marker added, old one still there

@@ -299,12 +299,15 @@ def tombstones(store, image_id):
 
 
 def image_state(store, image_id):
-    """``live``, ``deleting`` (a tombstone) or ``gone`` (no json)."""
-    if tombstones(store, image_id):
+    """``live``, ``deleting`` (a tombstone) or ``gone`` (no json).  The
+    tombstones are read no later than the json (one listing on S3): a
+    deletion removes the json before its tombstone, so an image that shows
+    its json and no tombstone was not wholly deleted before the read."""
+    names, has_json = records.names_then(store, layout.image_dir(image_id),
+                                         layout.TOMBSTONE, 'json')
+    if any(layout.tombstone_token(name) is not None for name in names):
         return 'deleting'
-    if records.exists(store, layout.image_file(image_id, 'json')):
-        return 'live'
-    return 'gone'
+    return 'live' if has_json else 'gone'
 
 
 def needed(store, image_id):
@@ -334,11 +337,21 @@ def add_reference(ctx, image_id, marker, content=b'', same_as=None,
     docs/design.rst, *Power loss*); other callers sync the name
     themselves where an order needs it.
     """
-    store = ctx.store
+    _put_marker(ctx.store, image_id, marker, content, same_as, sync)
+    crash.point('add_before_check')
+    return _accepted(ctx, image_id, marker, sync)
+
+
+def _put_marker(store, image_id, marker, content, same_as=None, sync=False):
     if not (same_as and records.link(
             store, same_as, layout.marker_path(image_id, marker))):
         records.write_marker(store, image_id, marker, content, sync=sync)
-    crash.point('add_before_check')
+
+
+def _accepted(ctx, image_id, marker, sync=False):
+    """The second half of :func:`add_reference`: the image checked after
+    its marker was written; a refused marker taken back."""
+    store = ctx.store
     if image_state(store, image_id) == 'live':
         if sync:
             records.sync_names(store, layout.marker_path(image_id, marker))
@@ -726,7 +739,7 @@ def in_flight(store, image_id, marker, min_age, now):
     for many, so a live owner does not tell."""
     kind, value = layout.check_marker(marker)
     if owner.alive(marker_doc(store, image_id, marker).get('owner'),
-                   value if kind == 'hold' else None) is False:
+                   value if kind in ('hold', 'pending') else None) is False:
         return False
     written = records.stamp(store, layout.marker_path(image_id, marker))
     if written is None:
@@ -751,7 +764,8 @@ def drop_stale_marker(ctx, image_id, marker, min_age, key=None, now=None,
     """Remove a marker the truth no longer supports - checked again, so a
     referrer that appeared since the caller looked is kept: a tag marker
     whose tag names another image (``key`` when its content is torn;
-    through :func:`drop_tag_marker`), a pending marker without an intent,
+    through :func:`drop_tag_marker`), a pending marker without an intent
+    and no longer in flight (:func:`pending_stale`),
     a child marker whose child names another parent, or never got its
     json (see :func:`stored_parent`) and is no longer in flight (see
     :func:`in_flight`), a hold whose reconcile is over.  Returns True if
@@ -778,7 +792,7 @@ def drop_stale_marker(ctx, image_id, marker, min_age, key=None, now=None,
             return drop_tag_marker(ctx, key, image_id, None)
     with ctx.locks.image(image_id):
         if kind == 'pending':
-            if records.exists(store, layout.intent(value)):
+            if not pending_stale(store, image_id, marker, min_age, now):
                 return False
         elif kind == 'hold':
             if in_flight(store, image_id, marker, HOLD_AGE, now):
@@ -1185,22 +1199,70 @@ def touched_images(doc):
     return ([image] if image else []) + list(doc.get('touched') or [])
 
 
-def add_pending(ctx, intent_id, key, image_id):
-    """Keep ``image_id`` alive while a tag write naming it is in flight.
-    False if the image is gone or being deleted (a refusal is better than
-    a wait on a tag write's path).  On local
-    storage the marker is another name of the intent (which also holds
-    the tag and the time)."""
-    content = json.dumps({'tag': str(key), 'at': time.time()})
+def begin_tag_write(ctx, intent_id, key, fields):
+    """Before the registry writes a tag: record the write's intent
+    (:func:`write_intent`, ``fields`` naming the tag and its ``image``) and
+    keep the image alive while the write is in flight (a pending marker,
+    the handshake of :func:`add_reference`).  Returns the intent's
+    document, or None - nothing left written - if the image is gone or
+    being deleted (a refusal is better than a wait on a tag write's path).
+
+    The intent and the marker do not depend on each other, so they go
+    together: on object storage the response waits for one round trip for
+    both, and one more for the image's check (bench part 7).  A marker may
+    so be seen a moment before its intent; one without an intent is stale
+    only once it is older than work in flight (:func:`pending_stale`).  On
+    local storage the marker is another name of the intent, made after it.
+    If either write fails, what the other wrote is taken back (what cannot
+    be is left to recovery and gc) and the error raised."""
+    store = ctx.store
+    image_id = fields['image']
     marker = layout.pending_marker(intent_id)
-    ok = add_reference(ctx, image_id, marker, content,
-                       same_as=layout.intent(intent_id))
-    if ok:
-        # both names durable before the registry writes the tag file
-        records.sync_names(ctx.store, layout.intent(intent_id),
-                           layout.marker_path(image_id, marker))
-        crash.point('after_pending')
-    return ok
+    content = json.dumps({'tag': str(key), 'at': time.time(),
+                          'owner': owner.me()})
+    doc, put = records.together(
+        store, lambda: write_intent(store, intent_id, **fields),
+        lambda: _put_marker(store, image_id, marker, content,
+                            same_as=layout.intent(intent_id)))
+    failed = [o for o in (doc, put) if isinstance(o, records.Failed)]
+    if failed:
+        if not isinstance(put, records.Failed):
+            _take_back(records.remove_marker, store, image_id, marker)
+        drop_intent(store, intent_id)
+        raise failed[0].error
+    crash.point('add_before_check')
+    if not _accepted(ctx, image_id, marker):
+        drop_intent(store, intent_id)
+        return None
+    # both names durable before the registry writes the tag file
+    records.sync_names(store, layout.intent(intent_id),
+                       layout.marker_path(image_id, marker))
+    crash.point('after_pending')
+    return doc
+
+
+def drop_intent(store, intent_id):
+    """Take back an intent whose request will not go on."""
+    _take_back(records.remove, store, layout.intent(intent_id))
+    owner.end(intent_id)
+
+
+def _take_back(remove, store, *args):
+    try:
+        remove(store, *args)
+    except Exception:
+        logger.exception('refcount: could not take back %s; left to '
+                         'recovery and gc', '/'.join(args))
+
+
+def pending_stale(store, image_id, marker, min_age, now):
+    """Is a pending marker stale: its intent gone, and the marker not
+    written by a request that may still be writing the intent
+    (:func:`in_flight`: its owner gone, or older than ``min_age``)?"""
+    kind, intent_id = layout.check_marker(marker)
+    if records.exists(store, layout.intent(intent_id)):
+        return False
+    return not in_flight(store, image_id, marker, min_age, now)
 
 
 def release_pending(ctx, intent_id, image_id, tag):

@@ -320,6 +320,24 @@ def names_starting(store, folder, prefix):
     return backends.backend(store).names_starting(folder, prefix)
 
 
+#: The outcome of a call of :func:`together` that raised.
+Failed = backends.Failed
+
+
+def names_then(store, folder, prefix, name):
+    """``(names under folder starting with prefix, is name there)``, the
+    first read no later than the second (:meth:`.backends.Backend.
+    names_then`)."""
+    return backends.backend(store).names_then(folder, prefix, name)
+
+
+def together(store, *calls):
+    """The outcomes of independent ``calls``, at once where the storage
+    is far away: each a value or :class:`.backends.Failed`
+    (:meth:`.backends.Backend.together`)."""
+    return backends.backend(store).together(*calls)
+
+
 def remove_empty_folders(store, *folders):
     """Remove each of ``folders`` that is empty, in turn (an image's,
     once deleted: only then, as a new push of the id may have begun)."""

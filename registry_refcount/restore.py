@@ -91,10 +91,9 @@ def put_back(ctx, key, image, ancestry):
     tag write protocol.  :class:`Refused` if the image went meanwhile."""
     store = ctx.store
     intent_id = protocols.new_intent_id()
-    stored = protocols.write_intent(store, intent_id, tag=str(key),
-                                    image=image)
-    if not protocols.add_pending(ctx, intent_id, key, image):
-        records.remove(store, layout.intent(intent_id))
+    stored = protocols.begin_tag_write(ctx, intent_id, key, dict(
+        tag=str(key), image=image))
+    if stored is None:
         raise Refused('%s: image %s was purged meanwhile'
                       % (key.display, image))
     crash.point('restore_after_pending')

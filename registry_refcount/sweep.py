@@ -425,10 +425,11 @@ def _judge(store, info, doomed, now, in_flight_age):
             key = protocols.marker_tag(store, info['id'], marker)
             (stale if key is not None else live).append((marker, key))
         elif kind == 'pending':
-            if store.exists(layout.intent(value)):
-                live.append(marker)
-            else:
+            if protocols.pending_stale(store, info['id'], marker,
+                                       in_flight_age, now):
                 stale.append((marker, None))
+            else:
+                live.append(marker)
         elif kind == 'hold':
             if protocols.in_flight(store, info['id'], marker,
                                    protocols.HOLD_AGE, now):

@@ -304,7 +304,10 @@ def on_request_started(sender, **kwargs):
         intent['image'] = image
     intent_id = protocols.new_intent_id()
     try:
-        stored = protocols.write_intent(ctx.store, intent_id, **intent)
+        if endpoint == 'put_tag':
+            stored = protocols.begin_tag_write(ctx, intent_id, key, intent)
+        else:
+            stored = protocols.write_intent(ctx.store, intent_id, **intent)
     except Exception as e:
         if gap.no_space(e):
             return _untracked('tag request %s' % intent, e)
@@ -312,29 +315,12 @@ def on_request_started(sender, **kwargs):
         if endpoint == 'put_tag':
             _abort('Registry storage is not available, retry later', 503)
         return
+    if stored is None:
+        _abort('Image not found', 404)
     flask.g.refcount = dict(intent, id=intent_id, stored=stored, names=(
         names['namespace'], names['repository'], names.get('tag')))
-    if endpoint != 'put_tag':
-        return
-    try:
-        ok = protocols.add_pending(ctx, intent_id, key, intent['image'])
-    except locks.LockTimeout as e:
-        logger.error('refcount: %s; refusing tag write %s', e, key.display)
-        tally.add('lock_timeouts')
-        _abort('Registry busy, retry the tag write', 503)
-    except Exception as e:
-        if gap.no_space(e):
-            _drop_intent(ctx, intent_id)
-            flask.g.refcount = None
-            return _untracked('tag write %s' % key.display, e)
-        logger.exception('refcount: could not protect image %s for tag %s',
-                         intent['image'], key.display)
-        _abort('Registry storage is not available, retry later', 503)
-    if not ok:
-        _drop_intent(ctx, intent_id)
-        flask.g.refcount = None
-        _abort('Image not found', 404)
-    records.before_registry_write(layout.tag_file(key))
+    if endpoint == 'put_tag':
+        records.before_registry_write(layout.tag_file(key))
 
 
 def _tag_body(request):
@@ -351,14 +337,6 @@ def _tag_body(request):
                        'tracked', value[:80])
         return None
     return layout.text(value)
-
-
-def _drop_intent(ctx, intent_id):
-    try:
-        records.remove(ctx.store, layout.intent(intent_id))
-    except Exception:
-        logger.exception('refcount: could not remove intent %s', intent_id)
-    owner.end(intent_id)
 
 
 def _run(what, fn, *args):

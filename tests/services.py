@@ -327,6 +327,122 @@ class TcpProxy(object):
             pass
 
 
+class Delaying(TcpProxy):
+    """A :class:`TcpProxy` that adds ``delay`` seconds to each request on
+    its way to the server (each chunk is sent on ``delay`` after it came:
+    a fixed one-way latency, so each round trip takes ``delay`` longer -
+    what object storage far away costs), and logs every request: its
+    first line, when it came and when its answer's last byte went back
+    (``requests``, a list of ``(start, end, line)``).  A request is what
+    a client sends on a connection after the server last answered on it.
+    """
+
+    def __init__(self, target_port, delay):
+        import threading
+        self.delay = delay
+        self.requests = []
+        self.log_lock = threading.Lock()
+        TcpProxy.__init__(self, target_port)
+
+    def _pipe(self, src, dst, watch=None):
+        if watch is None:
+            return TcpProxy._pipe(self, src, dst)
+        # client to server: read here, sent on by a thread of its own at
+        # the time each chunk is due, so that reading never waits on the
+        # delay (the latency is fixed, not added up chunk by chunk)
+        import threading
+        try:
+            import queue
+        except ImportError:                      # Python 2
+            import Queue as queue
+        due = queue.Queue()
+
+        class Chunks(object):
+            def recv(self, size):
+                when, data = due.get()
+                pause = when - time.time()
+                if pause > 0:
+                    time.sleep(pause)
+                return data
+
+            def __getattr__(self, name):
+                return getattr(src, name)
+
+        def reader():
+            try:
+                while True:
+                    data = src.recv(65536)
+                    watch(data)
+                    due.put((time.time() + self.delay, data))
+                    if not data:
+                        break
+            except socket.error:
+                due.put((0, b''))
+        t = threading.Thread(target=reader)
+        t.daemon = True
+        t.start()
+        TcpProxy._pipe(self, Chunks(), dst)
+
+    def _watcher(self, up):
+        # called for each new connection, client to server first
+        if up:
+            self._state = self._connection_state()
+        return self._state.up if up else self._state.down
+
+    def _connection_state(self):
+        proxy = self
+
+        class State(object):
+            current = None          # [start, end, line] of the request
+
+            def up(self, data):
+                if not data:
+                    return
+                if self.current is None or self.current[1] is not None:
+                    line = data.split(b'\r\n', 1)[0].decode('latin-1')
+                    self.current = [time.time(), None, line]
+                    with proxy.log_lock:
+                        proxy.requests.append(self.current)
+
+            def down(self, data):
+                if self.current is not None:
+                    self.current[1] = time.time()
+        return State()
+
+    def quiet(self, seconds, timeout=60):
+        """Wait until no request has come or been answered for
+        ``seconds`` (the work after a response is over)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            with self.log_lock:
+                last = max([r[1] or time.time() for r in self.requests[-50:]]
+                           + [r[0] for r in self.requests[-50:]] + [0])
+            if time.time() - last >= seconds:
+                return
+            time.sleep(seconds / 4.0)
+        raise AssertionError('the relay never went quiet')
+
+    def between(self, start, end):
+        """The requests that began and were answered in ``[start, end]``:
+        ``[(start, end, line)]`` in the order they began."""
+        with self.log_lock:
+            return [tuple(r) for r in self.requests
+                    if r[1] is not None and start <= r[0] and r[1] <= end]
+
+
+def sequential(requests):
+    """The longest chain of ``requests`` (``(start, end, ...)``) each of
+    which began after the one before was answered: how many round trips
+    one after the other they cost, however many went in parallel.
+    (Earliest end first is the longest such chain.)"""
+    chain, free = 0, float('-inf')
+    for start, end in sorted(((r[0], r[1]) for r in requests),
+                             key=lambda r: r[1]):
+        if start >= free:
+            chain, free = chain + 1, end
+    return chain
+
+
 class FailingPuts(TcpProxy):
     """A :class:`TcpProxy` that fails chosen PUTs: :meth:`fail` names a
     pattern of the request line and how many such PUTs to fail; each is

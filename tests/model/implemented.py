@@ -4,6 +4,10 @@ The same storage model and step conventions as :mod:`.protocol` (one
 ``yield step(...)`` = one atomic storage operation; locks ignored; crashes
 anywhere), but each generator follows the code, function by function:
 
+    begin_tag_write          p1 write intent and a1 pending marker (its
+                             writer's name), in either order (variant
+                             ``intent_first``); a2 image_state; refused:
+                             marker off, intent off (p2)
     add_reference            a1 write marker; a2 image_state (tombstones,
                              then json); refused: the marker is removed,
                              except a tag marker tag:T (one shared file per
@@ -53,7 +57,9 @@ anywhere), but each generator follows the code, function by function:
                              then finish_intent; ancestries read); the
                              unreachable images' markers read; deepest first:
                              judge, drop_stale_marker (a dead hold:
-                             retire_hold, as in h4), collect
+                             retire_hold, as in h4; a pending marker:
+                             pending_stale, its intent gone and its
+                             writer over), collect
 
 Simplifications (each a merge of reads, never of a write with anything):
 the journal entry and the tombstone are one record (the journal is only
@@ -323,9 +329,16 @@ class Implemented(Protocols):
 
     # -- clients ---------------------------------------------------------------
     def put_tag(self, me, X, T, I):
-        yield step('p1', 'write_intent', X, T, I, me)
-        r = yield Call(self.add_ref(I, pendm(X)))
-        if r == REFUSED:
+        # begin_tag_write: the intent and the pending marker (naming its
+        # writer) go at once - in either order - then the image's check
+        if self.v.intent_first:
+            yield step('p1', 'write_intent', X, T, I, me)
+        yield step('a1', 'add_marker', I, pendm(X), me)
+        if not self.v.intent_first:
+            yield step('p1', 'write_intent', X, T, I, me)
+        state = yield Call(self.image_state(I, 'a2'))
+        if state != 'live':
+            yield step('a2', 'remove_marker', I, pendm(X))
             yield step('p2', 'remove_intent', X)
             yield Return('404')
         has = yield step('p3', 'read_json', I)
@@ -443,7 +456,7 @@ class Implemented(Protocols):
                 if kind == 'tag':
                     stale.append(m)
                 elif kind == 'pending':
-                    exists = yield step('g4', 'read_intent', name)
+                    exists = yield Call(self.pending_live(I, m, 'g4'))
                     if exists:
                         live = True
                     else:
@@ -478,13 +491,20 @@ class Implemented(Protocols):
                 doomed.discard(I)
         yield Return(OK)
 
+    def pending_live(self, I, m, label):
+        if self.v.wrong_pending_unguarded:
+            exists = yield step(label, 'read_intent', m[len('pending:'):])
+        else:
+            exists = yield step(label, 'pending_live', I, m)
+        yield Return(exists)
+
     def drop_stale_marker(self, I, m, me):
         kind, _, name = m.partition(':')
         if kind == 'tag':
             r = yield Call(self.drop_tag_marker(name, I, me, None))
             yield Return(r)
         if kind == 'pending':
-            exists = yield step('g6', 'read_intent', name)
+            exists = yield Call(self.pending_live(I, m, 'g6'))
             if exists:
                 yield Return(False)
         elif kind == 'hold':

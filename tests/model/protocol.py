@@ -56,7 +56,8 @@ class Variant(object):
                  fix_keep_refused_tag_marker=False, repeats=2,
                  implemented=False, keep_refused_tag_marker=True,
                  retries=2, rounds=3, wrong_no_hold=False,
-                 wrong_unretired_hold=False, wrong_no_notes=False):
+                 wrong_unretired_hold=False, wrong_no_notes=False,
+                 intent_first=False, wrong_pending_unguarded=False):
         self.name = name
         self.wrong_check_first = wrong_check_first
         self.wrong_no_truth_check = wrong_no_truth_check
@@ -73,6 +74,12 @@ class Variant(object):
         self.retries = retries          # RETRIES (5 in the code)
         self.rounds = rounds            # ROUNDS (3 in the code)
         self.wrong_no_hold = wrong_no_hold
+        # begin_tag_write: the intent and the pending marker go at once, in
+        # either order (False: the marker lands first); gc's judgement of a
+        # pending marker without its intent: stale only once its writer is
+        # over (in flight: no clocks), or at once (wrong on purpose)
+        self.intent_first = intent_first
+        self.wrong_pending_unguarded = wrong_pending_unguarded
         self.wrong_unretired_hold = wrong_unretired_hold
         # the intent's notes of touched images (recovery's R1) left out
         self.wrong_no_notes = wrong_no_notes
@@ -373,7 +380,8 @@ class Storage(object):
     STATUS_DEPENDENT = frozenset(['list_dead_intents', 'list_dead_tombstones',
                                   'list_dead_intents_touched',
                                   'push_live', 'child_abandoned',
-                                  'list_dead_holds', 'hold_live'])
+                                  'list_dead_holds', 'hold_live',
+                                  'pending_live'])
 
     def __init__(self, protocols, owners_of_images):
         self.p = protocols
@@ -446,6 +454,13 @@ class Storage(object):
     def op_hold_live(self, d, dead, live, I, m):
         # in_flight of a hold: its owner has not crashed (no clocks)
         return not dead(m[5:])
+
+    def op_pending_live(self, d, dead, live, I, m):
+        # pending_stale, negated: its intent is there, or its writer (the
+        # marker's content) has not crashed (no clocks: in flight)
+        writer = d.get(('marker', I, m))
+        return ('intent', m[len('pending:'):]) in d or (
+            writer not in (None, True) and not dead(writer))
 
     def op_list_folder(self, d, dead, live, I):
         return any(k[0] in ('json', 'files', 'marker', 'tomb') and k[1] == I

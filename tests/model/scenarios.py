@@ -229,6 +229,16 @@ class World(object):
         if not after_gc:
             have = set((I, m) for I, m in have if not (
                 m.startswith('child:') and ('json', m[6:]) not in d))
+        if self.v.implemented and not self.v.intent_first:
+            # a tag write that died with its pending marker landed and its
+            # intent not: no record names the marker, so recovery cannot
+            # find it; verify --repair drops it once older than the intent
+            # timeout, gc once its image is unreachable (by design: the
+            # price of writing both at once; tests/storage/test_sweep.py,
+            # test_invariants.py)
+            have = set((I, m) for I, m in have if not (
+                m.startswith('pending:') and
+                ('intent', m[len('pending:'):]) not in d))
         if have - want:
             problems.append('extra markers %s' % sorted(have - want))
         if want - have:

@@ -1062,8 +1062,8 @@ def test_unreadable_marker_contents_still_count(ctx, store, content):
     world.put_tag(ctx, key, app)
     (orphan,) = built(ctx, ['orphan'])
     intent_id = protocols.new_intent_id()
-    protocols.write_intent(store, intent_id, tag=str(key), image=orphan)
-    assert protocols.add_pending(ctx, intent_id, key, orphan)
+    assert protocols.begin_tag_write(ctx, intent_id, key, dict(
+        tag=str(key), image=orphan))
     for image, marker in ((app, key.marker),
                           (base, layout.child_marker(app)),
                           (orphan, layout.pending_marker(intent_id))):

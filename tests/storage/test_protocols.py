@@ -352,8 +352,8 @@ def test_pending_marker_protects_the_tag_write_window(ctx, store):
     # request_started of `PUT ns/b:new` -> ids[-1]
     intent_id = protocols.new_intent_id()
     doc = {'tag': str(new), 'image': ids[-1]}
-    doc = protocols.write_intent(store, intent_id, **doc)
-    assert protocols.add_pending(ctx, intent_id, new, ids[-1])
+    doc = protocols.begin_tag_write(ctx, intent_id, new, doc)
+    assert doc
     assert store.exists(layout.image_file(ids[-1], 'json'))   # its check
     delete_tag(ctx, old)                       # another worker, meanwhile
     assert present(store) == set(ids)          # kept by the pending marker
@@ -437,8 +437,8 @@ def test_crash_before_ledger_then_the_tag_is_written_again(ctx, store,
     put_tag(ctx, key, x[0])
     intent_id = protocols.new_intent_id()                # begin: PUT tag
     doc = {'tag': str(key), 'image': x[0]}
-    doc = protocols.write_intent(store, intent_id, **doc)
-    assert protocols.add_pending(ctx, intent_id, key, x[0])
+    doc = protocols.begin_tag_write(ctx, intent_id, key, doc)
+    assert doc
     die_at(monkeypatch, 'before_ledger')
     with pytest.raises(Died):
         delete_repository(ctx, 'lib', 'web')
@@ -536,8 +536,8 @@ def test_a_stray_tag_marker_of_a_write_that_lost_its_lock(ctx, store):
     key = T('ns', 'a', 'v')
     intent_id = protocols.new_intent_id()
     doc = {'tag': str(key), 'image': y[0]}
-    doc = protocols.write_intent(store, intent_id, **doc)
-    assert protocols.add_pending(ctx, intent_id, key, y[0])
+    doc = protocols.begin_tag_write(ctx, intent_id, key, doc)
+    assert doc
     store.put_content(layout.tag_file(key), y[0].encode())
     put_tag(ctx, key, z[0])                 # the new holder: T -> Z
     records.write_marker(store, y[0], key.marker, str(key))   # the stray

@@ -8,6 +8,7 @@ import time
 
 from registry_refcount import invariants
 from registry_refcount import layout
+from registry_refcount import owner
 from registry_refcount import protocols
 from registry_refcount import records
 from registry_refcount import sweep
@@ -58,14 +59,35 @@ def test_gc_keeps_pending_and_fresh_children(ctx, store):
     push(ctx, image_id('q'))
     iid = protocols.new_intent_id()
     key = T('ns', 'q', 'v')
-    protocols.write_intent(store, iid, tag=str(key), image=image_id('q'))
-    protocols.add_pending(ctx, iid, key, image_id('q'))
+    protocols.begin_tag_write(ctx, iid, key, dict(tag=str(key),
+                                                  image=image_id('q')))
     sweep.sweep(ctx, grace_period=0)
     assert image_id('q') in present(store)
-    # once the intent is gone the pending marker is stale
+    # once the intent is gone the pending marker is stale (no time in
+    # flight is allowed here)
     records.remove(store, layout.intent(iid))
     sweep.sweep(ctx, grace_period=0)
     assert image_id('q') not in present(store)
+
+
+def test_gc_keeps_a_pending_marker_whose_intent_has_not_come(ctx, store):
+    """On object storage a tag write's intent and pending marker go at
+    once: the marker may be seen first.  Without its intent it is stale
+    only once older than work in flight (or its owner is gone)."""
+    push(ctx, image_id('early'))
+    marker = layout.pending_marker(protocols.new_intent_id())
+    content = json.dumps({'tag': 'ns/e:v', 'at': time.time(),
+                          'owner': dict(owner.me(), host='elsewhere')})
+    records.write_marker(store, image_id('early'), marker, content)
+    written_ago(store, image_id('early'), 3 * 86400)
+    path = os.path.join(records.local_root(store),
+                        layout.marker_path(image_id('early'), marker))
+    rep = sweep.sweep(ctx, grace_period=0, in_flight_age=600)
+    assert image_id('early') in present(store), rep
+    when = time.time() - 700
+    os.utime(path, (when, when))
+    rep = sweep.sweep(ctx, grace_period=0, in_flight_age=600)
+    assert image_id('early') not in present(store), rep
 
 
 def test_gc_old_dangling_child_and_stale_tag_marker(ctx, store):
@@ -161,9 +183,10 @@ def test_an_image_is_as_old_as_its_newest_file(ctx, store):
     # a marker written just now, of a tag write that is over (stale)
     iid = protocols.new_intent_id()
     key = T('ns', 'm', 'v')
-    protocols.write_intent(store, iid, tag=str(key), image=image_id('marked'))
-    protocols.add_pending(ctx, iid, key, image_id('marked'))
+    protocols.begin_tag_write(ctx, iid, key, dict(tag=str(key),
+                                                  image=image_id('marked')))
     records.remove(store, layout.intent(iid))
+    owner.end(iid)                          # its request is over
     rep = sweep.sweep(ctx, grace_period=86400)
     assert sorted(d['image'] for d in rep['deleted']) == sorted(
         [image_id('old'), image_id('marked')])
@@ -188,3 +211,27 @@ def test_gc_counts_only_what_it_deleted(ctx, store, monkeypatch):
     rep = sweep.sweep(ctx, grace_period=0)
     assert [d['image'] for d in rep['deleted']] == [image_id('b')]
     assert rep['gone_meanwhile'] == 1 and present(store) == set()
+
+
+def test_repair_drops_a_pending_marker_without_intent_once_old(ctx, store):
+    """A tag write that died with its pending marker landed and its
+    intent not (object storage writes both at once): on a tagged image gc
+    never judges it; verify reports it, and --repair drops it once it is
+    older than the intent timeout, not before."""
+    push(ctx, image_id('kept'))
+    put_tag(ctx, T('ns', 'k', 'v'), image_id('kept'))
+    marker = layout.pending_marker(protocols.new_intent_id())
+    content = json.dumps({'tag': 'ns/k:w', 'at': time.time(),
+                          'owner': dict(owner.me(), host='elsewhere')})
+    records.write_marker(store, image_id('kept'), marker, content)
+    path = layout.marker_path(image_id('kept'), marker)
+    rep = invariants.check(store, jobs=1)
+    assert [d['marker'] for d in rep.r1] == [marker]
+    assert invariants.repair(ctx, rep, min_age=600) == 0
+    assert store.exists(path)
+    when = time.time() - 700
+    os.utime(os.path.join(records.local_root(store), path), (when, when))
+    assert invariants.repair(ctx, invariants.check(store, jobs=1),
+                             min_age=600) == 1
+    assert not store.exists(path)
+    assert invariants.check(store, jobs=1).r1 == []

@@ -81,9 +81,8 @@ def begin_tag(ctx, key, image):
     """``request_started`` of a tag PUT: the intent, the pending marker."""
     intent_id = protocols.new_intent_id()
     doc = {'tag': str(key), 'image': image}
-    doc = protocols.write_intent(ctx.store, intent_id, **doc)
-    if not protocols.add_pending(ctx, intent_id, key, image):
-        records.remove(ctx.store, layout.intent(intent_id))
+    doc = protocols.begin_tag_write(ctx, intent_id, key, doc)
+    if doc is None:
         raise Refused('Image not found')
     return intent_id, doc
 
