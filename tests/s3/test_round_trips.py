@@ -8,12 +8,13 @@ other, with the extension and without it (issue 25)."""
 
 from __future__ import absolute_import
 
+import json
 import time
 
 import pytest
 
 from ..registry.conftest import refcount_settings
-from ..registry.harness import Client
+from ..registry.harness import Client, image_id
 from ..services import Delaying, sequential
 
 #: The relay's latency: long beside what moto and the registry take on
@@ -28,39 +29,72 @@ def relay(moto):
     proxy.close()
 
 
-def chain_of_tag_write(client, relay, repo, tag, image):
-    """The round trips a tag write's response waited for, and the lines of
+def waited(relay, request):
+    """The round trips a request's response waited for, and the lines of
     the requests it made (after the work that follows the requests before
     it is over: it would run beside this one)."""
     relay.quiet(0.5)
     start = time.time()
-    r = client.put_tag(repo, tag, image)
+    r = request()
     end = time.time()
     assert r.status_code == 200, r.text
     requests = relay.between(start, end)
     return sequential(requests), [line for _, _, line in requests]
 
 
-def test_tag_write_waits_for_two_round_trips_of_the_extension(
-        make_registry, moto, bucket, relay, redis_server, tmpdir):
-    """A tag write's intent and pending marker go together, and the image
-    is checked in one listing: two round trips before the registry's own
-    part of the request, whatever the storage's latency."""
+@pytest.fixture
+def pair(make_registry, moto, bucket, relay, redis_server, tmpdir):
+    """The registry alone and with the extension, on one bucket behind
+    the relay: ``{'plain': client, 'ours': client}``."""
     env = dict(moto.env(bucket), AWS_PORT=str(relay.port))
     plain = make_registry(refcount=None, env=dict(
         env, STORAGE_PATH='/plain')).start()
     ours = make_registry(env=env, refcount=refcount_settings(
         tmpdir, lock_backend='redis', redis=redis_server.settings(),
         recovery_interval=3600)).start()
-    chains = {}
-    for name, reg in (('plain', plain), ('ours', ours)):
-        client = Client(reg.url)
-        image = client.push('ns/app', 'v1', ['rt-%s' % name])[-1]
-        chains[name] = [chain_of_tag_write(client, relay, 'ns/app',
-                                           'v%d' % i, image)
-                        for i in range(2, 5)]
-    plain_trips = min(trips for trips, _ in chains['plain'])
-    for trips, lines in chains["ours"]:
-        assert trips - plain_trips <= 2, (trips, plain_trips, lines)
-    # and the count means something: the registry's own are there
-    assert plain_trips >= 3, chains['plain']
+    return {'plain': Client(plain.url), 'ours': Client(ours.url)}
+
+
+def extension_trips(pair, relay, request):
+    """The round trips the extension adds to ``request(client, name)``:
+    the fewest of three with it, less the fewest of three without."""
+    trips = {}
+    for name in ('plain', 'ours'):
+        got = [waited(relay, lambda: request(pair[name], '%s%d' % (name, i)))
+               for i in range(3)]
+        trips[name] = min(got)
+    assert trips['plain'][0] >= 2, trips     # the registry's own are seen
+    return trips['ours'][0] - trips['plain'][0], trips
+
+
+def test_tag_write_waits_for_two_round_trips_of_the_extension(pair, relay):
+    """A tag write's intent and pending marker go together, and the image
+    is checked in one listing: two round trips before the registry's own
+    part of the request, whatever the storage's latency."""
+    image = {}
+    for name, client in pair.items():
+        image[name] = client.push('ns/app', 'v1', ['rt-%s' % name])[-1]
+    added, trips = extension_trips(pair, relay, lambda client, tag: (
+        client.put_tag('ns/app', tag, image[
+            'plain' if tag.startswith('plain') else 'ours'])))
+    assert added <= 2, trips
+
+
+def test_child_json_waits_for_three_round_trips_of_the_extension(
+        pair, relay):
+    """A child's json PUT: the image's tombstones, the parent's ancestry
+    and the image's stored json read at once, then the parent's marker
+    and its check: three round trips (each read one request)."""
+    base = {}
+    for name, client in pair.items():
+        base[name] = client.push('ns/base', 'v1', ['rtb-%s' % name])[-1]
+
+    def json_put(client, name):
+        image = image_id('rt-child-' + name)
+        doc = {'id': image, 'parent': base[name.rstrip('0123456789')],
+               'created': '2014-10-01T00:00:00Z'}
+        return client._req('PUT', '/v1/images/%s/json' % image,
+                           data=json.dumps(doc),
+                           headers={'Content-Type': 'application/json'})
+    added, trips = extension_trips(pair, relay, json_put)
+    assert added <= 3, trips
