@@ -552,7 +552,13 @@ def _tear_down(ctx, image_id, parent, reason):
                         json.dumps(doc).encode('utf-8'))
         crash.point('after_tombstone')
         crash.point('teardown_before_check')
-        if needed(store, image_id) or _claimed(ctx, image_id):
+        # the two checks and the layer's size (for the audit) at once: one
+        # round trip on object storage, not three
+        referenced, claimed, size = records.values(records.together(
+            store, lambda: needed(store, image_id),
+            lambda: _claimed(ctx, image_id),
+            lambda: layer_size(store, image_id)))
+        if referenced or claimed:
             # a marker written meanwhile, or a write the extension did
             # not see (:mod:`.gap`) names the image
             _finalize(ctx, image_id, token)
@@ -566,7 +572,6 @@ def _tear_down(ctx, image_id, parent, reason):
         # deletion, and one stopped on a lost lock left its image, whose
         # last marker had gone, to gc)
         crash.point('teardown_before_json')
-        size = layer_size(store, image_id)
         _remove_files(store, image_id)
     except BaseException:
         owner.end(token)
@@ -586,12 +591,14 @@ def _remove_files(store, image_id):
     paths = [layout.image_file(image_id, name) for name in
              records.listing(store, layout.image_dir(image_id))
              if name != 'json' and layout.tombstone_token(name) is None]
-    for path in paths:
-        _remove(store, path)
-    # its trash record, if any, goes with it: never one on the same id
-    # pushed again
-    trash.forget(store, image_id)
-    records.remove_scratch(store, layout.references_dir(image_id))
+    # the other files at once (one round trip on object storage), and its
+    # trash record, if any, with them: never one on the same id pushed
+    # again
+    records.values(records.together(store, *[
+        lambda path=path: _remove(store, path) for path in paths] + [
+        lambda: trash.forget(store, image_id),
+        lambda: records.remove_scratch(store,
+                                       layout.references_dir(image_id))]))
     records.removed(store, [json_path] + paths)
     records.sync_names(store, json_path)
 

@@ -338,6 +338,15 @@ def together(store, *calls):
     return backends.backend(store).together(*calls)
 
 
+def values(outcomes):
+    """The values of :func:`together`'s ``outcomes``; the first call that
+    raised, raised again (once every call is over)."""
+    for outcome in outcomes:
+        if isinstance(outcome, Failed):
+            raise outcome.error
+    return outcomes
+
+
 def remove_empty_folders(store, *folders):
     """Remove each of ``folders`` that is empty, in turn (an image's,
     once deleted: only then, as a new push of the id may have begun)."""

@@ -460,11 +460,10 @@ def _register_image(image_json):
     try:
         # three reads that do not depend on one another, at once (one
         # round trip on object storage, not three: bench part 7)
-        deleting, descends, old = [_raised(outcome) for outcome in (
-            records.together(
-                store, lambda: protocols.tombstones(store, image_id),
-                lambda: parent and _descends_from(store, parent, image_id),
-                lambda: parent and _stored_parent(store, image_id)))]
+        deleting, descends, old = records.values(records.together(
+            store, lambda: protocols.tombstones(store, image_id),
+            lambda: parent and _descends_from(store, parent, image_id),
+            lambda: parent and _stored_parent(store, image_id)))
         if deleting:
             return ('Image %s is being deleted; retry the push shortly'
                     % image_id)
@@ -515,14 +514,6 @@ def _stored_parent(store, image_id):
     except protocols.BadInput:
         return None
     return None if old is protocols.NOT_STORED else old
-
-
-def _raised(outcome):
-    """An outcome of :func:`.records.together`: its value, or what it
-    raised, raised again."""
-    if isinstance(outcome, records.Failed):
-        raise outcome.error
-    return outcome
 
 
 def _drop_old_registration(ctx, image_id, old_parent):

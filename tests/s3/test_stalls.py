@@ -185,7 +185,7 @@ def outstanding(store, but=()):
     return found
 
 
-def problems_now(reg, client):
+def problems_now(reg, client, half_pushes=()):
     """S1, R1 and L1 on the bucket as it is, as a list of problems.  (A
     child marker whose child's json never came is R1's one exception by
     design, design.rst: a push a stall made its client give up on; it
@@ -198,8 +198,9 @@ def problems_now(reg, client):
     r1 = [d for d in rep.r1 if not d.get('dangling')]
     if r1:
         problems.append('R1 %s' % r1)
-    if rep.unreachable:                                    # L1
-        problems.append('L1 unreachable %s' % rep.unreachable)
+    unreachable = [i for i in rep.unreachable if i not in half_pushes]
+    if unreachable:                                        # L1
+        problems.append('L1 unreachable %s' % unreachable)
     if rep.intents or rep.journal or rep.unreadable:
         problems.append('left %s' % rep.as_dict())
     for key in rep.tags:
@@ -230,7 +231,16 @@ def recover_then_gc(a, redis_server, client):
     after_recovery = problems_now(a, client)
     done = sweep.sweep(context(redis_server, a), 0, jobs=4)
     assert done['errors'] == [], done
-    return after_recovery, problems_now(a, client)
+    # design.rst, *Half pushes*, a known L1 gap of the registry's own: a
+    # worker that gunicorn recycled (or that died) between its write of an
+    # image's json and of its ancestry leaves a push that never finished,
+    # which gc keeps as damaged (nothing is deleted on a damaged record)
+    halves = [d['image'] for d in done['damaged']
+              if layout.IN_PROGRESS in d['problem']]
+    if halves:
+        print('half pushes kept by gc (a worker recycled mid-push): %s'
+              % halves)
+    return after_recovery, problems_now(a, client, halves)
 
 
 def describe(a, history):
