@@ -1,7 +1,8 @@
 """The one driver of the benchmarks (``make bench``): each part in a fresh
 process, then the report.
 
-    python -m bench [--parts cost,online,counted,gc,undo,peers] [--no-report]
+    python -m bench [--parts cost,online,counted,gc,undo,peers,s3]
+                    [--no-report]
 
 QUICK=1 in the environment: fewer sizes, repetitions and rounds (each part
 reads it), and no counted part.  Every part's results are removed first,
@@ -21,19 +22,20 @@ from . import report
 
 PARTS = (('cost', 'storage_cost'), ('online', 'online'),
          ('counted', 'instructions'), ('gc', 'gc_bench'),
-         ('undo', 'undo_cost'), ('peers', 'peers'))
+         ('undo', 'undo_cost'), ('peers', 'peers'),
+         ('s3', 'object_storage'))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--parts', default='cost,online,gc,undo,peers' if
+    parser.add_argument('--parts', default='cost,online,gc,undo,peers,s3' if
                         common.quick() else 'cost,online,counted,gc,undo,'
-                        'peers')
+                        'peers,s3')
     parser.add_argument('--no-report', action='store_true')
     args = parser.parse_args(argv)
     os.environ['BENCH_COMMIT'] = common.commit()
     for name in ('storage_cost', 'online', 'instructions', 'gc', 'undo_cost',
-                 'peers', 'run'):
+                 'peers', 'object_storage', 'run'):
         if os.path.exists(os.path.join(common.RESULTS, name + '.json')):
             os.remove(os.path.join(common.RESULTS, name + '.json'))
     started, status = time.time(), 0

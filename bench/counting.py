@@ -58,6 +58,9 @@ class CountingStore(object):
             return _CountingBucket(value, self)
         return value
 
+    def makeKey(self, path):
+        return _CountingKey(self._store.makeKey(path), self)
+
     def get_content(self, path):
         data = b''
         try:
@@ -94,6 +97,26 @@ class CountingStore(object):
         return self._store.remove(path)
 
 
+class _CountingKey(object):
+    """A boto key, counting its read (the extension's one-GET read of a
+    record on S3)."""
+
+    def __init__(self, key, counter):
+        self._key, self._counter = key, counter
+
+    def __getattr__(self, name):
+        return getattr(self._key, name)
+
+    def get_contents_as_string(self, *args, **kwargs):
+        try:
+            data = self._key.get_contents_as_string(*args, **kwargs)
+        except Exception:
+            self._counter.count('get')
+            raise
+        self._counter.count('get', len(data))
+        return data
+
+
 class _CountingBucket(object):
     """A boto bucket, counting the calls the extension makes on it past
     the driver (a one-key listing, a HEAD, a DELETE)."""
@@ -111,7 +134,7 @@ class _CountingBucket(object):
 
         def counted(*args, **kwargs):
             result = value(*args, **kwargs)
-            if self.OPS[name] == 'list':
+            if name == 'list':          # (a ResultSet is a list already)
                 result = list(result)
             self._counter.count(self.OPS[name], sum(
                 len(k.name) for k in result) if isinstance(result, list)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmarks (bench/): cost per operation vs registry size, online
-# overhead in the real registry, gc sweep vs the storage limit, and our gc
-# beside the other v1 cleanup tools.  One driver, `python -m bench`;
+# overhead in the real registry, gc sweep vs the storage limit, our gc
+# beside the other v1 cleanup tools, and the online cost on object storage
+# far away (the S3 driver behind a relay that delays each request).  One driver, `python -m bench`;
 # results in bench/results/*.json and bench/RESULTS.md.
 #   make bench            (< 45 minutes)
 #   QUICK=1 make bench    (< 10 minutes: fewer sizes and repetitions)
