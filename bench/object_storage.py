@@ -210,10 +210,7 @@ def main(argv=None):
                            run['backlog']['second_half_mean'],
                            run['backlog']['drain_seconds']))
             out['delays'][str(delay)] = run
-        errors = [line for line in regs['enabled'].log().splitlines()
-                  if 'ERROR' in line or 'Traceback' in line]
-        out['enabled_log_errors'] = len(errors)
-        out['enabled_log_error_lines'] = errors[:5]
+        out.update(online.log_errors(regs['enabled']))
     finally:
         for reg in regs.values():
             reg.stop()

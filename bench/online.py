@@ -189,6 +189,15 @@ def ratios(summary, stat):
                 if e in on and e in off)
 
 
+def log_errors(reg):
+    """How many ERROR and Traceback lines the registry logged, and the
+    first five."""
+    errors = [line for line in reg.log().splitlines()
+              if 'ERROR' in line or 'Traceback' in line]
+    return {'enabled_log_errors': len(errors),
+            'enabled_log_error_lines': errors[:5]}
+
+
 def main(argv=None):
     from tests.registry.harness import Registry, make_layer
     quick = common.quick()
@@ -229,10 +238,7 @@ def main(argv=None):
             rounds = args.rounds or (1 if quick else 2 if conc == 1 else 3)
             out['runs'][str(conc)] = measure(regs, base, layer, conc,
                                              seconds, rounds)
-        errors = [line for line in regs['enabled'].log().splitlines()
-                  if 'ERROR' in line or 'Traceback' in line]
-        out['enabled_log_errors'] = len(errors)
-        out['enabled_log_error_lines'] = errors[:5]
+        out.update(log_errors(regs['enabled']))
     finally:
         for reg in regs.values():
             reg.stop()
