@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 
 CRASH_ENV = 'REGISTRY_REFCOUNT_CRASH_AT'
 PAUSE_ENV = 'REGISTRY_REFCOUNT_PAUSE_AT'
@@ -66,6 +67,7 @@ _pause = frozenset(p for p in os.environ.get(PAUSE_ENV, '').split(',') if p)
 #: What the points do when reached: crash, unless the name is a pause.
 _armed = frozenset(p for p in os.environ.get(CRASH_ENV, '').split(',')
                    if p) | _pause
+_disarming = threading.Lock()
 
 
 def point(name):
@@ -76,7 +78,13 @@ def point(name):
         return
     log = logging.getLogger(__name__)
     if name in _pause:
-        _armed = _armed - frozenset([name])
+        with _disarming:
+            # once: threads of one process (gc deletes a depth's images in
+            # parallel) may meet the point together, and a second stop
+            # after the test's SIGCONT would never be continued
+            if name not in _armed:
+                return
+            _armed = _armed - frozenset([name])
         log.error('refcount: pause point %s (pid %d)', name, os.getpid())
         sys.stderr.flush()
         os.kill(os.getpid(), signal.SIGSTOP)
