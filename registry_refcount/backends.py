@@ -29,6 +29,7 @@ import errno
 import functools
 import os
 import shutil
+import threading
 import time
 
 from docker_registry.core import exceptions
@@ -527,7 +528,6 @@ class Driver(Backend):
         # bench part 7 counts the round trips a tag write waits for
         if len(calls) < 2:
             return Backend.together(self, *calls)
-        import threading
         outcomes = [None] * len(calls)
 
         def run(i):
@@ -620,6 +620,10 @@ class S3(Driver):
         Driver.__init__(self, store)
         self.bucket = store._boto_bucket
         self.key_name = store._init_path
+        # (imported once here, not per read: under gevent an import
+        # statement takes the patched import lock)
+        from boto.exception import S3ResponseError
+        self.response_error = S3ResponseError
 
     def where(self):
         config = getattr(self.store, '_config', None)
@@ -633,11 +637,10 @@ class S3(Driver):
         # without the registry's cache its get_content retries a missing
         # key 4 times, 0.1 s apart (0.6 s of an image json PUT's first
         # push, bench part 7)
-        from boto.exception import S3ResponseError
         try:
             return self.store.makeKey(
                 self.key_name(path)).get_contents_as_string()
-        except S3ResponseError as e:
+        except self.response_error as e:
             if e.status == 404:
                 return None
             raise
@@ -650,8 +653,8 @@ class S3(Driver):
         # driver asks HEAD first
         self.bucket.delete_key(self.key_name(path))
 
-    def remove_file(self, path):
-        self.bucket.delete_key(self.key_name(path))
+    # a key is only ever a file: a record and a registry file go alike
+    remove_file = remove
 
     def names_starting(self, folder, prefix):
         start = self.key_name(folder) + '/'

@@ -1231,12 +1231,11 @@ def begin_tag_write(ctx, intent_id, key, fields):
         store, lambda: write_intent(store, intent_id, **fields),
         lambda: _put_marker(store, image_id, marker, content,
                             same_as=layout.intent(intent_id)))
-    failed = [o for o in (doc, put) if isinstance(o, records.Failed)]
-    if failed:
+    if isinstance(doc, records.Failed) or isinstance(put, records.Failed):
         if not isinstance(put, records.Failed):
             _take_back(records.remove_marker, store, image_id, marker)
         drop_intent(store, intent_id)
-        raise failed[0].error
+        records.values((doc, put))          # raises the first failure
     crash.point('add_before_check')
     if not _accepted(ctx, image_id, marker):
         drop_intent(store, intent_id)

@@ -234,8 +234,8 @@ class World(object):
             # intent not: no record names the marker, so recovery cannot
             # find it; verify --repair drops it once older than the intent
             # timeout, gc once its image is unreachable (by design: the
-            # price of writing both at once; tests/storage/test_sweep.py,
-            # test_invariants.py)
+            # price of writing both at once; both shown in
+            # tests/storage/test_sweep.py)
             have = set((I, m) for I, m in have if not (
                 m.startswith('pending:') and
                 ('intent', m[len('pending:'):]) not in d))
